@@ -1,0 +1,1 @@
+"""Dialog: the declarative flow engine, its offline NLU, and (later) the LLM agent."""

@@ -1,0 +1,120 @@
+"""The one exception tree of voicerail.
+
+::
+
+    VoicerailError
+    ├── ProtocolError            the peer (Twilio, a caller, a provider stream) sent something invalid
+    ├── ConfigError              a configuration or agent file is invalid; names the file and field
+    ├── ProviderError            a speech/LLM provider failed (provider, status, error_class)
+    │   ├── ProviderTimeout      no answer within the attempt's deadline (transient)
+    │   └── ProviderUnavailable  every provider of a chain failed or is open-circuited
+    ├── DialogError              the dialog engine could not produce a reply
+    └── StoreError               an event, state or booking store failed
+
+Errors carry structured fields; messages are lowercase with the numbers in them.
+Code routes on types and fields, never on messages.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorClass(StrEnum):
+    """How a failure should be handled by routing (see ``routing/``)."""
+
+    TRANSIENT = "transient"  # 429, 5xx, connection reset: retry or fail over
+    TIMEOUT = "timeout"  # deadline passed: fail over
+    PERMANENT = "permanent"  # 400, 401, 403, 404: fail over, do not retry the same provider
+    CANCELLED = "cancelled"  # the caller barged in: not a failure
+
+
+class VoicerailError(Exception):
+    """Base of every error voicerail raises on purpose."""
+
+
+class ProtocolError(VoicerailError):
+    """The remote peer sent a message that violates its protocol.
+
+    Attributes:
+        message: lowercase description with the offending values.
+        event: the wire event name involved, when known.
+    """
+
+    def __init__(self, message: str, *, event: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.event = event
+
+
+class ConfigError(VoicerailError):
+    """A configuration or agent definition is invalid.
+
+    Attributes:
+        source: the file (or ``"<config>"``) the bad value came from.
+        field: dotted path of the bad field, when known.
+    """
+
+    def __init__(self, message: str, *, source: str = "<config>", field: str | None = None):
+        where = f"{source}: {field}: " if field else f"{source}: "
+        super().__init__(where + message)
+        self.source = source
+        self.field = field
+
+
+class ProviderError(VoicerailError):
+    """A provider failed.
+
+    Attributes:
+        provider: the provider's configured name (e.g. ``"piper"``, ``"deepgram"``).
+        status: HTTP or WebSocket close status when there was one.
+        error_class: how routing treats it (see :class:`ErrorClass`).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        error_class: ErrorClass = ErrorClass.TRANSIENT,
+    ) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status = status
+        self.error_class = error_class
+
+    @property
+    def retryable(self) -> bool:
+        """True when another attempt (same or next provider) may succeed."""
+        return self.error_class in (ErrorClass.TRANSIENT, ErrorClass.TIMEOUT)
+
+
+class ProviderTimeout(ProviderError):
+    """A provider did not answer within the attempt's deadline."""
+
+    def __init__(self, message: str, *, provider: str, deadline_s: float) -> None:
+        super().__init__(message, provider=provider, error_class=ErrorClass.TIMEOUT)
+        self.deadline_s = deadline_s
+
+
+class ProviderUnavailable(ProviderError):
+    """No provider of a chain could serve the request."""
+
+
+class DialogError(VoicerailError):
+    """The dialog engine could not produce a reply."""
+
+
+class StoreError(VoicerailError):
+    """A store (events, state, bookings) failed to read or write."""
+
+
+def classify_http_status(status: int) -> ErrorClass:
+    """Map an HTTP status to an :class:`ErrorClass`.
+
+    408, 425, 429 and every 5xx are transient; other 4xx are permanent.
+    """
+    if status in (408, 425, 429) or status >= 500:
+        return ErrorClass.TRANSIENT
+    return ErrorClass.PERMANENT

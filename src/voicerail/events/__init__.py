@@ -1,0 +1,1 @@
+"""Call events: the timeline of every call, and the stores that keep it."""
