@@ -99,7 +99,7 @@ class Event:
     seq: int = 0
 
     def to_dict(self, *, redact: bool = False) -> dict[str, Any]:
-        """Return a JSON-ready dict; with ``redact`` every ``pii`` value becomes ``"[redacted]"``."""
+        """Return a JSON-ready dict; ``redact`` replaces every ``pii`` value by a marker."""
         pii = {k: "[redacted]" for k in self.pii} if redact else dict(self.pii)
         return {
             "call_id": self.call_id,
