@@ -116,3 +116,27 @@ class Event:
             "data": dict(self.data),
             "pii": pii,
         }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Event:
+        """Rebuild an event from :meth:`to_dict` output (e.g. the REST API's JSON).
+
+        Raises:
+            ValueError: an unknown ``kind`` or ``stage``.
+            KeyError: a missing field.
+        """
+        return cls(
+            call_id=raw["call_id"],
+            kind=EventKind(raw["kind"]),
+            at_wall=raw["at_wall"],
+            at_mono=raw["at_mono"],
+            stage=Stage(raw["stage"]) if raw.get("stage") else None,
+            provider=raw.get("provider"),
+            model=raw.get("model"),
+            latency_s=raw.get("latency_s"),
+            outcome=raw.get("outcome"),
+            error_class=raw.get("error_class"),
+            data=dict(raw.get("data") or {}),
+            pii=dict(raw.get("pii") or {}),
+            seq=raw.get("seq", 0),
+        )

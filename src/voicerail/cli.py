@@ -1,0 +1,224 @@
+"""The ``voicerail`` command line.
+
+Commands:
+    serve   run the server (Twilio webhook, media WebSocket, REST API)
+    call    place one simulated Twilio call against a running server
+    calls   list calls and show a call's timeline from the event store
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from voicerail.config import ServeOptions, default_data_dir
+from voicerail.errors import VoicerailError
+from voicerail.session.runtime import AudioConfig
+from voicerail.turns.policy import TurnConfig
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voicerail", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the voice agent server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--agent", type=Path, default=Path("examples/clinic.yaml"))
+    serve.add_argument("--data-dir", type=Path, default=None)
+    serve.add_argument("--tts", choices=["piper", "espeak-ng"], default="piper")
+    serve.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    serve.add_argument("--whisper-model", default="tiny.en")
+    serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
+    serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
+    serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
+    serve.add_argument("--hangup-after", type=float, default=20.0, help="seconds of silence")
+    serve.add_argument("--twilio-auth-token", default=None, help="or $TWILIO_AUTH_TOKEN")
+    serve.add_argument("--public-url", default=None)
+    serve.add_argument("--handoff-number", default=None)
+
+    call = sub.add_parser("call", help="place a simulated Twilio call")
+    call.add_argument("--url", default="ws://127.0.0.1:8080/twilio/media")
+    call.add_argument("--say", action="append", type=Path, default=[], metavar="WAV")
+    call.add_argument("--record-dir", type=Path, default=None)
+    call.add_argument("--turn-gap", type=float, default=1.2, help="agent silence that ends a reply")
+    call.add_argument("--json", action="store_true")
+
+    calls = sub.add_parser("calls", help="inspect recorded calls")
+    calls_sub = calls.add_subparsers(dest="calls_command", required=True)
+    lst = calls_sub.add_parser("list")
+    lst.add_argument("--data-dir", type=Path, default=None)
+    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--json", action="store_true")
+    show = calls_sub.add_parser("show")
+    show.add_argument("call_id")
+    show.add_argument("--data-dir", type=Path, default=None)
+    show.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "call":
+            return asyncio.run(_call(args))
+        return _calls(args)
+    except VoicerailError as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+
+    from voicerail.config import build_runtime, warm_up
+    from voicerail.server.app import ServerSettings, create_app
+
+    options = ServeOptions(
+        agent_path=args.agent,
+        data_dir=args.data_dir or default_data_dir(),
+        whisper_model=args.whisper_model,
+        tts=args.tts,
+        vad=args.vad,
+        turns=TurnConfig(
+            barge_in_s=args.barge_in,
+            reprompt_after_s=args.reprompt_after,
+            hangup_after_s=args.hangup_after,
+        ),
+        audio=AudioConfig(endpoint_silence_s=args.endpoint_silence),
+    )
+    runtime = build_runtime(options)
+    asyncio.run(warm_up(runtime))
+    settings = ServerSettings(
+        twilio_auth_token=args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN"),
+        public_url=args.public_url,
+        handoff_number=args.handoff_number,
+    )
+    app = create_app(runtime, settings)
+    print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        runtime.events.close()
+    return 0
+
+
+async def _call(args: argparse.Namespace) -> int:
+    from voicerail.sim.api_client import fetch_call, http_base_from_media_url, summarize
+    from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall, save_agent_audio
+
+    turns = [CallerTurn.from_wav(path) for path in args.say]
+    caller = SimulatedTwilioCall(
+        args.url, turn_gap_s=args.turn_gap, keep_agent_audio=args.record_dir is not None
+    )
+    result = await caller.run(turns)
+    server = await fetch_call(http_base_from_media_url(args.url), result.call_sid)
+    summary = summarize(result, server)
+    if args.record_dir is not None:
+        summary["agent_audio"] = str(save_agent_audio(result, args.record_dir))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_call_summary(summary)
+    return 0 if server is not None else 1
+
+
+def _print_call_summary(summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"[bold]call[/bold] {summary['call_id']}  outcome: {summary['outcome']}")
+    console.print(f"[cyan]agent:[/cyan] {summary['greeting']}")
+    table = Table("caller audio", "heard", "agent said", "v2v ms")
+    for turn in summary["turns"]:
+        table.add_row(
+            Path(turn["caller_audio"]).name,
+            turn["transcript"],
+            turn["agent_text"],
+            str(turn["v2v_latency_ms"]),
+        )
+    console.print(table)
+
+
+def _calls(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from voicerail.events.store import SQLiteEventStore
+
+    path = (args.data_dir or default_data_dir()) / "events.sqlite3"
+    if not path.exists():
+        print(f"voicerail: no event store at {path}", file=sys.stderr)
+        return 2
+    store = SQLiteEventStore(path)
+    console = Console()
+    try:
+        if args.calls_command == "list":
+            calls = store.calls(limit=args.limit)
+            if args.json:
+                print(json.dumps([c.to_dict() for c in calls], indent=2))
+                return 0
+            table = Table("call id", "agent", "started", "seconds", "outcome", "error")
+            for c in calls:
+                seconds = f"{c.ended_at - c.started_at:.1f}" if c.ended_at else "…"
+                table.add_row(
+                    c.call_id, c.agent, _fmt_time(c.started_at), seconds, c.outcome, c.error
+                )
+            console.print(table)
+            return 0
+        call = store.call(args.call_id)
+        if call is None:
+            print(f"voicerail: no call {args.call_id!r}", file=sys.stderr)
+            return 1
+        events = store.events(args.call_id)
+        if args.json:
+            body = call.to_dict()
+            body["events"] = [e.to_dict() for e in events]
+            print(json.dumps(body, indent=2))
+            return 0
+        console.print(f"[bold]{call.call_id}[/bold] {call.agent} outcome={call.outcome}")
+        console.print(timeline_table(events))
+        return 0
+    finally:
+        store.close()
+
+
+def timeline_table(events: list[Any]) -> Any:
+    """A rich table of a call's events, times relative to the first event."""
+    from rich.table import Table
+
+    table = Table("t (s)", "event", "stage", "provider", "latency ms", "details")
+    t0 = events[0].at_mono if events else 0.0
+    for e in events:
+        details = {k: v for k, v in e.data.items() if v is not None}
+        details.update({k: v for k, v in e.pii.items() if v})
+        latency = f"{e.latency_s * 1000:.0f}" if e.latency_s is not None else ""
+        table.add_row(
+            f"{e.at_mono - t0:7.2f}",
+            str(e.kind),
+            str(e.stage or ""),
+            e.provider or "",
+            latency,
+            json.dumps(details, default=str)[:120],
+        )
+    return table
+
+
+def _fmt_time(at_wall: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(at_wall, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ASGI server: Twilio webhooks, the media WebSocket, the REST API."""

@@ -1,0 +1,1 @@
+"""The call driver: one task group per call executing the policies' decisions."""

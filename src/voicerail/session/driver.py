@@ -1,0 +1,556 @@
+"""The call driver: runs one call's turn loop over a Twilio media stream.
+
+It is the only place where the pure parts meet I/O, and it is boring on
+purpose: the wire codec parses, the audio pipeline detects speech, the
+turn-taking policy decides, and the driver executes the actions it is handed
+(transcribe, answer, speak, clear, hang up) and records every step as an event.
+
+Rules:
+
+1. One :class:`CallSession` per call; it owns that call's protocol object, VAD
+   state, ring buffer, dialog and playback tracker. Nothing is shared between
+   calls except the :class:`~voicerail.session.runtime.Runtime`.
+2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
+   time; starting one cancels the previous.
+3. Outbound audio is paced in 20 ms frames at most ``playback_lead_s`` ahead
+   of real time; every sentence is followed by a ``mark`` so the driver knows
+   what the caller heard. A barge-in bumps the playback generation, which drops
+   everything still queued, and sends ``clear``.
+4. ``except Exception`` appears only at task boundaries, where the error is
+   recorded as an event and the call ends with outcome ``failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from voicerail.audio import endpointing
+from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
+from voicerail.audio.resample import StreamResampler, resample
+from voicerail.audio.ring import AudioRingBuffer
+from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
+from voicerail.dialog.base import AgentReply, Dialog
+from voicerail.errors import ProtocolError, ProviderError
+from voicerail.events.model import Event, EventKind, Outcome, Stage
+from voicerail.events.store import CallRecord
+from voicerail.session.playback import PlaybackTracker
+from voicerail.session.runtime import Runtime
+from voicerail.session.text import split_sentences
+from voicerail.turns import policy as tp
+from voicerail.wire import twilio
+
+log = logging.getLogger(__name__)
+
+TWILIO_RATE_HZ = 8000
+STT_RATE_HZ = 16000
+FRAME_S = 0.02
+ULAW_FRAME_NUM_BYTES = 160
+TICK_S = 0.05
+
+SendText = Callable[[str], Awaitable[None]]
+CloseSocket = Callable[[int, str], Awaitable[None]]
+
+
+class CallSession:
+    """One call, from the media stream's first message to its outcome.
+
+    Args:
+        runtime: the server's shared parts.
+        send_text: sends one WebSocket text message to Twilio.
+        close: closes the WebSocket with a code and reason.
+    """
+
+    def __init__(self, runtime: Runtime, send_text: SendText, close: CloseSocket) -> None:
+        self.rt = runtime
+        self.call_id = f"vr_{uuid.uuid4().hex[:16]}"
+        self._send_text = send_text
+        self._close = close
+        self._clock = runtime.clock
+        self.proto = twilio.TwilioStreamProtocol()
+        self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
+        self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
+        cfg = runtime.audio
+        self._vad: SileroVAD | EnergyVAD = (
+            SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
+            if isinstance(runtime.vad_model, SileroVADModel)
+            else EnergyVAD(sample_rate_hz=TWILIO_RATE_HZ)
+        )
+        self._endpointer = endpointing.Endpointer(
+            threshold=cfg.vad_threshold,
+            min_speech_s=cfg.min_speech_s,
+            silence_s=cfg.endpoint_silence_s,
+            window_s=self._vad.frame_num_samples / TWILIO_RATE_HZ,
+        )
+        self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
+        self._send_lock = asyncio.Lock()
+        self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
+        self._generation = 0
+        self._playhead_s = 0.0
+        self._playback: PlaybackTracker | None = None
+        self._playback_done = asyncio.Event()
+        self._job: asyncio.Task[None] | None = None
+        self._done = asyncio.Event()
+        self._unanswered_text = ""
+        self._turn_ended_at_s: float | None = None
+        self._outcome: Outcome | None = None
+        self._ended_by: str | None = None
+        self._error: str | None = None
+        self._close_code: int | None = None
+        self._turn_index = 0
+        self.record = CallRecord(
+            call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
+        )
+
+    # -- lifecycle -------------------------------------------------------------
+
+    async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
+        """Run the call until the caller hangs up, the agent ends it, or it fails."""
+        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
+        self.rt.events.save_call(self.record)
+        tasks = [
+            asyncio.create_task(self._read(incoming), name=f"{self.call_id}-read"),
+            asyncio.create_task(self._pace(), name=f"{self.call_id}-pace"),
+            asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
+        ]
+        await self._done.wait()
+        if self._job is not None:
+            tasks.append(self._job)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._finish()
+        if self._close_code is not None:
+            try:
+                await self._close(self._close_code, self._ended_by or "")
+            except Exception:  # task boundary: the socket may already be gone
+                log.debug("close after call end failed", exc_info=True)
+        return self.record
+
+    def _end(
+        self, ended_by: str, *, error: str | None = None, close_code: int | None = None
+    ) -> None:
+        if self._done.is_set():
+            return
+        self._ended_by = ended_by
+        if error is not None:
+            self._error = error
+        self._close_code = close_code
+        self._done.set()
+
+    def _finish(self) -> None:
+        if self._error is not None:
+            outcome = Outcome.FAILED
+        elif self._outcome is not None:
+            outcome = self._outcome
+        elif self._ended_by == "agent":
+            outcome = Outcome.COMPLETED
+        else:
+            outcome = Outcome.ABANDONED
+        now = self._clock.wall()
+        self._emit(
+            EventKind.CALL_ENDED,
+            Stage.TELEPHONY,
+            outcome=str(outcome),
+            data={"ended_by": self._ended_by, "error": self._error, "turns": self._turn_index},
+        )
+        data = dict(self.record.data)
+        data["turns"] = self._turn_index
+        self.record = CallRecord(
+            call_id=self.call_id,
+            agent=self.record.agent,
+            started_at=self.record.started_at,
+            ended_at=now,
+            outcome=str(outcome),
+            error=self._error,
+            call_sid=self.proto.call_sid,
+            stream_sid=self.proto.stream_sid,
+            data=data,
+        )
+        self.rt.events.save_call(self.record)
+
+    # -- inbound ---------------------------------------------------------------
+
+    async def _read(self, incoming: AsyncIterable[str]) -> None:
+        try:
+            async for text in incoming:
+                self.proto.receive_data(text)
+                for message in self.proto.events_received():
+                    await self._on_message(message)
+        except ProtocolError as exc:
+            self._emit(
+                EventKind.PROTOCOL_ERROR,
+                Stage.TELEPHONY,
+                outcome="error",
+                data={"error": exc.message, "event": exc.event},
+            )
+            self._end("protocol_error", error=f"protocol error: {exc.message}", close_code=1008)
+        except Exception as exc:  # task boundary: record, fail this call only
+            log.exception("call %s: reader failed", self.call_id)
+            self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
+        finally:
+            self._end("caller")
+
+    async def _on_message(self, message: twilio.InboundMessage) -> None:
+        now = self._clock.monotonic()
+        if isinstance(message, twilio.Media):
+            self._on_audio(message.payload, now)
+        elif isinstance(message, twilio.Mark):
+            self._on_mark(message.name, now)
+        elif isinstance(message, twilio.Start):
+            self._on_start(message)
+        elif isinstance(message, twilio.DTMF):
+            self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
+            await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
+        elif isinstance(message, twilio.Stop):
+            await self._apply(self.turns.handle(tp.CallerHungUp(), now))
+
+    def _on_start(self, start: twilio.Start) -> None:
+        self.record = CallRecord(
+            call_id=self.call_id,
+            agent=self.record.agent,
+            started_at=self.record.started_at,
+            call_sid=start.call_sid,
+            stream_sid=start.stream_sid,
+            data={"custom_parameters": sorted(start.custom_parameters)},
+        )
+        self.rt.events.save_call(self.record)
+        self._emit(
+            EventKind.STREAM_STARTED,
+            Stage.TELEPHONY,
+            data={
+                "stream_sid": start.stream_sid,
+                "tracks": list(start.tracks),
+                "encoding": start.media_format.encoding,
+                "sample_rate_hz": start.media_format.sample_rate_hz,
+            },
+            pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
+        )
+        self._start_job(self._greet())
+
+    def _on_audio(self, payload: bytes, now: float) -> None:
+        pcm = ulaw_to_pcm16(payload)
+        self._ring.append(pcm)
+        for probability in self._vad.process(pcm):
+            for change in self._endpointer.process(probability):
+                if isinstance(change, endpointing.SpeechStarted):
+                    self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})
+                    self._apply_now(self.turns.handle(tp.SpeechStarted(), now))
+                else:
+                    event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
+                    self._apply_now(self.turns.handle(event, now))
+
+    def _on_mark(self, name: str, now: float) -> None:
+        tracker = self._playback
+        segment = tracker.on_mark(name, now) if tracker is not None else None
+        self._emit(
+            EventKind.MARK_PLAYED,
+            Stage.TELEPHONY,
+            data={"mark": name, "current": segment is not None},
+        )
+        if tracker is not None and tracker.all_heard:
+            self._playback_done.set()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            await self._apply(self.turns.handle(tp.Tick(), self._clock.monotonic()))
+
+    # -- actions ---------------------------------------------------------------
+
+    def _apply_now(self, actions: list[tp.Action]) -> None:
+        """Execute actions from synchronous audio code; sends are scheduled."""
+        if actions:
+            asyncio.get_running_loop().create_task(self._apply(actions))
+
+    async def _apply(self, actions: list[tp.Action]) -> None:
+        for action in actions:
+            if isinstance(action, tp.EndUserTurn):
+                self._turn_ended_at_s = self._clock.monotonic()
+                self._start_job(self._answer(action))
+            elif isinstance(action, tp.BargeIn):
+                await self._barge_in()
+            elif isinstance(action, tp.CancelReply):
+                self._cancel_job()
+            elif isinstance(action, tp.Reprompt):
+                self._start_job(self._reprompt(action.count))
+            elif isinstance(action, tp.DeliverDtmf):
+                self._turn_ended_at_s = self._clock.monotonic()
+                self._start_job(self._reply_to_dtmf(action.digit))
+            elif isinstance(action, tp.EndCall):
+                if action.reason == "silence":
+                    self._start_job(self._say_goodbye_after_silence())
+                else:
+                    self._end("caller")
+
+    def _start_job(self, coro: Awaitable[None]) -> None:
+        self._cancel_job()
+        self._job = asyncio.get_running_loop().create_task(self._guard(coro))
+
+    def _cancel_job(self) -> None:
+        if self._job is not None and not self._job.done():
+            self._job.cancel()
+        self._job = None
+
+    async def _guard(self, coro: Awaitable[None]) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except ProviderError as exc:  # task boundary: no fallback left for this call
+            self._emit(
+                EventKind.PROVIDER_ATTEMPTED,
+                None,
+                provider=exc.provider,
+                outcome="error",
+                error_class=str(exc.error_class),
+                data={"status": exc.status, "error": str(exc)},
+            )
+            self._end("error", error=f"provider failed: {exc}", close_code=1011)
+        except Exception as exc:  # task boundary: record, fail this call only
+            log.exception("call %s: agent job failed", self.call_id)
+            self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
+
+    async def _barge_in(self) -> None:
+        now = self._clock.monotonic()
+        tracker, self._playback = self._playback, None
+        self._generation += 1
+        self._playhead_s = now
+        self._cancel_job()
+        self.proto.send_clear()
+        await self._flush()
+        heard = tracker.heard_text(now) if tracker is not None else ""
+        full = tracker.full_text if tracker is not None else ""
+        self.dialog.on_agent_heard(heard, full)
+        self._emit(
+            EventKind.BARGE_IN,
+            Stage.TELEPHONY,
+            data={"heard_words": len(heard.split()), "full_words": len(full.split())},
+            pii={"heard_text": heard, "full_text": full},
+        )
+
+    # -- agent jobs ------------------------------------------------------------
+
+    async def _greet(self) -> None:
+        started = self._clock.monotonic()
+        reply = await self.dialog.start()
+        self._record_decision(reply, started, reason="greeting")
+        await self._speak(reply)
+
+    async def _answer(self, turn: tp.EndUserTurn) -> None:
+        cfg = self.rt.audio
+        self._turn_index += 1
+        start_s = max(0.0, turn.speech_start_s - cfg.preroll_s)
+        pcm8 = self._ring.since(start_s)
+        keep = int((turn.speech_end_s + cfg.preroll_s - start_s) * TWILIO_RATE_HZ) * 2
+        pcm8 = pcm8[: max(keep, 0)]
+        self._emit(
+            EventKind.USER_TURN_ENDED,
+            Stage.VAD,
+            data={
+                "turn": self._turn_index,
+                "speech_start_s": turn.speech_start_s,
+                "speech_end_s": turn.speech_end_s,
+                "endpoint_wait_s": cfg.endpoint_silence_s,
+                "audio_s": len(pcm8) / 2 / TWILIO_RATE_HZ,
+            },
+        )
+        text, confidence = await self._transcribe(resample(pcm8, TWILIO_RATE_HZ, STT_RATE_HZ))
+        if not text.strip():
+            await self._apply(self.turns.handle(tp.TurnDiscarded(), self._clock.monotonic()))
+            return
+        text = f"{self._unanswered_text} {text}".strip()
+        self._unanswered_text = text
+        started = self._clock.monotonic()
+        reply = await self.dialog.on_user_turn(text, confidence)
+        self._record_decision(reply, started, reason="user_turn")
+        await self._speak(reply)
+
+    async def _transcribe(self, pcm16k: bytes) -> tuple[str, float | None]:
+        async def audio() -> AsyncIterator[bytes]:
+            yield pcm16k
+
+        started = self._clock.monotonic()
+        final = None
+        async for transcript in self.rt.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ):
+            if transcript.is_final:
+                final = transcript
+        text = final.text.strip() if final is not None else ""
+        confidence = final.confidence if final is not None else None
+        self._emit(
+            EventKind.TRANSCRIPT_FINAL,
+            Stage.STT,
+            provider=self.rt.stt.name,
+            model=self.rt.stt.model,
+            latency_s=self._clock.monotonic() - started,
+            outcome="ok",
+            data={
+                "turn": self._turn_index,
+                "confidence": confidence,
+                "num_words": len(text.split()),
+                "audio_s": len(pcm16k) / 2 / STT_RATE_HZ,
+            },
+            pii={"text": text},
+        )
+        return text, confidence
+
+    async def _reprompt(self, count: int) -> None:
+        self._emit(EventKind.REPROMPTED, Stage.DIALOG, data={"count": count})
+        started = self._clock.monotonic()
+        reply = await self.dialog.on_silence(count)
+        self._record_decision(reply, started, reason="silence")
+        await self._speak(reply)
+
+    async def _say_goodbye_after_silence(self) -> None:
+        started = self._clock.monotonic()
+        reply = await self.dialog.on_silence(self.turns.state.reprompts + 1)
+        self._record_decision(reply, started, reason="silence_hangup")
+        await self._speak(reply, end_reason="silence")
+
+    async def _reply_to_dtmf(self, digit: str) -> None:
+        started = self._clock.monotonic()
+        reply = await self.dialog.on_dtmf(digit)
+        self._record_decision(reply, started, reason="dtmf")
+        await self._speak(reply)
+
+    def _record_decision(self, reply: AgentReply, started_s: float, *, reason: str) -> None:
+        data: dict[str, Any] = {
+            "reason": reason,
+            "intent": reply.intent,
+            "node": reply.node,
+            "end_call": reply.end_call,
+            "handoff": reply.handoff,
+            **reply.data,
+        }
+        self._emit(
+            EventKind.DIALOG_DECIDED,
+            Stage.DIALOG,
+            latency_s=self._clock.monotonic() - started_s,
+            outcome=str(reply.outcome) if reply.outcome else None,
+            data=data,
+            pii={"agent_text": reply.text, **reply.pii},
+        )
+        if reply.booking_id:
+            self.record.data["booking_id"] = reply.booking_id
+            self._emit(EventKind.BOOKING_WRITTEN, Stage.CRM, data={"booking_id": reply.booking_id})
+        if reply.handoff:
+            self._emit(
+                EventKind.HANDOFF_REQUESTED,
+                Stage.HANDOFF,
+                data={"intent": reply.intent, "node": reply.node},
+            )
+            self.record.data["handoff"] = True
+        if reply.outcome is not None and self._outcome is None:
+            self._outcome = reply.outcome
+        elif reply.outcome is Outcome.HANDOFF:
+            self._outcome = reply.outcome
+
+    # -- speaking --------------------------------------------------------------
+
+    async def _speak(self, reply: AgentReply, *, end_reason: str | None = None) -> None:
+        """Synthesize ``reply`` sentence by sentence, queue it, wait until heard."""
+        now = self._clock.monotonic()
+        tracker = PlaybackTracker(now)
+        self._playback = tracker
+        self._playback_done = asyncio.Event()
+        generation = self._generation
+        first_audio = True
+        for index, sentence in enumerate(split_sentences(reply.text)):
+            started = self._clock.monotonic()
+            num_bytes = 0
+            async for frames in self._synthesize(sentence):
+                if first_audio:
+                    first_audio = False
+                    self._on_first_audio(started)
+                for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
+                    self._out.put_nowait((generation, frames[k : k + ULAW_FRAME_NUM_BYTES]))
+                num_bytes += len(frames)
+            mark = f"{generation}.{index}"
+            tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
+            self._out.put_nowait((generation, mark))
+        tracker.finished_queueing = True
+        if tracker.all_heard:
+            self._playback_done.set()
+        await self._playback_done.wait()
+        await self._apply(self.turns.handle(tp.AgentFinishedSpeaking(), self._clock.monotonic()))
+        if end_reason is not None:
+            self._end(end_reason, close_code=1000)
+        elif reply.end_call:
+            self._end("agent", close_code=1000)
+
+    def _on_first_audio(self, synth_started_s: float) -> None:
+        now = self._clock.monotonic()
+        self._unanswered_text = ""
+        since_turn = now - self._turn_ended_at_s if self._turn_ended_at_s is not None else None
+        self._emit(
+            EventKind.TTS_FIRST_AUDIO,
+            Stage.TTS,
+            provider=self.rt.tts.name,
+            model=self.rt.tts.model,
+            latency_s=now - synth_started_s,
+            data={"turn": self._turn_index, "since_turn_end_s": since_turn},
+        )
+        self._turn_ended_at_s = None
+        self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
+
+    async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
+        """Yield whole 20 ms μ-law frames (concatenated) for one sentence."""
+        resampler: StreamResampler | None = None
+        leftover = b""
+        async for chunk in self.rt.tts.synthesize(sentence):
+            if resampler is None:
+                resampler = StreamResampler(chunk.sample_rate_hz, TWILIO_RATE_HZ)
+            ulaw = leftover + pcm16_to_ulaw(resampler.process(chunk.pcm))
+            whole = len(ulaw) - len(ulaw) % ULAW_FRAME_NUM_BYTES
+            leftover = ulaw[whole:]
+            if whole:
+                yield ulaw[:whole]
+        if resampler is not None:
+            leftover += pcm16_to_ulaw(resampler.flush())
+        if leftover:
+            padding = (-len(leftover)) % ULAW_FRAME_NUM_BYTES
+            yield leftover + b"\xff" * padding
+
+    # -- outbound --------------------------------------------------------------
+
+    async def _pace(self) -> None:
+        lead_s = self.rt.audio.playback_lead_s
+        while True:
+            generation, item = await self._out.get()
+            if generation != self._generation:
+                continue
+            if isinstance(item, str):
+                self.proto.send_mark(item)
+                await self._flush()
+                continue
+            now = self._clock.monotonic()
+            self._playhead_s = max(self._playhead_s, now)
+            delay = self._playhead_s - lead_s - now
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if generation != self._generation:
+                continue
+            self.proto.send_media(item)
+            await self._flush()
+            self._playhead_s += FRAME_S
+
+    async def _flush(self) -> None:
+        async with self._send_lock:
+            for text in self.proto.data_to_send():
+                await self._send_text(text)
+
+    # -- events ----------------------------------------------------------------
+
+    def _emit(self, kind: EventKind, stage: Stage | None, **fields: Any) -> Event:
+        event = Event(
+            call_id=self.call_id,
+            kind=kind,
+            at_wall=self._clock.wall(),
+            at_mono=self._clock.monotonic(),
+            stage=stage,
+            **fields,
+        )
+        return self.rt.events.append(event)

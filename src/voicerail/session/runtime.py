@@ -1,0 +1,56 @@
+"""What every call of one server shares: providers, the VAD model, stores, timing policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from voicerail.clock import Clock, SystemClock
+from voicerail.dialog.base import DialogFactory
+from voicerail.events.store import EventStore
+from voicerail.providers.base import SpeechToText, TextToSpeech
+from voicerail.turns.policy import TurnConfig
+
+
+@dataclass(frozen=True)
+class AudioConfig:
+    """Audio pipeline policy.
+
+    Attributes:
+        vad_threshold: Silero speech probability that counts as speech.
+        min_speech_s: voiced audio needed before a turn starts.
+        endpoint_silence_s: silence that ends a caller turn (the endpointing window).
+        preroll_s: audio kept before the detected speech start and sent to STT.
+        playback_lead_s: how far outbound audio may run ahead of real time; small so
+            that ``clear`` drops little and marks stay close to what was heard.
+    """
+
+    vad_threshold: float = 0.5
+    min_speech_s: float = 0.2
+    endpoint_silence_s: float = 0.5
+    preroll_s: float = 0.3
+    playback_lead_s: float = 0.2
+
+
+@dataclass
+class Runtime:
+    """Shared, call-independent parts. Nothing per-call lives here.
+
+    Attributes:
+        agent: builds one dialog per call.
+        stt: speech-to-text for caller turns (s16le 16 kHz input).
+        tts: text-to-speech for agent replies.
+        events: the event store.
+        vad_model: a shared ``SileroVADModel`` (or None for the energy VAD).
+        turns: turn-taking timing.
+        audio: audio pipeline policy.
+        clock: the driver clock.
+    """
+
+    agent: DialogFactory
+    stt: SpeechToText
+    tts: TextToSpeech
+    events: EventStore
+    vad_model: object | None = None
+    turns: TurnConfig = field(default_factory=TurnConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    clock: Clock = field(default_factory=SystemClock)

@@ -1,0 +1,1 @@
+"""Simulated callers that speak the Twilio Media Streams protocol over real WebSockets."""

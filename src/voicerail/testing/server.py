@@ -1,0 +1,90 @@
+"""Running a real ``voicerail serve`` process for demos, end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_process(
+    args: Sequence[str] = (),
+    *,
+    data_dir: Path,
+    port: int | None = None,
+    startup_timeout_s: float = 180.0,
+    log_path: Path | None = None,
+) -> Iterator[str]:
+    """Start ``voicerail serve`` in a subprocess; yield its base URL; stop it after.
+
+    Args:
+        args: extra ``serve`` arguments (``--agent``, timings, …).
+        data_dir: the server's ``--data-dir``.
+        port: port to bind; a free one when None.
+        startup_timeout_s: how long model loading may take before giving up.
+        log_path: where the server's output goes (``data_dir/server.log`` by default).
+
+    Raises:
+        RuntimeError: the server exited or did not answer ``/healthz`` in time;
+            the message includes the end of its log.
+    """
+    port = port or free_port()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_path or data_dir / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "voicerail.cli",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        *args,
+    ]
+    base_url = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
+        try:
+            _wait_healthy(proc, base_url, startup_timeout_s, log_path)
+            yield base_url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, timeout_s: float, log: Path):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"voicerail serve exited with {proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    tail = log.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"voicerail serve not healthy after {timeout_s} s:\n{tail}")
