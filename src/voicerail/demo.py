@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -47,7 +48,7 @@ def demo_turns(work_dir: Path) -> list[CallerTurn]:
     return turns
 
 
-async def _place_call(base_url: str, turns: list[CallerTurn]) -> dict:  # type: ignore[type-arg]
+async def _place_call(base_url: str, turns: list[CallerTurn]) -> dict[str, Any]:
     media_url = base_url.replace("http://", "ws://") + "/twilio/media"
     caller = SimulatedTwilioCall(media_url)
     result = await caller.run(turns)
@@ -70,17 +71,22 @@ def main() -> int:
     console.rule("conversation")
     console.print(f"[cyan]agent:[/cyan] {summary['greeting']}")
     for turn in summary["turns"]:
-        console.print(f"[green]caller[/green] ({Path(turn['caller_audio']).name}): "
-                      f"heard as “{turn['transcript']}”")
-        console.print(f"[cyan]agent:[/cyan] {turn['agent_text']}   "
-                      f"[dim](voice-to-voice {turn['v2v_latency_ms']} ms at the caller)[/dim]")
+        console.print(
+            f"[green]caller[/green] ({Path(turn['caller_audio']).name}): "
+            f"heard as “{turn['transcript']}”"
+        )
+        console.print(
+            f"[cyan]agent:[/cyan] {turn['agent_text']}   "
+            f"[dim](voice-to-voice {turn['v2v_latency_ms']} ms at the caller)[/dim]"
+        )
     console.rule("timeline")
     events = [Event.from_dict(e) for e in summary["events"]]
     console.print(timeline_table(events))
     booking = bookings.get("data", {}).get("booking_id")
     console.rule("result")
-    console.print(f"call {summary['call_id']}: outcome [bold]{summary['outcome']}[/bold], "
-                  f"booking {booking}")
+    console.print(
+        f"call {summary['call_id']}: outcome [bold]{summary['outcome']}[/bold], booking {booking}"
+    )
     return 0 if summary["outcome"] == "completed" and booking else 1
 
 

@@ -3,7 +3,8 @@
 ::
 
     VoicerailError
-    ├── ProtocolError            the peer (Twilio, a caller, a provider stream) sent something invalid
+    ├── ProtocolError            the peer (Twilio, a caller, a provider) sent something invalid
+    ├── LocalProtocolError       we tried to send something invalid (a bug on our side)
     ├── ConfigError              a configuration or agent file is invalid; names the file and field
     ├── ProviderError            a speech/LLM provider failed (provider, status, error_class)
     │   ├── ProviderTimeout      no answer within the attempt's deadline (transient)
@@ -118,3 +119,19 @@ def classify_http_status(status: int) -> ErrorClass:
     if status in (408, 425, 429) or status >= 500:
         return ErrorClass.TRANSIENT
     return ErrorClass.PERMANENT
+
+
+class LocalProtocolError(VoicerailError):
+    """We tried to send something the protocol forbids; the bug is on our side.
+
+    The counterpart of :class:`ProtocolError` (the peer's fault), as in h11.
+
+    Attributes:
+        message: lowercase description with the offending values.
+        event: the wire event name involved, when known.
+    """
+
+    def __init__(self, message: str, *, event: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.event = event

@@ -19,9 +19,28 @@ Failure and cancellation, for every method here:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
+
+T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def closing_stream(stream: AsyncIterator[T]) -> AsyncIterator[AsyncIterator[T]]:
+    """Use a provider stream and always ``aclose()`` it, even when left early.
+
+    Leaving ``async for`` with ``break`` or an exception does not close an async
+    generator until it is garbage-collected; a provider's worker thread or
+    connection would keep running. Every consumer of these interfaces uses this.
+    """
+    try:
+        yield stream
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 @dataclass(frozen=True)
@@ -111,8 +130,9 @@ class SpeechToText(Protocol):
             language: BCP-47 language code.
 
         Yields:
-            Partial transcripts (if supported), then at least one final one. An
-            utterance with no words yields one final transcript with empty text.
+            Partial transcripts (if supported), then at least one final one. The
+            last final transcript holds the whole utterance and carries ``usage``.
+            An utterance with no words yields one final transcript with empty text.
 
         Raises:
             ProviderError: the provider failed; ``error_class`` says how.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 from starlette.applications import Starlette
@@ -177,7 +177,7 @@ async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
         yield text
 
 
-def _closer(websocket: WebSocket):  # type: ignore[no-untyped-def]
+def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:
     async def close(code: int, reason: str) -> None:
         await websocket.close(code=code, reason=reason[:120])
 

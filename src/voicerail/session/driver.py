@@ -28,6 +28,7 @@ import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import voicerail.wire.twilio as twilio
 from voicerail.audio import endpointing
 from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voicerail.audio.resample import StreamResampler, resample
@@ -37,11 +38,11 @@ from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
+from voicerail.providers.base import closing_stream
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime
 from voicerail.session.text import split_sentences
 from voicerail.turns import policy as tp
-from voicerail.wire import twilio
 
 log = logging.getLogger(__name__)
 
@@ -320,8 +321,9 @@ class CallSession:
         self._generation += 1
         self._playhead_s = now
         self._cancel_job()
-        self.proto.send_clear()
-        await self._flush()
+        if self._streaming:
+            self.proto.send_clear()
+            await self._flush()
         heard = tracker.heard_text(now) if tracker is not None else ""
         full = tracker.full_text if tracker is not None else ""
         self.dialog.on_agent_heard(heard, full)
@@ -375,9 +377,11 @@ class CallSession:
 
         started = self._clock.monotonic()
         final = None
-        async for transcript in self.rt.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ):
-            if transcript.is_final:
-                final = transcript
+        transcripts = self.rt.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ)
+        async with closing_stream(transcripts):
+            async for transcript in transcripts:
+                if transcript.is_final:
+                    final = transcript
         text = final.text.strip() if final is not None else ""
         confidence = final.confidence if final is not None else None
         self._emit(
@@ -443,9 +447,10 @@ class CallSession:
                 data={"intent": reply.intent, "node": reply.node},
             )
             self.record.data["handoff"] = True
-        if reply.outcome is not None and self._outcome is None:
-            self._outcome = reply.outcome
-        elif reply.outcome is Outcome.HANDOFF:
+        # The first outcome sticks, except that a later handoff overrides it.
+        if (reply.outcome is not None and self._outcome is None) or (
+            reply.outcome is Outcome.HANDOFF
+        ):
             self._outcome = reply.outcome
 
     # -- speaking --------------------------------------------------------------
@@ -461,13 +466,15 @@ class CallSession:
         for index, sentence in enumerate(split_sentences(reply.text)):
             started = self._clock.monotonic()
             num_bytes = 0
-            async for frames in self._synthesize(sentence):
-                if first_audio:
-                    first_audio = False
-                    self._on_first_audio(started)
-                for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
-                    self._out.put_nowait((generation, frames[k : k + ULAW_FRAME_NUM_BYTES]))
-                num_bytes += len(frames)
+            async with closing_stream(self._synthesize(sentence)) as pieces:
+                async for frames in pieces:
+                    if first_audio:
+                        first_audio = False
+                        self._on_first_audio(started)
+                    for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
+                        frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
+                        self._out.put_nowait((generation, frame))
+                    num_bytes += len(frames)
             mark = f"{generation}.{index}"
             tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
             self._out.put_nowait((generation, mark))
@@ -500,14 +507,15 @@ class CallSession:
         """Yield whole 20 ms μ-law frames (concatenated) for one sentence."""
         resampler: StreamResampler | None = None
         leftover = b""
-        async for chunk in self.rt.tts.synthesize(sentence):
-            if resampler is None:
-                resampler = StreamResampler(chunk.sample_rate_hz, TWILIO_RATE_HZ)
-            ulaw = leftover + pcm16_to_ulaw(resampler.process(chunk.pcm))
-            whole = len(ulaw) - len(ulaw) % ULAW_FRAME_NUM_BYTES
-            leftover = ulaw[whole:]
-            if whole:
-                yield ulaw[:whole]
+        async with closing_stream(self.rt.tts.synthesize(sentence)) as chunks:
+            async for chunk in chunks:
+                if resampler is None:
+                    resampler = StreamResampler(chunk.sample_rate_hz, TWILIO_RATE_HZ)
+                ulaw = leftover + pcm16_to_ulaw(resampler.process(chunk.pcm))
+                whole = len(ulaw) - len(ulaw) % ULAW_FRAME_NUM_BYTES
+                leftover = ulaw[whole:]
+                if whole:
+                    yield ulaw[:whole]
         if resampler is not None:
             leftover += pcm16_to_ulaw(resampler.flush())
         if leftover:
@@ -522,6 +530,8 @@ class CallSession:
             generation, item = await self._out.get()
             if generation != self._generation:
                 continue
+            if not self._streaming:
+                continue
             if isinstance(item, str):
                 self.proto.send_mark(item)
                 await self._flush()
@@ -531,11 +541,16 @@ class CallSession:
             delay = self._playhead_s - lead_s - now
             if delay > 0:
                 await asyncio.sleep(delay)
-            if generation != self._generation:
+            if generation != self._generation or not self._streaming:
                 continue
             self.proto.send_media(item)
             await self._flush()
             self._playhead_s += FRAME_S
+
+    @property
+    def _streaming(self) -> bool:
+        """Sending is allowed: after ``start`` and before ``stop``."""
+        return self.proto.state is twilio.StreamState.STREAMING
 
     async def _flush(self) -> None:
         async with self._send_lock:

@@ -54,8 +54,10 @@ def summarize(result: CallResult, server: dict[str, Any] | None) -> dict[str, An
             result.turns[index + 1].started_at if index + 1 < len(result.turns) else float("inf")
         )
 
-        def in_window(event: dict[str, Any], start: float = timing.started_at) -> bool:
-            return bool(start <= event["at_wall"] < window_end)
+        def in_window(
+            event: dict[str, Any], start: float = timing.started_at, end: float = window_end
+        ) -> bool:
+            return bool(start <= event["at_wall"] < end)
 
         transcripts = [
             e["pii"].get("text", "")

@@ -25,9 +25,9 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+import voicerail.wire.twilio as twilio
 from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voicerail.audio.resample import read_wav_mono, resample, write_wav
-from voicerail.wire import twilio
 
 FRAME_S = 0.02
 FRAME_NUM_BYTES = 160
@@ -303,7 +303,9 @@ class SimulatedTwilioCall:
     async def _echo_mark(self, name: str) -> None:
         self.result.marks_echoed += 1
         await self._send(
-            twilio.Mark(sequence_number=self._next_seq(), stream_sid=self.result.stream_sid, name=name)
+            twilio.Mark(
+                sequence_number=self._next_seq(), stream_sid=self.result.stream_sid, name=name
+            )
         )
 
     async def _play(self) -> None:

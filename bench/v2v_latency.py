@@ -1,0 +1,120 @@
+"""Voice-to-voice latency at the caller for the demo scenario, with the embedded models.
+
+Runs ``voicerail serve`` (clinic agent, faster-whisper tiny.en, piper joe,
+Silero VAD), places ``--calls`` demo calls one after another, and breaks each
+caller turn's latency (end of caller audio → first agent audio frame at the
+caller) into:
+
+* endpointing wait — the configured silence window that ends a turn;
+* speech-to-text — ``TranscriptFinal.latency_s``;
+* dialog — ``DialogDecided.latency_s``;
+* first TTS audio — ``TTSFirstAudio.latency_s`` (synthesis start → first frame);
+* runtime — the rest of the server's time between endpoint and first frame
+  (audio slicing and resampling, events, scheduling): voicerail's own share;
+* transport — what remains at the caller (WebSocket, pacing, the caller's
+  20 ms frame clock).
+
+Usage: ``.venv/bin/python bench/v2v_latency.py [--calls 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from voicerail.demo import demo_turns
+from voicerail.sim.api_client import fetch_call
+from voicerail.sim.caller import SimulatedTwilioCall
+from voicerail.testing.server import serve_process
+
+ENDPOINT_SILENCE_S = 0.5
+
+
+def breakdown(result: Any, events: list[dict[str, Any]]) -> list[dict[str, float]]:
+    """Per answered caller turn, the latency parts in milliseconds."""
+    rows = []
+    ends = [e for e in events if e["kind"] == "UserTurnEnded"]
+    for end in ends:
+        turn = end["data"]["turn"]
+        after = [e for e in events if e["seq"] > end["seq"]]
+        stt = next((e for e in after if e["kind"] == "TranscriptFinal"), None)
+        dialog = next((e for e in after if e["kind"] == "DialogDecided"), None)
+        first = next(
+            (e for e in after if e["kind"] == "TTSFirstAudio" and e["data"].get("turn") == turn),
+            None,
+        )
+        if stt is None or dialog is None or first is None:
+            continue
+        caller = _caller_turn_for(result, end["at_wall"])
+        if caller is None or caller.v2v_latency_s is None:
+            continue
+        server_total = first["at_mono"] - end["at_mono"]
+        v2v = caller.v2v_latency_s
+        parts = {
+            "v2v": v2v,
+            "endpointing": ENDPOINT_SILENCE_S,
+            "stt": stt["latency_s"],
+            "dialog": dialog["latency_s"],
+            "tts_first_audio": first["latency_s"],
+            "runtime": server_total - stt["latency_s"] - dialog["latency_s"] - first["latency_s"],
+            "transport": v2v - ENDPOINT_SILENCE_S - server_total,
+        }
+        rows.append({k: v * 1000 for k, v in parts.items()})
+    return rows
+
+
+def _caller_turn_for(result: Any, at_wall: float) -> Any:
+    started = [t for t in result.turns if t.started_at <= at_wall]
+    return started[-1] if started else None
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0..100), linear interpolation."""
+    ordered = sorted(values)
+    if len(ordered) == 1:
+        return ordered[0]
+    pos = (len(ordered) - 1) * q / 100
+    low = int(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+async def run(base_url: str, calls: int, work: Path) -> list[dict[str, float]]:
+    turns = demo_turns(work / "audio")
+    rows: list[dict[str, float]] = []
+    media_url = base_url.replace("http://", "ws://") + "/twilio/media"
+    for _ in range(calls):
+        result = await SimulatedTwilioCall(media_url).run(turns)
+        server = await fetch_call(base_url, result.call_sid)
+        rows.extend(breakdown(result, server["events"] if server else []))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        serve_args = ["--endpoint-silence", str(ENDPOINT_SILENCE_S)]
+        with serve_process(serve_args, data_dir=work / "data") as base_url:
+            rows = asyncio.run(run(base_url, args.calls, work))
+    if not rows:
+        raise SystemExit("no answered turns were measured")
+    print(f"voice-to-voice latency at the caller: {len(rows)} turns over {args.calls} calls")
+    print(f"{'part':<18}{'p50 ms':>10}{'p95 ms':>10}")
+    for key in ["endpointing", "stt", "dialog", "tts_first_audio", "runtime", "transport", "v2v"]:
+        values = [r[key] for r in rows]
+        print(f"{key:<18}{percentile(values, 50):>10.1f}{percentile(values, 95):>10.1f}")
+    p50 = percentile([r["v2v"] for r in rows], 50)
+    print(f"target 800 ms at the caller: p50 is {p50 - 800:+.0f} ms from it")
+    share = statistics.median(r["runtime"] / r["v2v"] * 100 for r in rows)
+    print(f"runtime's own share of v2v (median): {share:.2f}%")
+
+
+if __name__ == "__main__":
+    main()

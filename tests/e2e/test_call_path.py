@@ -1,0 +1,140 @@
+"""End to end: a real server with real speech models, called as Twilio would."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+
+import httpx
+import pytest
+import websockets
+
+from voicerail.demo import demo_turns
+from voicerail.sim.api_client import fetch_call, summarize
+from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.testing.callers import synthesize_caller_wav
+from voicerail.testing.server import serve_process
+
+
+pytestmark = pytest.mark.slow
+
+
+def media_url(base_url: str) -> str:
+    return base_url.replace("http://", "ws://") + "/twilio/media"
+
+
+def kinds(events: list[dict]) -> list[str]:
+    return [e["kind"] for e in events]
+
+
+async def place(base_url: str, turns: list[CallerTurn], **kwargs) -> tuple:
+    caller = SimulatedTwilioCall(media_url(base_url), **kwargs)
+    result = await caller.run(turns)
+    server = await fetch_call(base_url, result.call_sid)
+    assert server is not None, "the server never finished recording the call"
+    return result, server
+
+
+async def test_demo_call_books_an_appointment(clinic_server, caller_audio):
+    """Real + synthesized speech books an appointment; booking and events are stored."""
+    base_url, data_dir = clinic_server
+    result, server = await place(base_url, demo_turns(caller_audio))
+    summary = summarize(result, server)
+    assert server["outcome"] == "completed", json.dumps(summary, indent=1)
+    booking_id = server["data"]["booking_id"]
+    with sqlite3.connect(data_dir / "bookings.sqlite3") as db:
+        rows = db.execute("SELECT * FROM bookings").fetchall()
+    assert any(booking_id in map(str, row) for row in rows)
+    assert any("maria" in " ".join(map(str, row)).lower() for row in rows)
+    got = kinds(server["events"])
+    for kind in [
+        "CallStarted",
+        "StreamStarted",
+        "UserTurnStarted",
+        "UserTurnEnded",
+        "TranscriptFinal",
+        "DialogDecided",
+        "TTSFirstAudio",
+        "MarkPlayed",
+        "BookingWritten",
+        "CallEnded",
+    ]:
+        assert kind in got, f"{kind} missing from {got}"
+    assert got[0] == "CallStarted" and got[-1] == "CallEnded"
+    greeting = summary["greeting"].lower()
+    assert "ai" in greeting.split() or "artificial" in greeting or "virtual" in greeting
+    assert "record" in greeting
+    latencies = [t["v2v_latency_ms"] for t in summary["turns"]]
+    assert all(ms is not None and ms > 0 for ms in latencies), latencies
+
+
+async def test_barge_in_clears_agent_audio_and_keeps_only_what_was_heard(
+    clinic_server, caller_audio
+):
+    """Talking over the greeting sends clear, stops the audio, truncates the context."""
+    base_url, _ = clinic_server
+    wav = synthesize_caller_wav(
+        "Sorry to interrupt, I want to book an appointment please.",
+        caller_audio / "barge.wav",
+    )
+    turn = CallerTurn.from_wav(wav, barge_in_after_s=1.0)
+    result, server = await place(base_url, [turn])
+    assert result.clears_received >= 1
+    assert result.agent_audio_after_clear_s < 0.1
+    barge = [e for e in server["events"] if e["kind"] == "BargeIn"]
+    assert len(barge) == 1
+    heard, full = barge[0]["pii"]["heard_text"], barge[0]["pii"]["full_text"]
+    assert full.startswith(heard) and len(heard) < len(full)
+
+
+async def test_silence_reprompts_then_hangs_up(tmp_path):
+    """A silent caller is reprompted, then the agent says goodbye and hangs up."""
+    args = ["--reprompt-after", "2", "--hangup-after", "6"]
+    with serve_process(args, data_dir=tmp_path) as base_url:
+        turn = CallerTurn(label="silence", silence_s=20.0)
+        result, server = await place(base_url, [turn], max_reply_wait_s=20)
+    assert result.hung_up_by == "agent"
+    got = kinds(server["events"])
+    assert "Reprompted" in got
+    assert server["outcome"] == "abandoned"
+    assert server["events"][-1]["data"]["ended_by"] == "silence"
+
+
+@pytest.mark.parametrize(
+    ("messages", "error_fragment"),
+    [
+        (["this is not json"], "json"),
+        ([json.dumps({"event": "media", "sequenceNumber": "1"})], "start"),
+        (["x" * 200_000], "exceeds"),
+    ],
+    ids=["garbage", "wrong-order", "huge"],
+)
+async def test_bad_input_ends_only_that_call(clinic_server, messages, error_fragment):
+    """A peer's protocol violation ends its call with an event; the server serves on."""
+    base_url, _ = clinic_server
+    async with websockets.connect(media_url(base_url), max_size=2**22) as ws:
+        for message in messages:
+            await ws.send(message)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    async with httpx.AsyncClient(base_url=base_url) as client:
+        calls = (await client.get("/api/calls", params={"outcome": "failed"})).json()["calls"]
+        detail = (await client.get(f"/api/calls/{calls[0]['call_id']}")).json()
+        assert detail["outcome"] == "failed"
+        errors = [e for e in detail["events"] if e["kind"] == "ProtocolErrorReceived"]
+        assert errors and error_fragment in errors[0]["data"]["error"].lower()
+        assert (await client.get("/healthz")).json()["status"] == "ok"
+    # and the next call is served normally
+    result, server = await place(base_url, [], max_reply_wait_s=20)
+    assert "TTSFirstAudio" in kinds(server["events"])
+    assert server["outcome"] != "failed"
+
+
+def test_caller_wav_any_rate_is_converted(tmp_path: Path):
+    """`CallerTurn.from_wav` accepts a 22.05 kHz WAV and yields 8 kHz μ-law."""
+    wav = synthesize_caller_wav("hello", tmp_path / "h.wav", engine="espeak-ng")
+    turn = CallerTurn.from_wav(wav)
+    assert len(turn.ulaw) > 1600  # more than 0.2 s at 8000 bytes/s
