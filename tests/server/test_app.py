@@ -1,0 +1,147 @@
+"""The ASGI app's HTTP routes: TwiML, signature validation, REST API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator
+
+import pytest
+from starlette.testclient import TestClient
+from twilio.request_validator import RequestValidator
+
+from voicerail.dialog.base import AgentReply
+from voicerail.events.model import Event, EventKind
+from voicerail.events.store import CallRecord, SQLiteEventStore
+from voicerail.providers.base import (
+    STTCapabilities,
+    Transcript,
+    TTSCapabilities,
+    TTSChunk,
+)
+from voicerail.server.app import ServerSettings, create_app
+from voicerail.session.runtime import Runtime
+
+TOKEN = "test-auth-token"
+
+
+class SilentSTT:
+    name, model, capabilities = "silent", "none", STTCapabilities()
+
+    async def transcribe(
+        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
+    ) -> AsyncIterator[Transcript]:
+        async for _ in audio:
+            pass
+        yield Transcript("", is_final=True)
+
+
+class SilentTTS:
+    name, model, capabilities = "silent", "none", TTSCapabilities(sample_rate_hz=8000)
+
+    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
+        yield TTSChunk(b"\x00\x00" * 800, 8000, text)
+
+
+class QuietDialog:
+    async def start(self) -> AgentReply:
+        return AgentReply("Hello.")
+
+    async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
+        return AgentReply("")
+
+    async def on_dtmf(self, digits: str) -> AgentReply:
+        return AgentReply("")
+
+    async def on_silence(self, count: int) -> AgentReply:
+        return AgentReply("")
+
+    def on_agent_heard(self, heard_text: str, full_text: str) -> None:
+        pass
+
+
+class QuietAgent:
+    name = "quiet"
+
+    def new_dialog(self, call_id: str) -> QuietDialog:
+        return QuietDialog()
+
+
+@pytest.fixture
+def store(tmp_path):
+    events = SQLiteEventStore(tmp_path / "events.sqlite3")
+    yield events
+    events.close()
+
+
+def client_for(store, **settings) -> TestClient:
+    runtime = Runtime(agent=QuietAgent(), stt=SilentSTT(), tts=SilentTTS(), events=store)
+    return TestClient(create_app(runtime, ServerSettings(**settings)))
+
+
+FORM = {"CallSid": "CA123", "From": "+15550001111", "To": "+15550002222"}
+
+
+def test_voice_webhook_answers_connect_stream_twiml(store):
+    response = client_for(store).post("/twilio/voice", data=FORM)
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/xml")
+    body = response.text
+    assert '<Stream url="wss://testserver/twilio/media">' in body
+    assert '<Parameter name="callsid" value="CA123"' in body
+    assert '<Connect action="/twilio/connect-action">' in body
+
+
+def test_signature_is_required_when_a_token_is_configured(store):
+    client = client_for(store, twilio_auth_token=TOKEN, public_url="https://voice.example.com")
+    assert client.post("/twilio/voice", data=FORM).status_code == 403
+    bad = {"X-Twilio-Signature": "AAAA"}
+    assert client.post("/twilio/voice", data=FORM, headers=bad).status_code == 403
+    url = "https://voice.example.com/twilio/voice"
+    good = {"X-Twilio-Signature": RequestValidator(TOKEN).compute_signature(url, FORM)}
+    response = client.post("/twilio/voice", data=FORM, headers=good)
+    assert response.status_code == 200
+    assert "wss://voice.example.com/twilio/media" in response.text
+
+
+def test_connect_action_dials_the_handoff_number_only_after_a_handoff(store):
+    store.save_call(
+        CallRecord("vr_1", "quiet", 1.0, 2.0, "handoff", call_sid="CA123", data={"handoff": True})
+    )
+    client = client_for(store, handoff_number="+15559998888")
+    assert "<Dial>+15559998888</Dial>" in client.post("/twilio/connect-action", data=FORM).text
+    other = dict(FORM, CallSid="CA999")
+    assert "<Hangup />" in client.post("/twilio/connect-action", data=other).text
+
+
+def test_rest_api_lists_and_shows_calls(store):
+    store.save_call(CallRecord("vr_1", "quiet", 1.0, 2.0, "completed", call_sid="CA1"))
+    store.append(Event("vr_1", EventKind.CALL_STARTED, 1.0, 0.0))
+    client = client_for(store)
+    calls = client.get("/api/calls").json()["calls"]
+    assert [c["call_id"] for c in calls] == ["vr_1"]
+    assert client.get("/api/calls", params={"call_sid": "nope"}).json()["calls"] == []
+    detail = client.get("/api/calls/vr_1").json()
+    assert detail["events"][0]["kind"] == "CallStarted"
+    assert client.get("/api/calls/missing").status_code == 404
+    assert client.get("/api/calls", params={"limit": "x"}).status_code == 400
+    assert client.get("/healthz").json() == {"status": "ok", "calls_in_progress": 0}
+
+
+def test_media_websocket_runs_a_call_and_records_its_outcome(store):
+    """Connected, start, a few frames and stop over the real ASGI WebSocket route."""
+    from voicerail.wire import twilio
+
+    client = client_for(store)
+    with client.websocket_connect("/twilio/media") as ws:
+        ws.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
+        ws.send_text(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")))
+        greeting = twilio.parse_outbound(ws.receive_text())
+        assert isinstance(greeting, twilio.OutboundMedia)
+        ws.send_text(
+            twilio.serialize_inbound(twilio.Stop(3, "MZ1", "AC" + "0" * 32, "CA1"))
+        )
+    calls = store.calls()
+    assert calls[0].call_sid == "CA1"
+    assert calls[0].outcome == "abandoned"
+    kinds = [e.kind for e in store.events(calls[0].call_id)]
+    assert kinds[:2] == [EventKind.CALL_STARTED, EventKind.STREAM_STARTED]
+    assert kinds[-1] == EventKind.CALL_ENDED
