@@ -51,7 +51,7 @@ class QuietDialog:
     async def on_dtmf(self, digits: str) -> AgentReply:
         return AgentReply("")
 
-    async def on_silence(self, count: int) -> AgentReply:
+    async def on_silence(self, count: int, final: bool = False) -> AgentReply:
         return AgentReply("")
 
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:

@@ -55,8 +55,11 @@ class Dialog(Protocol):
         """React to keypad digits (``"0"``-``"9"``, ``"*"``, ``"#"``)."""
         ...
 
-    async def on_silence(self, count: int) -> AgentReply:
-        """React to the ``count``-th silence timeout in a row (a reprompt)."""
+    async def on_silence(self, count: int, final: bool = False) -> AgentReply:
+        """React to the ``count``-th silence timeout in a row.
+
+        With ``final`` the driver is about to hang up: return the goodbye.
+        """
         ...
 
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:

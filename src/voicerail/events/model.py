@@ -51,6 +51,7 @@ class EventKind(StrEnum):
     PROVIDER_FAILED_OVER = "ProviderFailedOver"
     PROVIDER_VERSION_CHANGED = "ProviderVersionChanged"
     PROTOCOL_ERROR = "ProtocolErrorReceived"
+    TTS_VALIDATED = "TTSValidated"
     CALL_ENDED = "CallEnded"
 
 

@@ -410,7 +410,7 @@ class CallSession:
 
     async def _say_goodbye_after_silence(self) -> None:
         started = self._clock.monotonic()
-        reply = await self.dialog.on_silence(self.turns.state.reprompts + 1)
+        reply = await self.dialog.on_silence(self.turns.state.reprompts + 1, final=True)
         self._record_decision(reply, started, reason="silence_hangup")
         await self._speak(reply, end_reason="silence")
 
