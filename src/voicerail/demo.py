@@ -60,7 +60,7 @@ async def _place_call(base_url: str, turns: list[CallerTurn]) -> dict[str, Any]:
 
 def main() -> int:
     """Run the demo; exit status 0 when the call ended with a booking."""
-    console = Console()
+    console = Console(width=max(Console().width, 140))
     work_dir = Path("var/demo")
     turns = demo_turns(work_dir / "audio")
     console.print("[bold]voicerail demo[/bold]: starting the clinic agent (loading models)…")

@@ -102,8 +102,8 @@ def _month_day(t: str, today: date) -> date | None:
     match = re.search(r"\bthe\s+(\d{1,2})(?:st|nd|rd|th)\b", t)
     if match:
         day_number = int(match.group(1))
-        month = today.month if day_number >= today.day else today.month % 12 + 1
-        return _future_date(today, month, day_number)
+        month_number = today.month if day_number >= today.day else today.month % 12 + 1
+        return _future_date(today, month_number, day_number)
     return None
 
 
@@ -180,11 +180,13 @@ _NAME_PHRASE = re.compile(
     r"([a-z][a-z'-]+(?:\s+[a-z][a-z'-]+){0,2})",
     re.IGNORECASE,
 )
-_NOT_NAMES = frozenset(
-    ["a", "an", "the", "and", "or", "but", "yes", "no", "yeah", "okay", "ok", "sure", "please", "thanks", "thank", "you", "hi", "hello", "i", "me", "my", "it", "is", "this", "that", "to", "for", "on", "at", "in", "of", "calling", "call", "about", "would", "like", "want", "need", "book", "appointment", "cancel", "reschedule", "tomorrow", "today", "next", "morning", "afternoon", "evening", "am", "pm", "human", "person", "agent", "robot", "ai", "just", "sorry", "um", "uh", "well", "so"]
-    + WEEKDAYS
-    + MONTHS
-)
+_COMMON_WORDS = """
+a an the and or but yes no yeah okay ok sure please thanks thank you hi hello
+i me my it is this that to for on at in of calling call about would like want need
+book appointment cancel reschedule tomorrow today next morning afternoon evening
+am pm human person agent robot ai just sorry um uh well so
+"""
+_NOT_NAMES = frozenset(re.findall(r"[a-z]+", _COMMON_WORDS)) | set(WEEKDAYS) | set(MONTHS)
 
 
 def extract_name(text: str, *, asked: bool = False) -> str | None:

@@ -102,6 +102,7 @@ class CallSession:
         self._error: str | None = None
         self._close_code: int | None = None
         self._turn_index = 0
+        self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self.record = CallRecord(
             call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
         )
@@ -462,6 +463,7 @@ class CallSession:
         self._playback = tracker
         self._playback_done = asyncio.Event()
         generation = self._generation
+        self._reply_index += 1
         first_audio = True
         for index, sentence in enumerate(split_sentences(reply.text)):
             started = self._clock.monotonic()
@@ -475,7 +477,7 @@ class CallSession:
                         frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
                         self._out.put_nowait((generation, frame))
                     num_bytes += len(frames)
-            mark = f"{generation}.{index}"
+            mark = f"r{self._reply_index}.s{index}"
             tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
             self._out.put_nowait((generation, mark))
         tracker.finished_queueing = True
