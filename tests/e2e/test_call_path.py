@@ -16,7 +16,7 @@ from voicerail.sim.api_client import fetch_call, summarize
 from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
 from voicerail.testing.callers import synthesize_caller_wav
 from voicerail.testing.server import serve_process
-
+from voicerail.wire import twilio
 
 pytestmark = pytest.mark.slow
 
@@ -106,7 +106,10 @@ async def test_silence_reprompts_then_hangs_up(tmp_path):
     ("messages", "error_fragment"),
     [
         (["this is not json"], "json"),
-        ([json.dumps({"event": "media", "sequenceNumber": "1"})], "start"),
+        (
+            [twilio.serialize_inbound(twilio.Media(1, "MZ1", "inbound", 1, 0, b"\xff" * 160))],
+            "start",
+        ),
         (["x" * 200_000], "exceeds"),
     ],
     ids=["garbage", "wrong-order", "huge"],
@@ -128,7 +131,7 @@ async def test_bad_input_ends_only_that_call(clinic_server, messages, error_frag
         assert errors and error_fragment in errors[0]["data"]["error"].lower()
         assert (await client.get("/healthz")).json()["status"] == "ok"
     # and the next call is served normally
-    result, server = await place(base_url, [], max_reply_wait_s=20)
+    _, server = await place(base_url, [], max_reply_wait_s=20)
     assert "TTSFirstAudio" in kinds(server["events"])
     assert server["outcome"] != "failed"
 
@@ -138,3 +141,39 @@ def test_caller_wav_any_rate_is_converted(tmp_path: Path):
     wav = synthesize_caller_wav("hello", tmp_path / "h.wav", engine="espeak-ng")
     turn = CallerTurn.from_wav(wav)
     assert len(turn.ulaw) > 1600  # more than 0.2 s at 8000 bytes/s
+
+
+def test_voicerail_call_cli_prints_the_turns_as_json(clinic_server, caller_audio, tmp_path):
+    """`voicerail call --json` reports what the server heard and said, and latency."""
+    import subprocess
+    import sys
+
+    base_url, _ = clinic_server
+    wav = synthesize_caller_wav("What are your opening hours?", caller_audio / "hours.wav")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "voicerail.cli",
+            "call",
+            "--url",
+            media_url(base_url),
+            "--say",
+            str(wav),
+            "--record-dir",
+            str(tmp_path),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    body = json.loads(out.stdout)
+    assert set(body) >= {"call_id", "outcome", "turns"}
+    [turn] = body["turns"]
+    assert turn["caller_audio"] == str(wav)
+    assert "open" in turn["transcript"].lower()
+    assert "Monday to Friday" in turn["agent_text"]
+    assert turn["v2v_latency_ms"] > 0
+    assert Path(body["agent_audio"]).stat().st_size > 8000

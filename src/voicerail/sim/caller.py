@@ -164,7 +164,9 @@ class SimulatedTwilioCall:
             ]
             try:
                 await self._script(turns)
-                if not self._closed.is_set():
+                if self._closed.is_set():
+                    self.result.hung_up_by = "agent"
+                else:
                     await self._send(
                         twilio.Stop(
                             sequence_number=self._next_seq(),
