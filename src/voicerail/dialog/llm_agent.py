@@ -1,0 +1,297 @@
+"""The LLM dialog mode: a system prompt and tools instead of (or beside) flows.
+
+The agent file has an ``llm`` section::
+
+    name: Riverside Family Clinic (LLM)
+    greeting: "Hi, you're talking to the clinic's AI assistant; this call may be recorded. ..."
+    llm:
+      system_prompt: "You are the phone assistant of ..."
+      tools: [book_appointment, cancel_appointment, transfer_to_human, end_call]
+      max_tool_rounds: 3
+
+Rules kept here:
+
+1. Tools that write (``book_appointment``, ``cancel_appointment``) carry an
+   idempotency key derived from the call, the caller turn, the tool name and its
+   canonical arguments — not from the provider's tool-call id — so a reply that
+   is replayed (a retry, or a failover that restarts it on another provider)
+   finds the first write and never repeats the side effect.
+2. After a barge-in only the words the caller heard stay in the assistant's
+   message history (``on_agent_heard``).
+3. ``transfer_to_human`` ends the turn with a handoff; ``end_call`` with a goodbye.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voicerail.dialog.base import AgentReply
+from voicerail.dialog.bookings import BookingStore
+from voicerail.errors import ConfigError, DialogError
+from voicerail.events.model import Outcome
+from voicerail.providers.base import (
+    ChatMessage,
+    LanguageModel,
+    ToolCall,
+    ToolSpec,
+    closing_stream,
+)
+
+TOOLS: dict[str, ToolSpec] = {
+    "book_appointment": ToolSpec(
+        name="book_appointment",
+        description="Book an appointment once the caller has confirmed day, time and name.",
+        parameters={
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "description": "caller's full name"},
+                "day": {"type": "string", "description": "ISO date, YYYY-MM-DD"},
+                "time": {"type": "string", "description": "24-hour time, HH:MM"},
+            },
+            "required": ["name", "day", "time"],
+        },
+        writes=True,
+    ),
+    "cancel_appointment": ToolSpec(
+        name="cancel_appointment",
+        description="Cancel the caller's appointment, found by full name.",
+        parameters={
+            "type": "object",
+            "properties": {"name": {"type": "string"}},
+            "required": ["name"],
+        },
+        writes=True,
+    ),
+    "transfer_to_human": ToolSpec(
+        name="transfer_to_human",
+        description="Transfer the call to the front desk when the caller asks for a person.",
+        parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
+    ),
+    "end_call": ToolSpec(
+        name="end_call",
+        description="End the call after saying goodbye.",
+        parameters={"type": "object", "properties": {}},
+    ),
+}
+
+
+class LLMSection(BaseModel):
+    """The ``llm`` section of an agent file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    system_prompt: str
+    tools: list[str] = Field(default_factory=list)
+    max_tool_rounds: int = Field(default=3, ge=1, le=8)
+    handoff_text: str = "I'll transfer you to our front desk now. Please hold."
+    goodbye_text: str = "Thank you for calling. Goodbye!"
+    silence_reprompt: str = "Are you still there?"
+    silence_goodbye: str = "I haven't heard anything, so I'll end the call now. Goodbye!"
+
+
+class LLMAgentSpec(BaseModel):
+    """An agent file in LLM mode."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    greeting: str
+    llm: LLMSection
+
+
+def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
+    """Read and validate an LLM-mode agent file.
+
+    Raises:
+        ConfigError: unreadable, not YAML, invalid, or naming an unknown tool.
+    """
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        spec = LLMAgentSpec.model_validate(raw)
+    except OSError as exc:
+        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or None
+        raise ConfigError(first["msg"].lower(), source=source, field=field) from exc
+    for tool in spec.llm.tools:
+        if tool not in TOOLS:
+            raise ConfigError(f"unknown tool {tool!r}", source=source, field="llm.tools")
+    return spec
+
+
+@dataclass
+class ToolResult:
+    """What a tool did, for the model and for the reply."""
+
+    content: dict[str, Any]
+    booking_id: str | None = None
+    outcome: Outcome | None = None
+    handoff: bool = False
+    end_call: bool = False
+
+
+class LLMAgent:
+    """Builds one :class:`LLMDialog` per call.
+
+    Args:
+        spec: the validated agent file.
+        llm: the language model (usually the router's per-call LLM or a cloud adapter).
+        bookings: where the booking tools write.
+        today: the caller's local date, given to the model in the system prompt.
+    """
+
+    def __init__(
+        self,
+        spec: LLMAgentSpec,
+        *,
+        llm: LanguageModel,
+        bookings: BookingStore,
+        today: Callable[[], date] = date.today,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.llm = llm
+        self.bookings = bookings
+        self.today = today
+        self.tools = [TOOLS[name] for name in spec.llm.tools]
+
+    def new_dialog(self, call_id: str) -> LLMDialog:
+        """A fresh conversation for ``call_id``."""
+        return LLMDialog(self, call_id)
+
+
+class LLMDialog:
+    """One call's conversation with an LLM agent."""
+
+    def __init__(self, agent: LLMAgent, call_id: str) -> None:
+        self.agent = agent
+        self.call_id = call_id
+        self.turn = 0
+        system = f"{agent.spec.llm.system_prompt}\nToday is {agent.today().isoformat()}."
+        self.messages: list[ChatMessage] = [ChatMessage("system", system)]
+
+    async def start(self) -> AgentReply:
+        self.messages.append(ChatMessage("assistant", self.agent.spec.greeting))
+        return AgentReply(self.agent.spec.greeting, node="greeting")
+
+    async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
+        self.turn += 1
+        self.messages.append(ChatMessage("user", text))
+        return await self._complete()
+
+    async def on_dtmf(self, digits: str) -> AgentReply:
+        return await self.on_user_turn(f"(the caller pressed the key {digits})", None)
+
+    async def on_silence(self, count: int, final: bool = False) -> AgentReply:
+        section = self.agent.spec.llm
+        text = section.silence_goodbye if final else section.silence_reprompt
+        self.messages.append(ChatMessage("assistant", text))
+        return AgentReply(text, end_call=final, node="silence")
+
+    def on_agent_heard(self, heard_text: str, full_text: str) -> None:
+        last = self.messages[-1]
+        if last.role == "assistant" and last.content == full_text:
+            self.messages[-1] = ChatMessage("assistant", heard_text)
+
+    async def _complete(self) -> AgentReply:
+        final = ToolResult(content={})
+        for _ in range(self.agent.spec.llm.max_tool_rounds):
+            text, calls = await self._chat_once()
+            if not calls:
+                self.messages.append(ChatMessage("assistant", text))
+                return self._reply(text, final)
+            self.messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
+            for call in calls:
+                result = self._run_tool(call)
+                final = _merge(final, result)
+                self.messages.append(
+                    ChatMessage("tool", json.dumps(result.content), tool_call_id=call.id)
+                )
+            if final.handoff or final.end_call:
+                section = self.agent.spec.llm
+                closing = section.handoff_text if final.handoff else (text or section.goodbye_text)
+                self.messages.append(ChatMessage("assistant", closing))
+                return self._reply(closing, final)
+        raise DialogError(
+            f"no spoken reply after {self.agent.spec.llm.max_tool_rounds} tool rounds"
+        )
+
+    async def _chat_once(self) -> tuple[str, list[ToolCall]]:
+        parts: list[str] = []
+        calls: list[ToolCall] = []
+        stream = self.agent.llm.chat(self.messages, tools=self.agent.tools)
+        async with closing_stream(stream):
+            async for delta in stream:
+                parts.append(delta.text)
+                if delta.tool_call is not None:
+                    calls.append(delta.tool_call)
+        return "".join(parts).strip(), calls
+
+    def idempotency_key(self, call: ToolCall) -> str:
+        """``{call_id}:t{turn}:{tool}:{hash of canonical arguments}`` (rule 1)."""
+        canonical = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
+        return f"{self.call_id}:t{self.turn}:{call.name}:{digest}"
+
+    def _run_tool(self, call: ToolCall) -> ToolResult:
+        args = call.arguments
+        try:
+            if call.name == "book_appointment":
+                booking = self.agent.bookings.create(
+                    self.call_id,
+                    str(args["name"]),
+                    date.fromisoformat(str(args["day"])),
+                    time.fromisoformat(str(args["time"])),
+                    self.idempotency_key(call),
+                )
+                return ToolResult(
+                    {"booking_id": booking.booking_id, "status": "booked"},
+                    booking_id=booking.booking_id,
+                    outcome=Outcome.COMPLETED,
+                )
+            if call.name == "cancel_appointment":
+                matches = self.agent.bookings.find(str(args["name"]))
+                if not matches:
+                    return ToolResult({"status": "not_found"})
+                self.agent.bookings.cancel(matches[0].booking_id)
+                return ToolResult({"status": "cancelled"}, outcome=Outcome.COMPLETED)
+            if call.name == "transfer_to_human":
+                return ToolResult({"status": "transferring"}, handoff=True, outcome=Outcome.HANDOFF)
+            if call.name == "end_call":
+                return ToolResult({"status": "ending"}, end_call=True)
+        except (KeyError, ValueError) as exc:
+            # The model sent bad arguments: tell it, so it can ask the caller again.
+            return ToolResult({"error": f"invalid arguments: {exc}"})
+        return ToolResult({"error": f"unknown tool {call.name!r}"})
+
+    def _reply(self, text: str, result: ToolResult) -> AgentReply:
+        return AgentReply(
+            text=text,
+            end_call=result.end_call or result.handoff,
+            handoff=result.handoff,
+            outcome=result.outcome,
+            booking_id=result.booking_id,
+            node="llm",
+            data={"turn": self.turn},
+        )
+
+
+def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
+    return ToolResult(
+        content=b.content,
+        booking_id=b.booking_id or a.booking_id,
+        outcome=b.outcome or a.outcome,
+        handoff=a.handoff or b.handoff,
+        end_call=a.end_call or b.end_call,
+    )
