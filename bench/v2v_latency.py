@@ -5,14 +5,18 @@ Silero VAD), places ``--calls`` demo calls one after another, and breaks each
 caller turn's latency (end of caller audio → first agent audio frame at the
 caller) into:
 
-* endpointing wait — the configured silence window that ends a turn;
+* endpointing wait — from the end of the caller's audio file to the server's
+  end-of-turn decision (the silence window, less any trailing silence the
+  recording already had, plus inbound transport);
 * speech-to-text — ``TranscriptFinal.latency_s``;
 * dialog — ``DialogDecided.latency_s``;
 * first TTS audio — ``TTSFirstAudio.latency_s`` (synthesis start → first frame);
 * runtime — the rest of the server's time between endpoint and first frame
   (audio slicing and resampling, events, scheduling): voicerail's own share;
-* transport — what remains at the caller (WebSocket, pacing, the caller's
-  20 ms frame clock).
+* transport — from the server's first audio frame to its arrival at the
+  caller (pacing, WebSocket, the caller's 20 ms frame clock).
+
+The parts add up to the voice-to-voice latency (measured, not residuals).
 
 Usage: ``.venv/bin/python bench/v2v_latency.py [--calls 3]``
 """
@@ -54,14 +58,17 @@ def breakdown(result: Any, events: list[dict[str, Any]]) -> list[dict[str, float
             continue
         server_total = first["at_mono"] - end["at_mono"]
         v2v = caller.v2v_latency_s
+        # Both processes run on this machine, so their wall clocks agree.
+        endpointing = end["at_wall"] - caller.ended_at
+        outbound = caller.first_agent_audio_at - first["at_wall"]
         parts = {
             "v2v": v2v,
-            "endpointing": ENDPOINT_SILENCE_S,
+            "endpointing": endpointing,
             "stt": stt["latency_s"],
             "dialog": dialog["latency_s"],
             "tts_first_audio": first["latency_s"],
             "runtime": server_total - stt["latency_s"] - dialog["latency_s"] - first["latency_s"],
-            "transport": v2v - ENDPOINT_SILENCE_S - server_total,
+            "transport": outbound,
         }
         rows.append({k: v * 1000 for k, v in parts.items()})
     return rows
