@@ -93,12 +93,14 @@ async def test_text_with_nothing_to_speak_yields_one_empty_chunk(piper_tts: Pipe
 
 @pytest.mark.slow
 async def test_length_scale_slows_speech(piper_tts: PiperTTS) -> None:
-    slow = PiperTTS(length_scale=1.5)
+    slow = PiperTTS(length_scale=2.0)
     slow._voice = piper_tts._voice  # share the loaded voice: one load per session
     text = "Please hold while I check."
     normal_s = sum([len(c.pcm) async for c in piper_tts.synthesize(text)]) / 44100
     slow_s = sum([len(c.pcm) async for c in slow.synthesize(text)]) / 44100
-    assert slow_s > 1.3 * normal_s
+    # piper's phoneme durations are sampled (noise_w), so one run varies by ~15%:
+    # doubling the scale must still clearly lengthen the audio.
+    assert slow_s > 1.4 * normal_s
 
 
 @pytest.mark.slow
