@@ -1,0 +1,1 @@
+"""Routing: provider chains with deadlines, failover, hedging, breakers and budgets."""
