@@ -33,6 +33,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--tts", choices=["piper", "espeak-ng"], default="piper")
     serve.add_argument("--vad", choices=["silero", "energy"], default="silero")
     serve.add_argument("--whisper-model", default="tiny.en")
+    serve.add_argument(
+        "--no-fallback", action="store_true", help="one STT and one TTS, no failover chains"
+    )
+    serve.add_argument("--faults", type=Path, default=None, help="fault injection file")
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
@@ -89,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
         whisper_model=args.whisper_model,
         tts=args.tts,
         vad=args.vad,
+        fallback=not args.no_fallback,
+        faults_path=args.faults,
         turns=TurnConfig(
             barge_in_s=args.barge_in,
             reprompt_after_s=args.reprompt_after,

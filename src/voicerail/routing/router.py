@@ -55,7 +55,7 @@ from voicerail.routing.policies import CircuitBreaker, LatencyTracker, RetryBudg
 
 P = TypeVar("P", SpeechToText, TextToSpeech, LanguageModel)
 T = TypeVar("T")
-Emit = Callable[[Event], None]
+Emit = Callable[[Event], object]
 
 
 class Probeable(Protocol):

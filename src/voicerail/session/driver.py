@@ -38,7 +38,7 @@ from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import closing_stream
+from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime
 from voicerail.session.text import split_sentences
@@ -73,6 +73,15 @@ class CallSession:
         self._clock = runtime.clock
         self.proto = twilio.TwilioStreamProtocol()
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
+        self._turn_deadline_s: float | None = None
+        self.stt: SpeechToText = runtime.stt
+        self.tts: TextToSpeech = runtime.tts
+        if runtime.router is not None:
+            routed = runtime.router.bind(
+                self.call_id, runtime.events.append, lambda: self._turn_deadline_s
+            )
+            self.stt = routed.stt or runtime.stt
+            self.tts = routed.tts or runtime.tts
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
         self._vad: SileroVAD | EnergyVAD = (
@@ -272,6 +281,7 @@ class CallSession:
         for action in actions:
             if isinstance(action, tp.EndUserTurn):
                 self._turn_ended_at_s = self._clock.monotonic()
+                self._turn_deadline_s = self._turn_ended_at_s + self.rt.turn_budget_s
                 self._start_job(self._answer(action))
             elif isinstance(action, tp.BargeIn):
                 await self._barge_in()
@@ -378,7 +388,7 @@ class CallSession:
 
         started = self._clock.monotonic()
         final = None
-        transcripts = self.rt.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ)
+        transcripts = self.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ)
         async with closing_stream(transcripts):
             async for transcript in transcripts:
                 if transcript.is_final:
@@ -388,8 +398,8 @@ class CallSession:
         self._emit(
             EventKind.TRANSCRIPT_FINAL,
             Stage.STT,
-            provider=self.rt.stt.name,
-            model=self.rt.stt.model,
+            provider=final.usage.provider if final and final.usage else self.stt.name,
+            model=final.usage.model if final and final.usage else self.stt.model,
             latency_s=self._clock.monotonic() - started,
             outcome="ok",
             data={
@@ -497,19 +507,20 @@ class CallSession:
         self._emit(
             EventKind.TTS_FIRST_AUDIO,
             Stage.TTS,
-            provider=self.rt.tts.name,
-            model=self.rt.tts.model,
+            provider=self.tts.name,
+            model=self.tts.model,
             latency_s=now - synth_started_s,
             data={"turn": self._turn_index, "since_turn_end_s": since_turn},
         )
         self._turn_ended_at_s = None
+        self._turn_deadline_s = None  # later sentences play while they are synthesized
         self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
 
     async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
         """Yield whole 20 ms μ-law frames (concatenated) for one sentence."""
         resampler: StreamResampler | None = None
         leftover = b""
-        async with closing_stream(self.rt.tts.synthesize(sentence)) as chunks:
+        async with closing_stream(self.tts.synthesize(sentence)) as chunks:
             async for chunk in chunks:
                 if resampler is None:
                     resampler = StreamResampler(chunk.sample_rate_hz, TWILIO_RATE_HZ)

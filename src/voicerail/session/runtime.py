@@ -8,6 +8,7 @@ from voicerail.clock import Clock, SystemClock
 from voicerail.dialog.base import DialogFactory
 from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
+from voicerail.routing.router import Router
 from voicerail.turns.policy import TurnConfig
 
 
@@ -44,6 +45,10 @@ class Runtime:
         turns: turn-taking timing.
         audio: audio pipeline policy.
         clock: the driver clock.
+        router: when set, each call uses the router's STT and TTS chains (with
+            failover) instead of ``stt`` and ``tts``.
+        turn_budget_s: a caller turn's latency budget from its end, seconds; the
+            router derives per-attempt deadlines from what is left of it.
     """
 
     agent: DialogFactory
@@ -54,3 +59,5 @@ class Runtime:
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
     clock: Clock = field(default_factory=SystemClock)
+    router: Router | None = None
+    turn_budget_s: float = 2.5

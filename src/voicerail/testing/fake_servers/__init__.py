@@ -1,0 +1,1 @@
+"""In-process servers that speak providers' documented wire protocols, for tests."""
