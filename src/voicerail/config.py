@@ -147,22 +147,32 @@ def _llm_agent(path: Path, bookings: object) -> DialogFactory:
 
 
 async def warm_up(runtime: Runtime) -> None:
-    """Load the speech models before the first call by running each once."""
+    """Load every provider's model before the first call.
+
+    A provider that fails here (a fault injected on purpose, a missing model) is
+    reported and left to routing: the call path fails over from it.
+    """
+    import logging
+
+    from voicerail.errors import ProviderError
 
     async def half_second() -> AsyncIterator[bytes]:
         yield b"\x00\x00" * 8000
 
-    async for _ in runtime.stt.transcribe(half_second(), sample_rate_hz=16000):
-        pass
     if runtime.router is not None:
-        chains = runtime.router.chains.values()
-        providers = [p for chain in chains for p in chain]
+        providers = [p for chain in runtime.router.chains.values() for p in chain]
     else:
         providers = [runtime.stt, runtime.tts]
     for provider in providers:
-        if hasattr(provider, "synthesize"):
-            async for _ in provider.synthesize("Hello."):
-                pass
-        elif hasattr(provider, "preload"):
-            await asyncio.to_thread(provider.preload)
-    await asyncio.sleep(0)
+        inner = getattr(provider, "inner", provider)  # warm the model behind a fault wrapper
+        try:
+            if hasattr(inner, "synthesize"):
+                async for _ in inner.synthesize("Hello."):
+                    pass
+            elif hasattr(inner, "preload"):
+                await asyncio.to_thread(inner.preload)
+            else:
+                async for _ in inner.transcribe(half_second(), sample_rate_hz=16000):
+                    pass
+        except ProviderError as exc:
+            logging.getLogger(__name__).warning("warm-up of %s failed: %s", provider.name, exc)

@@ -82,9 +82,7 @@ async def test_stt_failover_replays_the_buffered_utterance():
             yield b"\x00\x00" * 160
 
     finals = [
-        t.text
-        async for t in providers.stt.transcribe(audio(), sample_rate_hz=16000)
-        if t.is_final
+        t.text async for t in providers.stt.transcribe(audio(), sample_rate_hz=16000) if t.is_final
     ]
     assert finals == ["book me tuesday"]
     assert primary.received_num_bytes == backup.received_num_bytes == [1600]
@@ -138,7 +136,7 @@ async def test_breaker_opens_then_a_probe_closes_it():
         ttfb_timeout_s=0.2, hedge=False, breaker_failures=2, breaker_cooldown_s=0.05
     )
     router = Router(tts=[flaky, FakeTTS("backup")], config=config)
-    providers, events = bind(router)
+    providers, _ = bind(router)
     for _ in range(3):
         await speak(providers.tts)
     assert len(flaky.requests) == 2  # the third sentence skipped the open breaker
@@ -171,3 +169,16 @@ async def test_llm_restarts_on_the_next_provider_and_reports_version_changes():
     _ = [d async for d in providers.llm.chat([])]
     changed = [e for e in events if e.kind is EventKind.PROVIDER_VERSION_CHANGED]
     assert [(e.data["previous"], e.data["current"]) for e in changed] == [("b-1", "b-2")]
+
+
+async def test_a_hung_primary_overtaken_by_hedges_trips_its_breaker():
+    hung = FakeTTS("hung", profile=FaultProfile(hang_rate=1.0))
+    config = RoutingConfig(ttfb_timeout_s=2.0, hedge=True, breaker_failures=2)
+    router = Router(tts=[hung, FakeTTS("backup")], config=config)
+    router.latency["hung"].default_s = 0.02
+    providers, events = bind(router)
+    for _ in range(3):
+        assert await speak(providers.tts) == SENTENCE.split()
+    assert len(hung.requests) == 2  # the open breaker spared the third sentence
+    lost = [e for e in events if e.outcome == "hedge_lost"]
+    assert [e.error_class for e in lost] == ["timeout", "timeout"]

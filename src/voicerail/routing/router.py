@@ -16,6 +16,8 @@ Rules:
 2. Hedging: when the attempt has produced no first byte after the provider's
    observed p95 (``LatencyTracker.hedge_delay_s``), the next provider starts
    too; the first to answer wins and the other is cancelled (``hedge_lost``).
+   A primary overtaken by its hedge counts as a timeout for its breaker, so a
+   hung provider stops being tried after a few sentences.
 3. Failover replays the in-flight work: text-to-speech continues from the first
    word not yet delivered (from chunk texts, else estimated from the audio
    delivered at ``words_per_second``, rounded down so that no word is lost —
@@ -222,7 +224,7 @@ class _CallScope:
         if outcome == "ok":
             breaker.record_success(now)
             self.router.latency[attempt.provider.name].observe(now - attempt.started_s)
-        elif outcome in ("cancelled", "hedge_lost"):
+        elif outcome == "cancelled" or (outcome == "hedge_lost" and error is None):
             breaker.record_failure(ErrorClass.CANCELLED, now)
         else:
             error_class = _error_class(error)
@@ -342,7 +344,12 @@ class _CallScope:
                     if error is None or isinstance(error, StopAsyncIteration):
                         for loser in running:
                             await _abandon(loser)
-                            self.record(stage, loser, "hedge_lost", None)
+                            # A primary overtaken by its hedge was too slow: that counts
+                            # against its breaker; a cancelled hedge does not.
+                            slow = None
+                            if attempt.hedged and not loser.hedged:
+                                slow = TimeoutError("overtaken by a hedged request")
+                            self.record(stage, loser, "hedge_lost", slow)
                         running.clear()
                         first = None if error is not None else attempt.task.result()
                         return attempt, first
