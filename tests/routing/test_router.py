@@ -148,14 +148,20 @@ async def test_breaker_opens_then_a_probe_closes_it():
     assert router.breakers["flaky"].state(router.clock.monotonic()).value == "closed"
 
 
-async def test_retry_budget_stops_failover_storms():
-    config = RoutingConfig(ttfb_timeout_s=0.2, hedge=False, retry_ratio=0.0, min_retries=1)
+async def test_retry_budget_caps_hedges_but_never_blocks_failover():
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=True, retry_ratio=0.0, min_retries=1)
+    slow = FaultProfile(first_byte_delay=Delay(value_s=0.15))
+    router = Router(tts=[FakeTTS("a", profile=slow), FakeTTS("b")], config=config)
+    router.latency["a"].default_s = 0.02
+    providers, events = bind(router)
+    await speak(providers.tts)  # the one hedge the budget allows
+    await speak(providers.tts)  # budget spent: waits for the slow primary
+    assert [e.data["hedged"] for e in events if e.outcome == "ok"] == [True, False]
     broken = FaultProfile(error_rates={"503": 1.0})
-    router = Router(tts=[FakeTTS("a", profile=broken), FakeTTS("b")], config=config)
+    router = Router(tts=[FakeTTS("c", profile=broken), FakeTTS("d")], config=config)
     providers, _ = bind(router)
-    assert await speak(providers.tts) == SENTENCE.split()  # the one allowed retry
-    with pytest.raises(ProviderUnavailable):
-        await speak(providers.tts)
+    for _ in range(3):  # failover after errors is never refused
+        assert await speak(providers.tts) == SENTENCE.split()
 
 
 async def test_llm_restarts_on_the_next_provider_and_reports_version_changes():
@@ -182,3 +188,15 @@ async def test_a_hung_primary_overtaken_by_hedges_trips_its_breaker():
     assert len(hung.requests) == 2  # the open breaker spared the third sentence
     lost = [e for e in events if e.outcome == "hedge_lost"]
     assert [e.error_class for e in lost] == ["timeout", "timeout"]
+
+
+async def test_a_refused_hedge_leaves_the_backup_for_failover():
+    config = RoutingConfig(ttfb_timeout_s=0.1, hedge=True, retry_ratio=0.0, min_retries=0)
+    router = Router(
+        tts=[FakeTTS("hung", profile=FaultProfile(hang_rate=1.0)), FakeTTS("backup")],
+        config=config,
+    )
+    router.latency["hung"].default_s = 0.02
+    providers, events = bind(router)
+    assert await speak(providers.tts) == SENTENCE.split()
+    assert attempts(events) == [("hung", "error"), ("backup", "ok")]

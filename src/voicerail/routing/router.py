@@ -24,8 +24,12 @@ Rules:
    at worst a word is repeated); speech-to-text replays the buffered
    utterance; the LLM restarts when nothing was delivered, and otherwise asks
    the next provider to continue the partial reply.
-4. A failover is a retry: it spends the shared retry budget. Cancellation by the
-   caller (barge-in) is not a failure and touches no breaker.
+4. The retry budget caps speculative extra requests — hedges — at ``retry_ratio``
+   of requests (plus a floor): those are what multiply load when a provider is
+   slow for everyone. A failover after a failed attempt is not capped: that
+   attempt is over, the call must keep talking, and the breaker stops traffic
+   to the failing provider. Cancellation by the caller (barge-in) is not a
+   failure and touches no breaker.
 5. Every attempt is an event (``ProviderAttempted``), every switch a
    ``ProviderFailedOver``, every change of reported model version a
    ``ProviderVersionChanged``.
@@ -77,6 +81,7 @@ class RoutingConfig:
     idle_timeout_s: float = 1.5
     min_attempt_s: float = 0.25
     hedge: bool = True
+    hedge_default_s: float = 0.3
     words_per_second: float = 3.5
     breaker_failures: int = 3
     breaker_window_s: float = 30.0
@@ -122,7 +127,11 @@ class Router:
             n: CircuitBreaker(cfg.breaker_failures, cfg.breaker_window_s, cfg.breaker_cooldown_s)
             for n in names
         }
-        self.latency = {n: LatencyTracker() for n in names}
+        self.latency = {
+            p.name: LatencyTracker(default_s=self.config_for(stage).hedge_default_s)
+            for stage, chain in self.chains.items()
+            for p in chain
+        }
         self.retry_budget = RetryBudget(cfg.retry_ratio, cfg.min_retries)
         self.versions = VersionTracker()
 
@@ -282,12 +291,12 @@ class _CallScope:
 
         def start_next(hedged: bool) -> bool:
             nonlocal number
+            if hedged and not router.retry_budget.try_spend(self._now()):
+                return False  # the candidates stay for a failover
             while candidates:
                 provider = candidates.pop(0)
                 if not router.breakers[provider.name].allow(self._now()):
                     continue
-                if number >= 1 and not router.retry_budget.try_spend(self._now()):
-                    return False
                 if number >= 1:
                     previous = tried[-1] if tried else None
                     self.event(
