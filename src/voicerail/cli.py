@@ -37,6 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         "--no-fallback", action="store_true", help="one STT and one TTS, no failover chains"
     )
     serve.add_argument("--faults", type=Path, default=None, help="fault injection file")
+    serve.add_argument("--prices", type=Path, default=None, help="provider price table (YAML)")
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
@@ -95,6 +96,7 @@ def _serve(args: argparse.Namespace) -> int:
         vad=args.vad,
         fallback=not args.no_fallback,
         faults_path=args.faults,
+        prices_path=args.prices,
         turns=TurnConfig(
             barge_in_s=args.barge_in,
             reprompt_after_s=args.reprompt_after,

@@ -34,6 +34,8 @@ class ServeOptions:
             primary TTS → the other engine).
         faults_path: a fault file (``voicerail.testing.faults``) applied to the
             providers it names, for rehearsals.
+        prices_path: a price table (``routing.router.load_prices``) that turns each
+            attempt's usage into ``cost_usd`` on its event.
         vad: ``silero`` or ``energy``.
         turns: turn-taking timing.
         audio: audio pipeline policy.
@@ -47,6 +49,7 @@ class ServeOptions:
     vad: str = "silero"
     fallback: bool = True
     faults_path: Path | None = None
+    prices_path: Path | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -66,7 +69,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
     from voicerail.providers.espeak import EspeakTTS
     from voicerail.providers.piper import PiperTTS
     from voicerail.providers.whisper import FasterWhisperSTT
-    from voicerail.routing.router import Router, RoutingConfig
+    from voicerail.routing.router import Router, RoutingConfig, load_prices
 
     options.data_dir.mkdir(parents=True, exist_ok=True)
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
@@ -94,6 +97,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
     router = Router(
         stt=stt_chain,
         tts=tts_chain,
+        prices=load_prices(options.prices_path) if options.prices_path else None,
         stage_configs={
             # Batch STT answers only at the end: its "first byte" is the whole decode.
             Stage.STT: RoutingConfig(

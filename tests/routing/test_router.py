@@ -200,3 +200,36 @@ async def test_a_refused_hedge_leaves_the_backup_for_failover():
     providers, events = bind(router)
     assert await speak(providers.tts) == SENTENCE.split()
     assert attempts(events) == [("hung", "error"), ("backup", "ok")]
+
+
+async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
+    slow = FakeTTS("limited", profile=FaultProfile(chunk_delay=Delay(value_s=0.05)))
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=0.05)
+    router = Router(tts=[slow, FakeTTS("overflow")], config=config)
+    providers, events = bind(router)
+    first, second = await asyncio.gather(speak(providers.tts), speak(providers.tts))
+    assert first == second == SENTENCE.split()
+    assert sorted(attempts(events)) == [
+        ("limited", "error"),
+        ("limited", "ok"),
+        ("overflow", "ok"),
+    ]
+    error = next(e for e in events if e.outcome == "error")
+    assert "concurrency limit" in error.data["error"]
+    assert router.slots["limited"]._value == 1  # every slot was given back
+
+
+async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
+    from voicerail.routing.router import Price
+
+    router = Router(
+        tts=[FakeTTS("priced", profile=FaultProfile(model_version="v7"))],
+        config=FAST,
+        prices={"priced": Price(per_1k_characters=0.5)},
+    )
+    providers, events = bind(router)
+    await speak(providers.tts)
+    [ok] = [e for e in events if e.outcome == "ok"]
+    assert ok.data["characters"] == len(SENTENCE)
+    assert ok.data["cost_usd"] == pytest.approx(len(SENTENCE) / 1000 * 0.5)
+    assert ok.data["model_version"] == "v7"

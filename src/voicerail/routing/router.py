@@ -40,11 +40,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from voicerail.clock import Clock, SystemClock
-from voicerail.errors import ErrorClass, ProviderError, ProviderUnavailable
+from voicerail.errors import ConfigError, ErrorClass, ProviderError, ProviderUnavailable
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.providers.base import (
     ChatMessage,
@@ -88,16 +89,77 @@ class RoutingConfig:
     breaker_cooldown_s: float = 10.0
     retry_ratio: float = 0.1
     min_retries: int = 10
+    max_concurrency: int | None = None
+    queue_timeout_s: float = 0.2
+
+
+@dataclass(frozen=True)
+class Price:
+    """A provider's list prices in USD (from configuration, not from the provider)."""
+
+    per_audio_minute: float = 0.0
+    per_1k_input_tokens: float = 0.0
+    per_1k_output_tokens: float = 0.0
+    per_1k_characters: float = 0.0
+
+    def cost_usd(self, usage: Usage) -> float:
+        """The cost of ``usage`` at these prices."""
+        return (
+            usage.audio_s / 60 * self.per_audio_minute
+            + usage.input_tokens / 1000 * self.per_1k_input_tokens
+            + usage.output_tokens / 1000 * self.per_1k_output_tokens
+            + usage.characters / 1000 * self.per_1k_characters
+        )
 
 
 @dataclass
 class _Attempt(Generic[T]):
     provider: Any
     stream: AsyncIterator[T]
-    task: asyncio.Task[T]
     started_s: float
     number: int
     hedged: bool
+    slot: asyncio.Semaphore | None = None
+    holding: bool = False
+    usage: Usage | None = None
+    task: asyncio.Task[T] = field(init=False)
+
+    async def first(self, queue_timeout_s: float) -> T:
+        """Wait for a concurrency slot (if limited), then for the first item."""
+        if self.slot is not None:
+            try:
+                await asyncio.wait_for(self.slot.acquire(), queue_timeout_s)
+            except TimeoutError as exc:
+                raise ProviderError(
+                    f"concurrency limit: no slot within {queue_timeout_s:.2f} s",
+                    provider=self.provider.name,
+                    error_class=ErrorClass.TRANSIENT,
+                ) from exc
+            self.holding = True
+        return await self.stream.__anext__()
+
+    def release(self) -> None:
+        """Give the concurrency slot back (once)."""
+        if self.slot is not None and self.holding:
+            self.holding = False
+            self.slot.release()
+
+
+def load_prices(path: str | Path) -> dict[str, Price]:
+    """Read a price table: ``{provider: {per_audio_minute, per_1k_input_tokens,
+    per_1k_output_tokens, per_1k_characters}}`` in USD.
+
+    Raises:
+        ConfigError: unreadable, not a mapping, or an unknown price field.
+    """
+    import yaml
+
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        return {str(name): Price(**fields) for name, fields in raw.items()}
+    except (OSError, yaml.YAMLError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"bad price table: {exc}", source=source) from exc
 
 
 class Router:
@@ -111,6 +173,7 @@ class Router:
         llm: Sequence[LanguageModel] = (),
         config: RoutingConfig | None = None,
         stage_configs: dict[Stage, RoutingConfig] | None = None,
+        prices: dict[str, Price] | None = None,
         clock: Clock | None = None,
     ) -> None:
         self.config = config or RoutingConfig()
@@ -133,6 +196,13 @@ class Router:
             for p in chain
         }
         self.retry_budget = RetryBudget(cfg.retry_ratio, cfg.min_retries)
+        self.prices = dict(prices or {})
+        self.slots: dict[str, asyncio.Semaphore] = {}
+        for stage, chain in self.chains.items():
+            limit = self.config_for(stage).max_concurrency
+            for provider in chain:
+                if limit is not None:
+                    self.slots[provider.name] = asyncio.Semaphore(limit)
         self.versions = VersionTracker()
 
     def config_for(self, stage: Stage) -> RoutingConfig:
@@ -228,8 +298,22 @@ class _CallScope:
         self, stage: Stage, attempt: _Attempt[Any], outcome: str, error: BaseException | None
     ) -> None:
         now = self._now()
+        attempt.release()
         breaker = self.router.breakers[attempt.provider.name]
         error_class: ErrorClass | None = None
+        usage_data: dict[str, Any] = {}
+        if attempt.usage is not None:
+            usage = attempt.usage
+            usage_data = {
+                "model_version": usage.model_version,
+                "audio_s": usage.audio_s,
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "characters": usage.characters,
+            }
+            price = self.router.prices.get(attempt.provider.name)
+            if price is not None:
+                usage_data["cost_usd"] = price.cost_usd(usage)
         if outcome == "ok":
             breaker.record_success(now)
             self.router.latency[attempt.provider.name].observe(now - attempt.started_s)
@@ -249,12 +333,15 @@ class _CallScope:
                 "attempt": attempt.number,
                 "hedged": attempt.hedged,
                 "error": str(error) if error is not None else None,
+                **usage_data,
             },
         )
 
-    def observe_usage(self, stage: Stage, provider: Any, usage: Usage | None) -> None:
+    def observe_usage(self, stage: Stage, attempt: _Attempt[Any], usage: Usage | None) -> None:
         if usage is None:
             return
+        attempt.usage = usage
+        provider = attempt.provider
         previous = self.router.versions.observe(provider.name, provider.model, usage.model_version)
         if previous is not None:
             self.event(
@@ -307,9 +394,17 @@ class _CallScope:
                     )
                 number += 1
                 tried.append(provider.name)
-                stream = make_stream(provider)
-                task = asyncio.ensure_future(_first(stream))
-                running.append(_Attempt(provider, stream, task, self._now(), number, hedged))
+                attempt = _Attempt(
+                    provider,
+                    make_stream(provider),
+                    self._now(),
+                    number,
+                    hedged,
+                    slot=router.slots.get(provider.name),
+                )
+                queue_timeout_s = router.config_for(stage).queue_timeout_s
+                attempt.task = asyncio.ensure_future(attempt.first(queue_timeout_s))
+                running.append(attempt)
                 return True
             return False
 
@@ -389,10 +484,6 @@ class _CallScope:
         return await asyncio.wait_for(attempt.stream.__anext__(), self.router.config.idle_timeout_s)
 
 
-async def _first(stream: AsyncIterator[T]) -> T:
-    return await stream.__anext__()
-
-
 async def _abandon(attempt: _Attempt[Any]) -> None:
     attempt.task.cancel()
     with contextlib.suppress(BaseException):
@@ -445,7 +536,7 @@ class RoutedTTS:
                         audio_s_since_text = 0.0
                     else:
                         audio_s_since_text += len(chunk.pcm) / 2 / chunk.sample_rate_hz
-                    scope.observe_usage(Stage.TTS, attempt.provider, chunk.usage)
+                    scope.observe_usage(Stage.TTS, attempt, chunk.usage)
                     try:
                         chunk = await scope.next_item(Stage.TTS, attempt)
                     except StopAsyncIteration:
@@ -512,9 +603,10 @@ class RoutedSTT:
                 await _abandon(attempt)
                 scope.record(Stage.STT, attempt, "cancelled", None)
                 raise
+            for transcript in held:
+                scope.observe_usage(Stage.STT, attempt, transcript.usage)
             scope.record(Stage.STT, attempt, "ok", None)
             for transcript in held:
-                scope.observe_usage(Stage.STT, attempt.provider, transcript.usage)
                 yield transcript
             return
 
@@ -549,7 +641,7 @@ class RoutedLLM:
             try:
                 while delta is not None:
                     partial += delta.text
-                    scope.observe_usage(Stage.LLM, attempt.provider, delta.usage)
+                    scope.observe_usage(Stage.LLM, attempt, delta.usage)
                     yield delta
                     try:
                         delta = await scope.next_item(Stage.LLM, attempt)
