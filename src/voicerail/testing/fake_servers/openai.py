@@ -112,6 +112,21 @@ def _app(fake: FakeOpenAI) -> Starlette:
 
         return StreamingResponse(events(), media_type="text/event-stream")
 
+    async def speech(request: Request) -> Response:
+        fake.requests.append(await request.json())
+        fake.headers.append(dict(request.headers))
+        if fake.status is not None:
+            error = {"message": f"fake error {fake.status}", "type": "server_error"}
+            return JSONResponse({"error": error}, status_code=fake.status)
+
+        async def pcm() -> AsyncIterator[bytes]:
+            for _ in range(3):
+                yield b"\x02\x00" * 1201  # odd-sized pieces across samples: 2402 bytes
+                yield b"\x02"
+            yield b"\x00"
+
+        return StreamingResponse(pcm(), media_type="audio/pcm")
+
     async def models(request: Request) -> Response:
         if fake.status is not None:
             return JSONResponse({"error": {"message": "down"}}, status_code=fake.status)
@@ -121,6 +136,7 @@ def _app(fake: FakeOpenAI) -> Starlette:
         routes=[
             Route("/v1/chat/completions", completions, methods=["POST"]),
             Route("/v1/models", models),
+            Route("/v1/audio/speech", speech, methods=["POST"]),
         ]
     )
 
