@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--faults", type=Path, default=None, help="fault injection file")
     serve.add_argument("--prices", type=Path, default=None, help="provider price table (YAML)")
+    serve.add_argument(
+        "--validate-tts", action="store_true", help="pacing and ASR round-trip checks of TTS"
+    )
+    serve.add_argument("--lexicon", type=Path, default=None, help="pronunciation lexicon (YAML)")
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
@@ -97,6 +101,8 @@ def _serve(args: argparse.Namespace) -> int:
         fallback=not args.no_fallback,
         faults_path=args.faults,
         prices_path=args.prices,
+        validate_tts=args.validate_tts,
+        lexicon_path=args.lexicon,
         turns=TurnConfig(
             barge_in_s=args.barge_in,
             reprompt_after_s=args.reprompt_after,

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicerail.dialog.base import DialogFactory
+from voicerail.events.model import Event
 from voicerail.events.store import SQLiteEventStore
+from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
 
@@ -34,6 +36,10 @@ class ServeOptions:
             primary TTS → the other engine).
         faults_path: a fault file (``voicerail.testing.faults``) applied to the
             providers it names, for rehearsals.
+        validate_tts: check each synthesized sentence's pacing, and round-trip one in
+            five (and every one with a lexicon term) through faster-whisper;
+            results are ``TTSValidated`` events.
+        lexicon_path: a pronunciation lexicon (``providers.lexicon``) for branded terms.
         prices_path: a price table (``routing.router.load_prices``) that turns each
             attempt's usage into ``cost_usd`` on its event.
         vad: ``silero`` or ``energy``.
@@ -50,6 +56,8 @@ class ServeOptions:
     fallback: bool = True
     faults_path: Path | None = None
     prices_path: Path | None = None
+    validate_tts: bool = False
+    lexicon_path: Path | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -65,13 +73,13 @@ def build_runtime(options: ServeOptions) -> Runtime:
     from voicerail.dialog.embeddings import MiniLMEmbedder
     from voicerail.dialog.flows import load_agent
     from voicerail.events.model import Stage
-    from voicerail.providers.base import SpeechToText, TextToSpeech
     from voicerail.providers.espeak import EspeakTTS
     from voicerail.providers.piper import PiperTTS
     from voicerail.providers.whisper import FasterWhisperSTT
     from voicerail.routing.router import Router, RoutingConfig, load_prices
 
     options.data_dir.mkdir(parents=True, exist_ok=True)
+    events = SQLiteEventStore(options.data_dir / "events.sqlite3")
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
     agent: DialogFactory
     if _is_llm_agent(options.agent_path):
@@ -88,6 +96,8 @@ def build_runtime(options: ServeOptions) -> Runtime:
         stt_chain.append(PocketsphinxSTT())
     else:
         tts_chain = tts_chain[:1]
+    if options.validate_tts or options.lexicon_path is not None:
+        tts_chain = _validating(tts_chain, stt_chain[0], options, events.append)
     if options.faults_path is not None:
         from voicerail.testing.faults import load_faults, with_faults
 
@@ -103,8 +113,14 @@ def build_runtime(options: ServeOptions) -> Runtime:
             Stage.STT: RoutingConfig(
                 ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
             ),
+            # piper's first audio is a whole sentence (80-800 ms on 2 busy cores): hedge
+            # late, so that the caller rarely hears the fallback voice.
             Stage.TTS: RoutingConfig(
-                ttfb_timeout_s=1.0, idle_timeout_s=1.0, min_attempt_s=0.3, words_per_second=3.7
+                ttfb_timeout_s=1.2,
+                idle_timeout_s=1.0,
+                min_attempt_s=0.3,
+                hedge_default_s=0.8,
+                words_per_second=3.7,
             ),
         },
     )
@@ -112,12 +128,48 @@ def build_runtime(options: ServeOptions) -> Runtime:
         agent=agent,
         stt=stt_chain[0],
         tts=tts_chain[0],
-        events=SQLiteEventStore(options.data_dir / "events.sqlite3"),
+        events=events,
         vad_model=SileroVADModel() if options.vad == "silero" else None,
         turns=options.turns,
         audio=options.audio,
         router=router,
     )
+
+
+def _validating(
+    chain: list[TextToSpeech],
+    stt: SpeechToText,
+    options: ServeOptions,
+    emit: Callable[[Event], object],
+) -> list[TextToSpeech]:
+    """Wrap each TTS with the lexicon and (optionally) validation events per call."""
+    from voicerail.clock import SystemClock
+    from voicerail.events.model import EventKind
+    from voicerail.providers.lexicon import PronunciationLexicon
+    from voicerail.providers.tts_validation import (
+        PacingCheck,
+        RoundTripCheck,
+        TTSValidator,
+        ValidatingTTS,
+        ValidationResult,
+        to_event,
+    )
+    from voicerail.session.runtime import current_call_id
+
+    lexicon = PronunciationLexicon.from_yaml(options.lexicon_path) if options.lexicon_path else None
+    validator = TTSValidator(
+        lexicon=lexicon,
+        pacing=PacingCheck() if options.validate_tts else None,
+        round_trip=RoundTripCheck(stt, sample_every=5) if options.validate_tts else None,
+    )
+    clock = SystemClock()
+
+    def record(result: ValidationResult) -> None:
+        call_id = current_call_id.get()  # the call whose task started the validation
+        if call_id is not None:
+            emit(to_event(call_id, result, clock, kind=EventKind.TTS_VALIDATED))
+
+    return [ValidatingTTS(tts, validator, record) for tts in chain]
 
 
 def _is_llm_agent(path: Path) -> bool:

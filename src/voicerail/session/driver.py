@@ -40,7 +40,7 @@ from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
 from voicerail.session.playback import PlaybackTracker
-from voicerail.session.runtime import Runtime
+from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.text import split_sentences
 from voicerail.turns import policy as tp
 
@@ -120,6 +120,7 @@ class CallSession:
 
     async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
         """Run the call until the caller hangs up, the agent ends it, or it fails."""
+        current_call_id.set(self.call_id)  # inherited by every task of this call
         self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
         tasks = [

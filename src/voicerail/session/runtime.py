@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import dataclass, field
 
 from voicerail.clock import Clock, SystemClock
@@ -10,6 +11,13 @@ from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
 from voicerail.turns.policy import TurnConfig
+
+#: The call whose task is running: set by the driver for each call's tasks (they
+#: inherit it), read by call-independent code that records per-call events, such
+#: as TTS validation running in the background.
+current_call_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "voicerail_call_id", default=None
+)
 
 
 @dataclass(frozen=True)
