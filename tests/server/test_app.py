@@ -136,9 +136,7 @@ def test_media_websocket_runs_a_call_and_records_its_outcome(store):
         ws.send_text(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")))
         greeting = twilio.parse_outbound(ws.receive_text())
         assert isinstance(greeting, twilio.OutboundMedia)
-        ws.send_text(
-            twilio.serialize_inbound(twilio.Stop(3, "MZ1", "AC" + "0" * 32, "CA1"))
-        )
+        ws.send_text(twilio.serialize_inbound(twilio.Stop(3, "MZ1", "AC" + "0" * 32, "CA1")))
     calls = store.calls()
     assert calls[0].call_sid == "CA1"
     assert calls[0].outcome == "abandoned"
