@@ -48,7 +48,8 @@ lint: setup
 	$(BIN)/mypy
 
 bench: setup
-	$(BIN)/python bench/v2v_latency.py
+	$(BIN)/python bench/v2v_latency.py --calls 3
+	$(BIN)/python bench/failover.py --turns 40
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
