@@ -4,6 +4,8 @@ Commands:
     serve   run the server (Twilio webhook, media WebSocket, REST API)
     call    place one simulated Twilio call against a running server
     calls   list calls and show a call's timeline from the event store
+    ops     failure rate by provider, cost per converted call, last failed calls,
+            and what would halve the failure rate
 """
 
 from __future__ import annotations
@@ -57,6 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("--turn-gap", type=float, default=1.2, help="agent silence that ends a reply")
     call.add_argument("--json", action="store_true")
 
+    from voicerail.ops.cli import add_parser as add_ops_parser
+
+    add_ops_parser(sub)
+
     calls = sub.add_parser("calls", help="inspect recorded calls")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     lst = calls_sub.add_parser("list")
@@ -78,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "call":
             return asyncio.run(_call(args))
+        if args.command == "ops":
+            from voicerail.ops.cli import run as run_ops
+
+            return run_ops(args, default_data_dir())
         return _calls(args)
     except VoicerailError as exc:
         print(f"voicerail: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Operations: answers to the four questions from the event store."""
