@@ -25,7 +25,8 @@ def seed(path):
         outcome = "failed" if kind != "ok" else rng.choice(["completed", "completed", "abandoned"])
         call_id = f"c{i}"
         cost_tts, cost_stt = rng.choice([0.01, 0.02]), 0.005
-        store.save_call(CallRecord(call_id, "clinic", started, started + 60, outcome))
+        summary = {"cost_usd_by_provider": {"deepgram": cost_stt, "elevenlabs": cost_tts}}
+        store.save_call(CallRecord(call_id, "clinic", started, started + 60, outcome, data=summary))
 
         def add(kind_, t, call_id=call_id, started=started, **kw):
             store.append(Event(call_id, kind_, started + t, t, **kw))

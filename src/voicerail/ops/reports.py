@@ -3,8 +3,10 @@
 1. ``failures``: failure rate by provider and stage now (a window) and in the
    window before — first attempts (before any failover) and calls that failed.
 2. ``cost``: cost per call and per converted call (outcome ``completed``), this
-   week against last week, by provider; cost is ``data.cost_usd`` on
-   ``ProviderAttempted`` events (from the price table).
+   week against last week, by provider. Each ``ProviderAttempted`` event carries
+   ``data.cost_usd`` (from the price table); the call driver also sums them into
+   its call row (``data.cost_usd_by_provider``), which is what this reads: one
+   row per call instead of every attempt.
 3. ``last_failed``: the last failed calls with their event sequence and the first
    failing stage marked.
 4. ``halve``: failure causes — the first failing (stage, provider, error class)
@@ -117,16 +119,14 @@ def cost(db: sqlite3.Connection, *, weeks: int, now_s: float) -> dict[str, Any]:
             " WHERE started_at >= ? AND started_at < ?",
             (start, end),
         ).fetchone()
-        by_provider = dict(
-            db.execute(
-                "SELECT e.provider, SUM(json_extract(e.data, '$.cost_usd'))"
-                " FROM events e JOIN calls c ON c.call_id = e.call_id"
-                " WHERE e.kind = 'ProviderAttempted' AND c.started_at >= ? AND c.started_at < ?"
-                " AND json_extract(e.data, '$.cost_usd') IS NOT NULL"
-                " GROUP BY e.provider ORDER BY e.provider",
-                (start, end),
-            ).fetchall()
-        )
+        by_provider: dict[str, float] = {}
+        for (data,) in db.execute(
+            "SELECT json_extract(data, '$.cost_usd_by_provider') FROM calls"
+            " WHERE started_at >= ? AND started_at < ?",
+            (start, end),
+        ):
+            for provider, amount in json.loads(data or "{}").items():
+                by_provider[provider] = by_provider.get(provider, 0.0) + amount
         total = float(sum(by_provider.values()))
         out.append(
             {

@@ -78,7 +78,7 @@ class CallSession:
         self.tts: TextToSpeech = runtime.tts
         if runtime.router is not None:
             routed = runtime.router.bind(
-                self.call_id, runtime.events.append, lambda: self._turn_deadline_s
+                self.call_id, self._on_router_event, lambda: self._turn_deadline_s
             )
             self.stt = routed.stt or runtime.stt
             self.tts = routed.tts or runtime.tts
@@ -572,6 +572,15 @@ class CallSession:
                 await self._send_text(text)
 
     # -- events ----------------------------------------------------------------
+
+    def _on_router_event(self, event: Event) -> None:
+        """Record a routing event and add its cost to the call's per-provider total,
+        so cost questions read one summary row per call."""
+        self.rt.events.append(event)
+        cost = event.data.get("cost_usd")
+        if cost is not None and event.provider is not None:
+            totals = self.record.data.setdefault("cost_usd_by_provider", {})
+            totals[event.provider] = totals.get(event.provider, 0.0) + float(cost)
 
     def _emit(self, kind: EventKind, stage: Stage | None, **fields: Any) -> Event:
         event = Event(
