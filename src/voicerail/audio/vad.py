@@ -151,7 +151,59 @@ class SileroVADModel:
         return float(probability[0, 0]), new_state
 
 
-class SileroVAD:
+class _WindowedVAD:
+    """What both detectors share: fixed windows over s16le mono PCM, one score each.
+
+    Subclasses implement ``_score(window) -> float`` and, when they keep state
+    across windows, ``_reset_state()``.
+    """
+
+    def __init__(self, sample_rate_hz: int, window_num_samples: int) -> None:
+        self._sample_rate_hz = sample_rate_hz
+        self._windows = _WindowBuffer(window_num_samples)
+
+    @property
+    def sample_rate_hz(self) -> int:
+        """Sample rate of the PCM that :meth:`process` takes."""
+        return self._sample_rate_hz
+
+    @property
+    def frame_num_samples(self) -> int:
+        """Samples per window (Silero: 256 at 8000 Hz, 512 at 16000 Hz)."""
+        return self._windows.window_num_samples
+
+    @property
+    def frame_duration_s(self) -> float:
+        """Duration of one window in seconds (0.032 for Silero)."""
+        return self.frame_num_samples / self._sample_rate_hz
+
+    def process(self, pcm: bytes) -> list[float]:
+        """Add audio and score every window it completes.
+
+        Args:
+            pcm: signed 16-bit little-endian mono PCM at ``sample_rate_hz``, any
+                length; a trailing partial window (or odd byte) waits for the next
+                call.
+
+        Returns:
+            One score in [0, 1] per completed window, oldest first; empty when no
+            window completed.
+        """
+        return [self._score(window) for window in self._windows.push(pcm)]
+
+    def reset(self) -> None:
+        """Forget buffered audio and any state, as at the start of a call."""
+        self._windows.clear()
+        self._reset_state()
+
+    def _score(self, window: npt.NDArray[np.int16]) -> float:
+        raise NotImplementedError
+
+    def _reset_state(self) -> None:
+        """Nothing to reset by default."""
+
+
+class SileroVAD(_WindowedVAD):
     """One call's Silero VAD: the recurrent state over a shared model.
 
     Not thread-safe: one instance per audio stream.
@@ -167,59 +219,25 @@ class SileroVAD:
     def __init__(self, model: SileroVADModel, sample_rate_hz: int = 8000) -> None:
         if sample_rate_hz not in SILERO_SAMPLE_RATES_HZ:
             raise ValueError(f"silero vad takes 8000 or 16000 hz audio, got {sample_rate_hz} hz")
+        super().__init__(sample_rate_hz, _SILERO_WINDOW_NUM_SAMPLES[sample_rate_hz])
         self._model = model
-        self._sample_rate_hz = sample_rate_hz
         self._context_num_samples = _SILERO_CONTEXT_NUM_SAMPLES[sample_rate_hz]
-        self._windows = _WindowBuffer(_SILERO_WINDOW_NUM_SAMPLES[sample_rate_hz])
         self._state: Float32Array = np.zeros(_SILERO_STATE_SHAPE, dtype=np.float32)
         self._context: Float32Array = np.zeros(self._context_num_samples, dtype=np.float32)
 
-    @property
-    def sample_rate_hz(self) -> int:
-        """Sample rate of the PCM that :meth:`process` takes."""
-        return self._sample_rate_hz
+    def _score(self, window: npt.NDArray[np.int16]) -> float:
+        samples = window.astype(np.float32) / np.float32(_INT16_FULL_SCALE)
+        model_input = np.concatenate((self._context, samples))[np.newaxis, :]
+        probability, self._state = self._model.run(model_input, self._state, self._sample_rate_hz)
+        self._context = model_input[0, -self._context_num_samples :]
+        return probability
 
-    @property
-    def frame_num_samples(self) -> int:
-        """Samples per window: 256 at 8000 Hz, 512 at 16000 Hz."""
-        return self._windows.window_num_samples
-
-    @property
-    def frame_duration_s(self) -> float:
-        """Duration of one window in seconds (0.032)."""
-        return self.frame_num_samples / self._sample_rate_hz
-
-    def process(self, pcm: bytes) -> list[float]:
-        """Add audio and score every window it completes.
-
-        Args:
-            pcm: signed 16-bit little-endian mono PCM at ``sample_rate_hz``, any
-                length; a trailing partial window (or odd byte) waits for the next
-                call.
-
-        Returns:
-            One speech probability in [0, 1] per completed window, oldest first;
-            empty when no window completed.
-        """
-        probabilities = []
-        for window in self._windows.push(pcm):
-            samples = window.astype(np.float32) / np.float32(_INT16_FULL_SCALE)
-            model_input = np.concatenate((self._context, samples))[np.newaxis, :]
-            probability, self._state = self._model.run(
-                model_input, self._state, self._sample_rate_hz
-            )
-            self._context = model_input[0, -self._context_num_samples :]
-            probabilities.append(probability)
-        return probabilities
-
-    def reset(self) -> None:
-        """Forget buffered audio, state and context, as at the start of a call."""
-        self._windows.clear()
+    def _reset_state(self) -> None:
         self._state = np.zeros(_SILERO_STATE_SHAPE, dtype=np.float32)
         self._context = np.zeros(self._context_num_samples, dtype=np.float32)
 
 
-class EnergyVAD:
+class EnergyVAD(_WindowedVAD):
     """A cheap VAD on the RMS level of each window, for load tests and fallbacks.
 
     The level is in dBFS relative to a full-scale square wave (RMS 32768). The
@@ -256,42 +274,9 @@ class EnergyVAD:
             raise ValueError(
                 f"a {frame_duration_s} s window at {sample_rate_hz} hz holds no sample"
             )
-        self._sample_rate_hz = sample_rate_hz
         self.threshold_dbfs = threshold_dbfs
         self.slope_db = slope_db
-        self._windows = _WindowBuffer(window_num_samples)
-
-    @property
-    def sample_rate_hz(self) -> int:
-        """Sample rate of the PCM that :meth:`process` takes."""
-        return self._sample_rate_hz
-
-    @property
-    def frame_num_samples(self) -> int:
-        """Samples per window."""
-        return self._windows.window_num_samples
-
-    @property
-    def frame_duration_s(self) -> float:
-        """Duration of one window in seconds."""
-        return self.frame_num_samples / self._sample_rate_hz
-
-    def process(self, pcm: bytes) -> list[float]:
-        """Add audio and score every window it completes.
-
-        Args:
-            pcm: signed 16-bit little-endian mono PCM at ``sample_rate_hz``, any
-                length; a trailing partial window (or odd byte) waits for the next
-                call.
-
-        Returns:
-            One score in [0, 1] per completed window, oldest first.
-        """
-        return [self._score(window) for window in self._windows.push(pcm)]
-
-    def reset(self) -> None:
-        """Forget buffered audio."""
-        self._windows.clear()
+        super().__init__(sample_rate_hz, window_num_samples)
 
     def _score(self, window: npt.NDArray[np.int16]) -> float:
         samples = window.astype(np.float64)
