@@ -8,7 +8,9 @@ caller) into:
 * endpointing wait — from the end of the caller's audio file to the server's
   end-of-turn decision (the silence window, less any trailing silence the
   recording already had, plus inbound transport);
-* speech-to-text — ``TranscriptFinal.latency_s``;
+* speech-to-text — how long the turn waited for its transcript after the
+  endpoint (``TranscriptFinal.data.wait_after_turn_end_s``; with speculative STT
+  most of the decode already ran during the endpointing window);
 * dialog — ``DialogDecided.latency_s``;
 * first TTS audio — ``TTSFirstAudio.latency_s`` (synthesis start → first frame);
 * runtime — the rest of the server's time between endpoint and first frame
@@ -64,10 +66,15 @@ def breakdown(result: Any, events: list[dict[str, Any]]) -> list[dict[str, float
         parts = {
             "v2v": v2v,
             "endpointing": endpointing,
-            "stt": stt["latency_s"],
+            # with speculative STT the decode starts during the endpointing window:
+            # what the turn waits for is the remainder after the endpoint
+            "stt": stt["data"].get("wait_after_turn_end_s", stt["latency_s"]),
             "dialog": dialog["latency_s"],
             "tts_first_audio": first["latency_s"],
-            "runtime": server_total - stt["latency_s"] - dialog["latency_s"] - first["latency_s"],
+            "runtime": server_total
+            - stt["data"].get("wait_after_turn_end_s", stt["latency_s"])
+            - dialog["latency_s"]
+            - first["latency_s"],
             "transport": outbound,
         }
         rows.append({k: v * 1000 for k, v in parts.items()})

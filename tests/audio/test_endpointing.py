@@ -176,3 +176,25 @@ def test_bad_settings_are_rejected(kwargs: dict[str, float], message: str) -> No
     """Inconsistent thresholds and non-positive durations raise with the values."""
     with pytest.raises(ValueError, match=message):
         Endpointer(**kwargs)
+
+
+def test_pause_start_is_reported_while_the_silence_window_runs():
+    """A pause inside speech is visible before it becomes the end of the turn."""
+    from voicerail.audio.endpointing import Endpointer, SpeechEnded
+
+    endpointer = Endpointer(threshold=0.5, min_speech_s=0.064, silence_s=0.32, window_s=0.032)
+    for _ in range(10):
+        endpointer.process(0.9)
+    assert endpointer.speech_start_s == 0.0 and endpointer.pause_start_s is None
+    endpointer.process(0.0)
+    endpointer.process(0.0)
+    assert endpointer.pause_start_s == 10 * 0.032
+    endpointer.process(0.9)  # speech resumes: no pause any more
+    assert endpointer.pause_start_s is None
+    changes = []
+    for _ in range(12):
+        changes += endpointer.process(0.0)
+    [ended] = changes
+    assert isinstance(ended, SpeechEnded)
+    assert abs(ended.speech_end_s - 13 * 0.032) < 1e-9  # the last pause began at window 13
+    assert endpointer.pause_start_s is None and endpointer.speech_start_s is None

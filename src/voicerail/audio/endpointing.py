@@ -139,6 +139,22 @@ class Endpointer:
             return 0.0
         return (self._num_windows - self._run_start) * self.window_s
 
+    @property
+    def speech_start_s(self) -> float | None:
+        """Stream time of the current utterance's first voiced window; None out of speech."""
+        return self._run_start * self.window_s if self._in_speech else None
+
+    @property
+    def pause_start_s(self) -> float | None:
+        """Stream time where the current pause inside an utterance began, or None.
+
+        A pause that lasts the endpointing window ends the utterance; a driver may
+        start work on the utterance as soon as a pause begins (speculative STT).
+        """
+        if not self._in_speech or self._silence_start is None:
+            return None
+        return self._silence_start * self.window_s
+
     def process(self, probability: float) -> list[SpeechChange]:
         """Take the next window's speech probability.
 

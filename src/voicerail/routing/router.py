@@ -119,6 +119,7 @@ class _Attempt(Generic[T]):
     started_s: float
     number: int
     hedged: bool
+    deadline_s: float = 0.0
     slot: asyncio.Semaphore | None = None
     holding: bool = False
     usage: Usage | None = None
@@ -394,12 +395,15 @@ class _CallScope:
                     )
                 number += 1
                 tried.append(provider.name)
+                now = self._now()
                 attempt = _Attempt(
                     provider,
                     make_stream(provider),
-                    self._now(),
+                    now,
                     number,
                     hedged,
+                    # fixed when the attempt starts, from the budget left at that moment
+                    deadline_s=now + self.attempt_timeout_s(stage),
                     slot=router.slots.get(provider.name),
                 )
                 queue_timeout_s = router.config_for(stage).queue_timeout_s
@@ -414,7 +418,7 @@ class _CallScope:
             hedged_once = False
             while running:
                 now = self._now()
-                timeout = min(a.started_s + self.attempt_timeout_s(stage) for a in running) - now
+                timeout = min(a.deadline_s for a in running) - now
                 can_hedge = router.config_for(stage).hedge and not hedged_once and bool(candidates)
                 if can_hedge:
                     head = running[0]
@@ -427,13 +431,11 @@ class _CallScope:
                 )
                 if not done:
                     now = self._now()
-                    expired = [
-                        a for a in running if now >= a.started_s + self.attempt_timeout_s(stage)
-                    ]
+                    expired = [a for a in running if now >= a.deadline_s]
                     for attempt in expired:
                         running.remove(attempt)
                         last_error = TimeoutError(
-                            f"no first byte within {self.attempt_timeout_s(stage):.2f} s"
+                            f"no first byte within {attempt.deadline_s - attempt.started_s:.2f} s"
                         )
                         await _abandon(attempt)
                         self.record(stage, attempt, "error", last_error)

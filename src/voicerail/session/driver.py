@@ -26,6 +26,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import voicerail.wire.twilio as twilio
@@ -38,9 +39,10 @@ from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
+from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime, current_call_id
+from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_sentences
 from voicerail.turns import policy as tp
 
@@ -53,6 +55,17 @@ ULAW_FRAME_NUM_BYTES = 160
 TICK_S = 0.05
 
 SendText = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class _SpeechToTextResult:
+    """One utterance's STT outcome: the final transcript, compute time, audio length."""
+
+    final: Transcript | None
+    elapsed_s: float
+    audio_s: float
+
+
 CloseSocket = Callable[[int, str], Awaitable[None]]
 
 
@@ -96,6 +109,11 @@ class CallSession:
             window_s=self._vad.frame_num_samples / TWILIO_RATE_HZ,
         )
         self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
+        self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
+        if cfg.speculative_stt_after_s is not None:
+            self._speculation = SpeculativeSTT(
+                self._transcribe_span, after_s=cfg.speculative_stt_after_s
+            )
         self._send_lock = asyncio.Lock()
         self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
         self._generation = 0
@@ -129,6 +147,8 @@ class CallSession:
             asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
         ]
         await self._done.wait()
+        if self._speculation is not None:
+            self._speculation.cancel()
         if self._job is not None:
             tasks.append(self._job)
         for task in tasks:
@@ -246,14 +266,19 @@ class CallSession:
     def _on_audio(self, payload: bytes, now: float) -> None:
         pcm = ulaw_to_pcm16(payload)
         self._ring.append(pcm)
+        endpointer = self._endpointer
         for probability in self._vad.process(pcm):
-            for change in self._endpointer.process(probability):
+            for change in endpointer.process(probability):
                 if isinstance(change, endpointing.SpeechStarted):
                     self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})
                     self._apply_now(self.turns.handle(tp.SpeechStarted(), now))
                 else:
                     event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
                     self._apply_now(self.turns.handle(event, now))
+            if self._speculation is not None:
+                self._speculation.observe(
+                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
+                )
 
     def _on_mark(self, name: str, now: float) -> None:
         tracker = self._playback
@@ -355,12 +380,7 @@ class CallSession:
         await self._speak(reply)
 
     async def _answer(self, turn: tp.EndUserTurn) -> None:
-        cfg = self.rt.audio
         self._turn_index += 1
-        start_s = max(0.0, turn.speech_start_s - cfg.preroll_s)
-        pcm8 = self._ring.since(start_s)
-        keep = int((turn.speech_end_s + cfg.preroll_s - start_s) * TWILIO_RATE_HZ) * 2
-        pcm8 = pcm8[: max(keep, 0)]
         self._emit(
             EventKind.USER_TURN_ENDED,
             Stage.VAD,
@@ -368,12 +388,37 @@ class CallSession:
                 "turn": self._turn_index,
                 "speech_start_s": turn.speech_start_s,
                 "speech_end_s": turn.speech_end_s,
-                "endpoint_wait_s": cfg.endpoint_silence_s,
-                "audio_s": len(pcm8) / 2 / TWILIO_RATE_HZ,
+                "endpoint_wait_s": self.rt.audio.endpoint_silence_s,
             },
         )
-        text, confidence = await self._transcribe(resample(pcm8, TWILIO_RATE_HZ, STT_RATE_HZ))
-        if not text.strip():
+        waited_from = self._clock.monotonic()
+        task = None
+        if self._speculation is not None:
+            task = self._speculation.take(turn.speech_start_s, turn.speech_end_s)
+        try:
+            if task is not None:
+                result = await task
+            else:
+                result = await self._transcribe_span(turn.speech_start_s, turn.speech_end_s)
+        except ProviderError as exc:
+            # No recognizer answered in time: the caller is asked again, as for an
+            # unintelligible turn, instead of losing the call.
+            self._emit(
+                EventKind.TRANSCRIPT_FINAL,
+                Stage.STT,
+                provider=exc.provider,
+                outcome="error",
+                error_class=str(exc.error_class),
+                data={"turn": self._turn_index, "error": str(exc)},
+            )
+            reply = await self.dialog.on_user_turn("", None)
+            self._record_decision(reply, self._clock.monotonic(), reason="stt_failed")
+            await self._speak(reply)
+            return
+        text, confidence = self._record_transcript(
+            result, speculative=task is not None, waited_s=self._clock.monotonic() - waited_from
+        )
+        if not text:
             await self._apply(self.turns.handle(tp.TurnDiscarded(), self._clock.monotonic()))
             return
         text = f"{self._unanswered_text} {text}".strip()
@@ -383,7 +428,15 @@ class CallSession:
         self._record_decision(reply, started, reason="user_turn")
         await self._speak(reply)
 
-    async def _transcribe(self, pcm16k: bytes) -> tuple[str, float | None]:
+    async def _transcribe_span(
+        self, speech_start_s: float, speech_end_s: float
+    ) -> _SpeechToTextResult:
+        """Run STT on the call audio between two stream times (plus pre-roll)."""
+        preroll_s = self.rt.audio.preroll_s
+        start_s = max(0.0, speech_start_s - preroll_s)
+        keep = int((speech_end_s + preroll_s - start_s) * TWILIO_RATE_HZ) * 2
+        pcm16k = resample(self._ring.since(start_s)[: max(keep, 0)], TWILIO_RATE_HZ, STT_RATE_HZ)
+
         async def audio() -> AsyncIterator[bytes]:
             yield pcm16k
 
@@ -394,6 +447,13 @@ class CallSession:
             async for transcript in transcripts:
                 if transcript.is_final:
                     final = transcript
+        audio_s = len(pcm16k) / 2 / STT_RATE_HZ
+        return _SpeechToTextResult(final, self._clock.monotonic() - started, audio_s)
+
+    def _record_transcript(
+        self, result: _SpeechToTextResult, *, speculative: bool, waited_s: float
+    ) -> tuple[str, float | None]:
+        final = result.final
         text = final.text.strip() if final is not None else ""
         confidence = final.confidence if final is not None else None
         self._emit(
@@ -401,13 +461,15 @@ class CallSession:
             Stage.STT,
             provider=final.usage.provider if final and final.usage else self.stt.name,
             model=final.usage.model if final and final.usage else self.stt.model,
-            latency_s=self._clock.monotonic() - started,
+            latency_s=result.elapsed_s,
             outcome="ok",
             data={
                 "turn": self._turn_index,
                 "confidence": confidence,
                 "num_words": len(text.split()),
-                "audio_s": len(pcm16k) / 2 / STT_RATE_HZ,
+                "audio_s": result.audio_s,
+                "speculative": speculative,
+                "wait_after_turn_end_s": waited_s,
             },
             pii={"text": text},
         )

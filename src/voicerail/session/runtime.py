@@ -31,6 +31,8 @@ class AudioConfig:
         preroll_s: audio kept before the detected speech start and sent to STT.
         playback_lead_s: how far outbound audio may run ahead of real time; small so
             that ``clear`` drops little and marks stay close to what was heard.
+        speculative_stt_after_s: start transcribing once a pause inside an utterance
+            lasts this long, overlapping STT with the endpointing wait (None: off).
     """
 
     vad_threshold: float = 0.5
@@ -38,6 +40,7 @@ class AudioConfig:
     endpoint_silence_s: float = 0.5
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
+    speculative_stt_after_s: float | None = 0.15
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""Speculative STT: started at a pause, reused only for the same utterance."""
+
+import asyncio
+
+from voicerail.session.speculation import SpeculativeSTT
+
+
+async def test_pause_that_ends_the_turn_reuses_the_running_transcription():
+    calls = []
+
+    async def transcribe(start_s, end_s):
+        calls.append((start_s, end_s))
+        return f"{start_s}-{end_s}"
+
+    spec = SpeculativeSTT(transcribe, after_s=0.1)
+    spec.observe(0.0, None, 1.0)  # speaking, no pause
+    spec.observe(0.0, 1.0, 1.05)  # pause too short
+    assert spec.started == 0
+    spec.observe(0.0, 1.0, 1.1)
+    spec.observe(0.0, 1.0, 1.2)  # same pause: no second request
+    assert spec.started == 1
+    task = spec.take(0.0, 1.0)
+    assert task is not None and await task == "0.0-1.0"
+    assert calls == [(0.0, 1.0)] and spec.used == 1
+
+
+async def test_resumed_speech_drops_the_speculation_and_a_later_pause_restarts_it():
+    started = asyncio.Event()
+
+    async def slow(start_s, end_s):
+        started.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    spec = SpeculativeSTT(slow, after_s=0.1)
+    spec.observe(0.0, 1.0, 1.2)
+    await started.wait()
+    first = spec._pending.task
+    spec.observe(0.0, None, 1.3)  # the caller spoke again
+    await asyncio.sleep(0)
+    assert first.cancelled()
+    spec.observe(0.0, 2.0, 2.2)
+    assert spec.take(0.0, 1.0) is None  # a different utterance end: not reused
+    assert spec.started == 2 and spec.used == 0
