@@ -47,7 +47,9 @@ def breakdown(result: Any, events: list[dict[str, Any]]) -> list[dict[str, float
     for end in ends:
         turn = end["data"]["turn"]
         after = [e for e in events if e["seq"] > end["seq"]]
-        stt = next((e for e in after if e["kind"] == "TranscriptFinal"), None)
+        stt = next(
+            (e for e in after if e["kind"] == "TranscriptFinal" and e["outcome"] == "ok"), None
+        )
         dialog = next((e for e in after if e["kind"] == "DialogDecided"), None)
         first = next(
             (e for e in after if e["kind"] == "TTSFirstAudio" and e["data"].get("turn") == turn),

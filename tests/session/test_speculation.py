@@ -42,3 +42,14 @@ async def test_resumed_speech_drops_the_speculation_and_a_later_pause_restarts_i
     spec.observe(0.0, 2.0, 2.2)
     assert spec.take(0.0, 1.0) is None  # a different utterance end: not reused
     assert spec.started == 2 and spec.used == 0
+
+
+async def test_the_end_of_the_utterance_keeps_the_speculation_for_the_turn():
+    async def transcribe(start_s, end_s):
+        return "done"
+
+    spec = SpeculativeSTT(transcribe, after_s=0.1)
+    spec.observe(0.0, 1.0, 1.2)
+    spec.observe(None, None, 1.5)  # the endpointer just ended the utterance
+    task = spec.take(0.0, 1.0)
+    assert task is not None and await task == "done"

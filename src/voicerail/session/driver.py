@@ -395,6 +395,8 @@ class CallSession:
         task = None
         if self._speculation is not None:
             task = self._speculation.take(turn.speech_start_s, turn.speech_end_s)
+        if task is not None and task.cancelled():
+            task = None
         try:
             if task is not None:
                 result = await task

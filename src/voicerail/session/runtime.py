@@ -40,7 +40,7 @@ class AudioConfig:
     endpoint_silence_s: float = 0.5
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
-    speculative_stt_after_s: float | None = 0.15
+    speculative_stt_after_s: float | None = 0.3
 
 
 @dataclass

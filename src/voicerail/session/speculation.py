@@ -51,8 +51,10 @@ class SpeculativeSTT(Generic[T]):
     ) -> None:
         """Feed the endpointer's view after each VAD window (stream seconds)."""
         pending = self._pending
+        if pending is not None and speech_start_s is None:
+            return  # the utterance just ended: keep the speculation for take()
         if pending is not None and pause_start_s != pending.pause_start_s:
-            self.cancel()  # the caller spoke again, or the utterance ended differently
+            self.cancel()  # the caller spoke again
             pending = None
         if speech_start_s is None or pause_start_s is None or pending is not None:
             return
