@@ -1,5 +1,9 @@
 """The router: provider chains that keep a call talking when a provider fails.
 
+(Over 500 lines: the shared attempt machinery and the three routed providers
+that use it. The next split moves ``RoutedSTT``/``RoutedTTS``/``RoutedLLM`` to
+their own module.)
+
 A :class:`Router` holds what all calls share about providers (breakers,
 latency, retry budget, versions); :meth:`Router.bind` gives one call a
 :class:`CallProviders` whose ``stt``, ``tts`` and ``llm`` implement the

@@ -1,5 +1,9 @@
 """The call driver: runs one call's turn loop over a Twilio media stream.
 
+(Over 500 lines: it is the one place where a call's tasks, sends and events
+meet, and each part reads the same per-call state. The next split is the
+outbound half — synthesis to paced frames and marks — into its own class.)
+
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
 turn-taking policy decides, and the driver executes the actions it is handed
