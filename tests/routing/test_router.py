@@ -233,3 +233,15 @@ async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
     assert ok.data["characters"] == len(SENTENCE)
     assert ok.data["cost_usd"] == pytest.approx(len(SENTENCE) / 1000 * 0.5)
     assert ok.data["model_version"] == "v7"
+
+
+async def test_a_timeout_squeezed_by_the_turn_budget_does_not_blame_the_provider():
+    slowish = FakeTTS("slowish", profile=FaultProfile(first_byte_delay=Delay(value_s=0.2)))
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05, breaker_failures=1)
+    router = Router(tts=[slowish, FakeTTS("fast")], config=config)
+    events: list[Event] = []
+    deadline = router.clock.monotonic() + 0.05  # almost nothing left of the turn
+    providers = router.bind("call-1", events.append, lambda: deadline)
+    assert await speak(providers.tts) == SENTENCE.split()
+    assert attempts(events) == [("slowish", "error"), ("fast", "ok")]
+    assert router.breakers["slowish"].state(router.clock.monotonic()).value == "closed"

@@ -16,7 +16,8 @@ Rules:
    open. Each attempt has a first-byte deadline — the chain's ``ttfb_timeout_s``,
    shortened to what is left of the turn's latency budget (never below
    ``min_attempt_s``) — and an idle deadline between chunks, which catches a
-   provider that hangs mid-stream.
+   provider that hangs mid-stream. A timeout of an attempt the budget had
+   shortened fails over but does not count against the provider's breaker.
 2. Hedging: when the attempt has produced no first byte after the provider's
    observed p95 (``LatencyTracker.hedge_delay_s``), the next provider starts
    too; the first to answer wins and the other is cancelled (``hedge_lost``).
@@ -326,7 +327,14 @@ class _CallScope:
             breaker.record_failure(ErrorClass.CANCELLED, now)
         else:
             error_class = _error_class(error)
-            breaker.record_failure(error_class, now)
+            full_s = self.router.config_for(stage).ttfb_timeout_s
+            squeezed = attempt.deadline_s - attempt.started_s < full_s - 1e-9
+            if error_class is ErrorClass.TIMEOUT and squeezed:
+                # The turn's budget, spent upstream, shortened this attempt: the
+                # provider was not given its normal time, so it is not blamed.
+                breaker.record_failure(ErrorClass.CANCELLED, now)
+            else:
+                breaker.record_failure(error_class, now)
         self.event(
             EventKind.PROVIDER_ATTEMPTED,
             stage,
