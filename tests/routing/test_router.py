@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from voicerail.errors import ProviderError, ProviderUnavailable
-from voicerail.events.model import Event, EventKind
+from voicerail.errors import ConfigError, ProviderError, ProviderUnavailable
+from voicerail.events.model import Event, EventKind, Stage
+from voicerail.providers.base import ChatMessage
 from voicerail.routing.router import Router, RoutingConfig
+from voicerail.testing.clock import FakeClock
 from voicerail.testing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 
 SENTENCE = "your appointment is on Tuesday at three in the afternoon"
@@ -149,7 +151,9 @@ async def test_breaker_opens_then_a_probe_closes_it():
 
 
 async def test_retry_budget_caps_hedges_but_never_blocks_failover():
-    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=True, retry_ratio=0.0, min_retries=1)
+    config = RoutingConfig(
+        ttfb_timeout_s=1.0, hedge=True, retry_ratio=0.0, min_retries_per_window=1
+    )
     slow = FaultProfile(first_byte_delay=Delay(value_s=0.15))
     router = Router(tts=[FakeTTS("a", profile=slow), FakeTTS("b")], config=config)
     router.latency["a"].default_s = 0.02
@@ -171,7 +175,7 @@ async def test_llm_restarts_on_the_next_provider_and_reports_version_changes():
     providers, events = bind(router)
     text = "".join([d.text async for d in providers.llm.chat([])])
     assert text == "hi"
-    llm_b._faults.profile = FaultProfile(model_version="b-2")
+    llm_b.profile = FaultProfile(model_version="b-2")
     _ = [d async for d in providers.llm.chat([])]
     changed = [e for e in events if e.kind is EventKind.PROVIDER_VERSION_CHANGED]
     assert [(e.data["previous"], e.data["current"]) for e in changed] == [("b-1", "b-2")]
@@ -191,7 +195,9 @@ async def test_a_hung_primary_overtaken_by_hedges_trips_its_breaker():
 
 
 async def test_a_refused_hedge_leaves_the_backup_for_failover():
-    config = RoutingConfig(ttfb_timeout_s=0.1, hedge=True, retry_ratio=0.0, min_retries=0)
+    config = RoutingConfig(
+        ttfb_timeout_s=0.1, hedge=True, retry_ratio=0.0, min_retries_per_window=0
+    )
     router = Router(
         tts=[FakeTTS("hung", profile=FaultProfile(hang_rate=1.0)), FakeTTS("backup")],
         config=config,
@@ -204,7 +210,9 @@ async def test_a_refused_hedge_leaves_the_backup_for_failover():
 
 async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
     slow = FakeTTS("limited", profile=FaultProfile(chunk_delay=Delay(value_s=0.05)))
-    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=0.05)
+    config = RoutingConfig(
+        ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=0.05, breaker_failures=1
+    )
     router = Router(tts=[slow, FakeTTS("overflow")], config=config)
     providers, events = bind(router)
     first, second = await asyncio.gather(speak(providers.tts), speak(providers.tts))
@@ -217,6 +225,8 @@ async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
     error = next(e for e in events if e.outcome == "error")
     assert "concurrency limit" in error.data["error"]
     assert router.slots["limited"]._value == 1  # every slot was given back
+    # our own queue refused it: not held against the provider
+    assert router.breakers["limited"].state(router.clock.monotonic()).value == "closed"
 
 
 async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
@@ -235,13 +245,143 @@ async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
     assert ok.data["model_version"] == "v7"
 
 
-async def test_a_timeout_squeezed_by_the_turn_budget_does_not_blame_the_provider():
-    slowish = FakeTTS("slowish", profile=FaultProfile(first_byte_delay=Delay(value_s=0.2)))
-    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05, breaker_failures=1)
-    router = Router(tts=[slowish, FakeTTS("fast")], config=config)
-    events: list[Event] = []
-    deadline = router.clock.monotonic() + 0.05  # almost nothing left of the turn
-    providers = router.bind("call-1", events.append, lambda: deadline)
+async def test_mid_sentence_drop_without_chunk_texts_resumes_from_the_audio_estimate():
+    """Chunk texts are empty: delivered words come from audio seconds x words per second."""
+    primary = FakeTTS(
+        "primary", chunk_texts=False, profile=FaultProfile(drop_rate=1.0, drop_after_chunks=4)
+    )
+    backup = FakeTTS("backup")
+    router = Router(tts=[primary, backup], config=FAST)
+    providers, _ = bind(router)
+    chunks = [chunk async for chunk in providers.tts.synthesize(SENTENCE)]
+    words = SENTENCE.split()
+    assert backup.requests == [" ".join(words[4:])]
+    assert sum(len(c.pcm) for c in chunks) == len(primary.pcm_for(len(words)))
+    # the 4 words known by estimate are named on the backup's first chunk with text
+    assert " ".join(c.text for c in chunks if c.text) == SENTENCE
+
+
+async def test_a_failover_at_another_sample_rate_keeps_the_first_rate():
+    """The consumer builds one resampler per sentence: the rate must not change."""
+    primary = FakeTTS("primary", 16000, profile=FaultProfile(drop_rate=1.0, drop_after_chunks=3))
+    backup = FakeTTS("backup", 8000)
+    router = Router(tts=[primary, backup], config=FAST)
+    providers, _ = bind(router)
+    chunks = [chunk async for chunk in providers.tts.synthesize(SENTENCE)]
+    assert {c.sample_rate_hz for c in chunks} == {16000}
+    assert [c.text for c in chunks] == SENTENCE.split()
+    assert chunks[-1].usage is not None
+    expected = len(primary.pcm_for(len(SENTENCE.split())))
+    assert abs(sum(len(c.pcm) for c in chunks) - expected) <= 2 * 64
+
+
+async def test_attempt_and_failover_events_carry_their_fields():
+    primary = FakeTTS("primary", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=2))
+    backup = FakeTTS("backup", profile=FaultProfile(model_version="b-3"))
+    router = Router(tts=[primary, backup], config=FAST)
+    providers, events = bind(router)
     assert await speak(providers.tts) == SENTENCE.split()
-    assert attempts(events) == [("slowish", "error"), ("fast", "ok")]
-    assert router.breakers["slowish"].state(router.clock.monotonic()).value == "closed"
+    failed, ok = [e for e in events if e.kind is EventKind.PROVIDER_ATTEMPTED]
+    assert (failed.stage, failed.provider, failed.model) == ("tts", "primary", "primary-model")
+    assert (failed.outcome, failed.error_class) == ("error", "transient")
+    assert failed.data["attempt"] == 1 and failed.data["hedged"] is False
+    assert ok.outcome == "ok" and ok.error_class is None
+    assert ok.data == ok.data | {"attempt": 2, "hedged": False, "model_version": "b-3"}
+    assert ok.latency_s is not None and 0 <= ok.latency_s < 0.2
+    [over] = [e for e in events if e.kind is EventKind.PROVIDER_FAILED_OVER]
+    assert over.data == {"from": "primary", "to": "backup", "reason": "transient", "hedged": False}
+
+
+async def test_the_turn_budget_shortens_the_first_byte_deadline():
+    primary = FakeTTS("primary", profile=FaultProfile(hang_rate=1.0))
+    config = RoutingConfig(ttfb_timeout_s=5.0, hedge=False, min_attempt_s=0.05)
+    router = Router(tts=[primary, FakeTTS("backup")], config=config)
+    events: list[Event] = []
+    turn_ends_s = router.clock.monotonic() + 0.15
+    providers = router.bind("call-1", events.append, lambda: turn_ends_s)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await speak(providers.tts) == SENTENCE.split()
+    assert loop.time() - started < 1.0
+    assert attempts(events) == [("primary", "error"), ("backup", "ok")]
+    assert events[0].error_class == "timeout"
+
+
+async def test_llm_continues_a_partial_reply_on_the_next_provider():
+    primary = FakeLLM(
+        "a", "hello there friend", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=2)
+    )
+    backup = FakeLLM("b", "friend")
+    router = Router(llm=[primary, backup], config=FAST)
+    providers, _ = bind(router)
+    question = [ChatMessage("user", "hi")]
+    text = "".join([d.text async for d in providers.llm.chat(question)])
+    assert text == "hello there" + "friend"
+    assert backup.requests == [[*question, ChatMessage("assistant", "hello there")]]
+
+
+async def test_stt_drop_after_a_partial_yields_the_final_once():
+    primary = FakeSTT(
+        "a", "book me tuesday", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=1)
+    )
+    backup = FakeSTT("b", "book me tuesday")
+    router = Router(stt=[primary, backup], config=FAST)
+    providers, events = bind(router)
+
+    async def audio() -> AsyncIterator[bytes]:
+        yield b"\x00\x00" * 320
+
+    got = [
+        (t.text, t.is_final) async for t in providers.stt.transcribe(audio(), sample_rate_hz=8000)
+    ]
+    assert got == [("book", False), ("book", False), ("book me tuesday", True)]
+    assert backup.received_num_bytes == [640]
+    assert attempts(events) == [("a", "error"), ("b", "ok")]
+
+
+async def test_cancelling_while_waiting_for_the_first_byte_is_not_a_failure():
+    hung = FakeTTS("hung", profile=FaultProfile(hang_rate=1.0))
+    config = RoutingConfig(ttfb_timeout_s=5.0, hedge=False, breaker_failures=1)
+    router = Router(tts=[hung], config=config)
+    providers, events = bind(router)
+    task = asyncio.ensure_future(speak(providers.tts))
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert attempts(events) == [("hung", "cancelled")]
+    assert router.breakers["hung"].allow(router.clock.monotonic())
+
+
+async def test_probes_use_the_providers_own_probe_and_skip_closed_breakers():
+    flaky = FakeTTS("flaky", profile=FaultProfile(error_rates={"503": 1.0}))
+    config = RoutingConfig(
+        ttfb_timeout_s=0.2, hedge=False, breaker_failures=1, breaker_cooldown_s=0.02
+    )
+    router = Router(tts=[flaky, FakeTTS("backup")], config=config)
+    providers, _ = bind(router)
+    assert await router.run_probes() == {}
+    await speak(providers.tts)
+    await asyncio.sleep(0.03)
+    flaky.profile = FaultProfile()
+    assert await router.run_probes() == {"flaky": True}
+    assert flaky.probes == 1 and flaky.requests == [SENTENCE]
+
+
+def test_chain_config_selects_and_orders_providers_by_name():
+    a, b = FakeTTS("a"), FakeTTS("b")
+    router = Router(tts=[a, b], config=RoutingConfig(providers=["b", "a"]))
+    assert [p.name for p in router.chains[Stage.TTS]] == ["b", "a"]
+    with pytest.raises(ConfigError, match="unknown provider 'c'"):
+        Router(tts=[a], config=RoutingConfig(providers=["c"]))
+    with pytest.raises(ConfigError, match="unknown tts provider 'b'"):
+        Router(tts=[a], stage_configs={Stage.TTS: RoutingConfig(providers=["b"])})
+
+
+async def test_events_take_their_times_from_the_injected_clock():
+    clock = FakeClock(start_s=42.0, wall_offset_s=1_000.0)
+    router = Router([], [FakeTTS("t")], [], RoutingConfig(hedge=False), clock)
+    providers, events = bind(router)
+    await speak(providers.tts)
+    [ok] = [e for e in events if e.kind is EventKind.PROVIDER_ATTEMPTED]
+    assert (ok.at_mono, ok.at_wall, ok.latency_s) == (42.0, 1_042.0, 0.0)

@@ -11,7 +11,17 @@ maps provider names to profiles::
       drop_rate: 0.2            # fail mid-stream ...
       drop_after_chunks: 2      # ... after this many chunks
     deepgram:
-      model_version: "2026-11-01"
+      model_version: "2026-11-01"   # reported in Usage.model_version
+      slow_rate: 0.1                # 10% of requests get an extra first-byte delay:
+      slow_first_byte: {kind: uniform, low_s: 1.0, high_s: 3.0}
+      chunk_delay: {value_s: 0.02}  # before every chunk after the first
+
+Fields (all optional): ``first_byte_delay``, ``chunk_delay``, ``slow_first_byte``
+are delays ``{kind: fixed|uniform|lognormal, value_s, low_s, high_s, median_s,
+sigma}``; ``error_rates`` maps an HTTP status (``"503"``, ``"429"``, ``"401"``,
+...) or ``"timeout"`` to a probability per request; ``hang_rate``, ``slow_rate``
+and ``drop_rate`` are probabilities per request; ``drop_after_chunks`` and
+``hang_after_chunks`` count chunks; ``model_version`` is a string; ``seed`` an int.
 
 Every random draw comes from one ``random.Random(seed)`` per wrapped provider,
 so a run is reproducible. ``sleep`` is injectable so tests can use a fake clock.
@@ -25,13 +35,14 @@ import random
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
-from voicerail.errors import ConfigError, ErrorClass, ProviderError, ProviderTimeout
+from voicerail.errors import ConfigError, ProviderError, ProviderTimeout, classify_http_status
 from voicerail.providers.base import (
     ChatMessage,
+    LanguageModel,
     LLMCapabilities,
     LLMDelta,
     SpeechToText,
@@ -43,9 +54,11 @@ from voicerail.providers.base import (
     TTSCapabilities,
     TTSChunk,
     Usage,
+    closing_stream,
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,12 +73,16 @@ class Delay:
     median_s: float = 0.0
     sigma: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.kind not in ("fixed", "uniform", "lognormal"):
+            raise ValueError(f"unknown delay kind {self.kind!r}")
+
     def draw(self, rng: random.Random) -> float:
-        """One delay, seconds (never negative)."""
+        """One delay, seconds (never negative); ``fixed`` draws nothing from ``rng``."""
         if self.kind == "uniform":
-            return rng.uniform(self.low_s, self.high_s)
+            return max(0.0, rng.uniform(self.low_s, self.high_s))
         if self.kind == "lognormal":
-            return self.median_s * math.exp(rng.gauss(0.0, self.sigma))
+            return max(0.0, self.median_s * math.exp(rng.gauss(0.0, self.sigma)))
         return max(0.0, self.value_s)
 
 
@@ -79,6 +96,8 @@ class FaultProfile:
         error_rates: probability per request of failing before the first byte, by
             kind: an HTTP status (``"503"``, ``"429"``, ``"401"``, ``"400"``) or ``"timeout"``.
         hang_rate: probability per request of never answering.
+        slow_rate: probability per request of a slow first byte ...
+        slow_first_byte: ... that adds this delay to ``first_byte_delay``.
         drop_rate: probability per request of failing mid-stream ...
         drop_after_chunks: ... after this many chunks were delivered.
         hang_after_chunks: when set, hang (instead of failing) after this many chunks.
@@ -90,11 +109,29 @@ class FaultProfile:
     chunk_delay: Delay = field(default_factory=Delay)
     error_rates: dict[str, float] = field(default_factory=dict)
     hang_rate: float = 0.0
+    slow_rate: float = 0.0
+    slow_first_byte: Delay = field(default_factory=Delay)
     drop_rate: float = 0.0
     drop_after_chunks: int = 1
     hang_after_chunks: int | None = None
     model_version: str | None = None
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        rates = {"hang_rate": self.hang_rate, "slow_rate": self.slow_rate}
+        rates["drop_rate"] = self.drop_rate
+        rates.update({f"error_rates.{k}": v for k, v in self.error_rates.items()})
+        for name, rate in rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"{name} must be within 0..1, got {rate}")
+        for kind in self.error_rates:
+            if kind != "timeout" and not kind.isdigit():
+                raise ValueError(f"error kind {kind!r} is neither a status nor 'timeout'")
+
+    @property
+    def always_fails(self) -> bool:
+        """True when every request errs or hangs before its first byte (probes fail)."""
+        return self.hang_rate >= 1.0 or any(rate >= 1.0 for rate in self.error_rates.values())
 
 
 def _profile(name: str, raw: Any, source: str) -> FaultProfile:
@@ -106,15 +143,12 @@ def _profile(name: str, raw: Any, source: str) -> FaultProfile:
         raise ConfigError(f"unknown fault field {sorted(unknown)[0]!r}", source=source, field=name)
     values = dict(raw)
     try:
-        for key in ("first_byte_delay", "chunk_delay"):
+        for key in ("first_byte_delay", "chunk_delay", "slow_first_byte"):
             if key in values:
                 values[key] = Delay(**values[key])
         values["error_rates"] = {str(k): float(v) for k, v in values.get("error_rates", {}).items()}
-        for kind in values["error_rates"]:
-            if kind != "timeout" and not kind.isdigit():
-                raise ValueError(f"error kind {kind!r} is neither a status nor 'timeout'")
         return FaultProfile(**values)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError) as exc:
         raise ConfigError(str(exc).lower(), source=source, field=name) from exc
 
 
@@ -143,6 +177,7 @@ class _Injector:
         self.sleep = sleep
         self.rng = random.Random(profile.seed)
         self.requests = 0
+        self.probes = 0
 
     async def before_first_byte(self) -> None:
         """Raise, hang or wait as the profile says, before the first chunk."""
@@ -153,18 +188,29 @@ class _Injector:
                 if kind == "timeout":
                     raise ProviderTimeout("injected timeout", provider=self.name, deadline_s=0.0)
                 status = int(kind)
-                error_class = ErrorClass.TRANSIENT
-                if status in (400, 401, 403, 404):
-                    error_class = ErrorClass.PERMANENT
                 raise ProviderError(
                     f"injected http {status}",
                     provider=self.name,
                     status=status,
-                    error_class=error_class,
+                    error_class=classify_http_status(status),
                 )
         if self.rng.random() < profile.hang_rate:
             await asyncio.Event().wait()  # never set: a hung provider
-        await self.sleep(profile.first_byte_delay.draw(self.rng))
+        delay_s = profile.first_byte_delay.draw(self.rng)
+        # drawn only when enabled, so that a profile without it keeps its old draws
+        if profile.slow_rate > 0 and self.rng.random() < profile.slow_rate:
+            delay_s += profile.slow_first_byte.draw(self.rng)
+        await self.sleep(delay_s)
+
+    async def probe(self) -> None:
+        """A health check that spends nothing: fails while the profile always fails.
+
+        Raises:
+            ProviderError: 503 while ``profile.always_fails``.
+        """
+        self.probes += 1
+        if self.profile.always_fails:
+            raise ProviderError("injected probe failure", provider=self.name, status=503)
 
     def plan_drop(self) -> int | None:
         """Chunks after which this request fails mid-stream, or None."""
@@ -186,7 +232,48 @@ class _Injector:
             await self.sleep(self.profile.chunk_delay.draw(self.rng))
 
 
-class FaultyTTS:
+class _Faulted:
+    """What every faulty or fake provider shares: its profile and a free probe."""
+
+    name: str
+    _faults: _Injector
+
+    @property
+    def profile(self) -> FaultProfile:
+        """The profile in force; assign a new one to change faults mid-test."""
+        return self._faults.profile
+
+    @profile.setter
+    def profile(self, profile: FaultProfile) -> None:
+        self._faults.profile = profile
+
+    @property
+    def probes(self) -> int:
+        """How many times :meth:`probe` was called."""
+        return self._faults.probes
+
+    async def probe(self) -> None:
+        """Zero-cost health check (``routing.router.Probeable``).
+
+        Raises:
+            ProviderError: 503 while the profile fails every request.
+        """
+        await self._faults.probe()
+
+
+async def _closing(stream: AsyncIterator[T], faults: _Injector) -> AsyncIterator[T]:
+    """Pass ``stream`` through, failing or hanging between items as ``faults`` plans."""
+    await faults.before_first_byte()
+    drop_after = faults.plan_drop()
+    delivered = 0
+    async with closing_stream(stream):
+        async for item in stream:
+            await faults.between_chunks(delivered, drop_after)
+            yield item
+            delivered += 1
+
+
+class FaultyTTS(_Faulted):
     """Wraps a :class:`TextToSpeech` and injects the faults of ``profile``."""
 
     def __init__(self, inner: TextToSpeech, profile: FaultProfile, sleep: Sleep = asyncio.sleep):
@@ -194,23 +281,12 @@ class FaultyTTS:
         self.name, self.model, self.capabilities = inner.name, inner.model, inner.capabilities
         self._faults = _Injector(inner.name, profile, sleep)
 
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        await self._faults.before_first_byte()
-        drop_after = self._faults.plan_drop()
-        delivered = 0
-        stream = self.inner.synthesize(text)
-        try:
-            async for chunk in stream:
-                await self._faults.between_chunks(delivered, drop_after)
-                yield chunk
-                delivered += 1
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+    def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
+        """See :meth:`TextToSpeech.synthesize`; raises injected ``ProviderError`` s."""
+        return _closing(self.inner.synthesize(text), self._faults)
 
 
-class FaultySTT:
+class FaultySTT(_Faulted):
     """Wraps a :class:`SpeechToText` and injects the faults of ``profile``."""
 
     def __init__(self, inner: SpeechToText, profile: FaultProfile, sleep: Sleep = asyncio.sleep):
@@ -221,83 +297,113 @@ class FaultySTT:
     async def transcribe(
         self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
     ) -> AsyncIterator[Transcript]:
+        """See :meth:`SpeechToText.transcribe`; faults start once the audio has ended."""
         chunks = [chunk async for chunk in audio]
-        await self._faults.before_first_byte()
-        drop_after = self._faults.plan_drop()
-
-        async def replay() -> AsyncIterator[bytes]:
-            for chunk in chunks:
-                yield chunk
-
-        delivered = 0
-        stream = self.inner.transcribe(replay(), sample_rate_hz=sample_rate_hz, language=language)
-        try:
-            async for transcript in stream:
-                await self._faults.between_chunks(delivered, drop_after)
-                yield transcript
-                delivered += 1
-        finally:
-            aclose = getattr(stream, "aclose", None)
-            if aclose is not None:
-                await aclose()
+        stream = self.inner.transcribe(
+            _replay(chunks), sample_rate_hz=sample_rate_hz, language=language
+        )
+        async for transcript in _closing(stream, self._faults):
+            yield transcript
 
 
-class FakeTTS:
-    """A synthetic TTS: one chunk per word, its duration proportional to the word.
+class FaultyLLM(_Faulted):
+    """Wraps a :class:`LanguageModel` and injects the faults of ``profile``."""
 
-    Each chunk's ``text`` is its word, so what was delivered can be checked word by
-    word. PCM is a quiet tone, s16le mono at ``sample_rate_hz``.
+    def __init__(self, inner: LanguageModel, profile: FaultProfile, sleep: Sleep = asyncio.sleep):
+        self.inner = inner
+        self.name, self.model, self.capabilities = inner.name, inner.model, inner.capabilities
+        self._faults = _Injector(inner.name, profile, sleep)
+
+    def chat(
+        self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[LLMDelta]:
+        """See :meth:`LanguageModel.chat`; raises injected ``ProviderError`` s."""
+        return _closing(self.inner.chat(messages, tools=tools), self._faults)
+
+
+async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for chunk in chunks:
+        yield chunk
+
+
+class FakeTTS(_Faulted):
+    """A synthetic TTS: one chunk per word, its duration set by ``words_per_second``.
+
+    PCM is a deterministic quiet square wave, s16le mono at ``sample_rate_hz``,
+    ``1 / words_per_second`` seconds per word, so audio is proportional to words.
+    With ``chunk_texts`` each chunk's ``text`` is its word, so what was delivered
+    can be checked word by word; without, non-final chunks carry "" and the last
+    one the whole text, as many real providers do (the router must then estimate
+    delivered words from audio seconds).
+
+    Args:
+        name: provider name.
+        sample_rate_hz: rate of the PCM produced.
+        words_per_second: nominal speaking rate (the router reads it for estimates).
+        profile: faults to inject.
+        seconds_per_word: overrides ``words_per_second`` (0 makes empty chunks).
+        chunk_texts: see above.
+        sleep: how to wait (a fake clock's sleep in tests).
     """
 
     def __init__(
         self,
         name: str = "fake-tts",
+        sample_rate_hz: int = 16000,
+        words_per_second: float = 2.5,
         *,
         profile: FaultProfile | None = None,
-        sample_rate_hz: int = 16000,
-        seconds_per_word: float = 0.3,
+        seconds_per_word: float | None = None,
+        chunk_texts: bool = True,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.name, self.model = name, f"{name}-model"
         self.capabilities = TTSCapabilities(sample_rate_hz=sample_rate_hz)
+        if seconds_per_word is None:
+            seconds_per_word = 1.0 / words_per_second
+        elif seconds_per_word > 0:
+            words_per_second = 1.0 / seconds_per_word
         self.seconds_per_word = seconds_per_word
+        self.words_per_second = words_per_second
+        self.chunk_texts = chunk_texts
         self._faults = _Injector(name, profile or FaultProfile(), sleep)
         self.requests: list[str] = []
 
-    def _pcm(self, seconds: float) -> bytes:
-        num_samples = int(seconds * self.capabilities.sample_rate_hz)
+    def pcm_for(self, num_words: int) -> bytes:
+        """The audio of ``num_words`` words: s16le mono at ``sample_rate_hz``."""
+        num_samples = round(num_words * self.seconds_per_word * self.capabilities.sample_rate_hz)
         return (b"\x10\x00\xf0\xff" * (num_samples // 2 + 1))[: num_samples * 2]
 
     async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
+        """See :meth:`TextToSpeech.synthesize`; one chunk per word of ``text``."""
         self.requests.append(text)
         await self._faults.before_first_byte()
         drop_after = self._faults.plan_drop()
         words = text.split()
+        rate = self.capabilities.sample_rate_hz
         for index, word in enumerate(words):
             await self._faults.between_chunks(index, drop_after)
             last = index == len(words) - 1
+            chunk_text = word if self.chunk_texts else (text if last else "")
             usage = None
             if last:
-                usage = Usage(
-                    self.name,
-                    self.model,
-                    self._faults.profile.model_version,
-                    audio_s=len(words) * self.seconds_per_word,
-                    characters=len(text),
-                )
-            yield TTSChunk(
-                self._pcm(self.seconds_per_word), self.capabilities.sample_rate_hz, word, usage
-            )
+                audio_s = len(words) * self.seconds_per_word
+                version = self.profile.model_version
+                usage = Usage(self.name, self.model, version, audio_s, characters=len(text))
+            yield TTSChunk(self.pcm_for(1), rate, chunk_text, usage)
 
 
-class FakeSTT:
-    """A synthetic STT that returns ``transcript`` for any audio (partial, then final)."""
+class FakeSTT(_Faulted):
+    """A synthetic STT that returns ``transcript`` for any audio (a partial, then the final).
+
+    ``received_num_bytes`` lists the audio bytes of each request, to check replays.
+    """
 
     def __init__(
         self,
         name: str = "fake-stt",
-        *,
         transcript: str = "hello",
+        *,
         profile: FaultProfile | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -310,6 +416,12 @@ class FakeSTT:
     async def transcribe(
         self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
     ) -> AsyncIterator[Transcript]:
+        """See :meth:`SpeechToText.transcribe`.
+
+        Raises:
+            ValueError: ``sample_rate_hz`` is not 8000 or 16000.
+            ProviderError: an injected fault.
+        """
         if sample_rate_hz not in self.capabilities.sample_rates_hz:
             raise ValueError(f"{self.name}: {sample_rate_hz} Hz is not supported")
         num_bytes = sum([len(chunk) async for chunk in audio])
@@ -321,19 +433,22 @@ class FakeSTT:
         yield Transcript(" ".join(words[: max(1, len(words) // 2)]), is_final=False)
         await self._faults.between_chunks(1, drop_after)
         audio_s = num_bytes / 2 / sample_rate_hz
-        usage = Usage(self.name, self.model, self._faults.profile.model_version, audio_s=audio_s)
+        usage = Usage(self.name, self.model, self.profile.model_version, audio_s=audio_s)
         yield Transcript(self.transcript, is_final=True, confidence=0.9, usage=usage)
 
 
-class FakeLLM:
-    """A synthetic LLM that streams ``reply`` word by word, then ``tool_calls``."""
+class FakeLLM(_Faulted):
+    """A synthetic LLM that streams ``reply`` word by word, then ``tool_calls``.
+
+    ``requests`` keeps the messages of each request, to check continuations.
+    """
 
     def __init__(
         self,
         name: str = "fake-llm",
-        *,
         reply: str = "Sure.",
         tool_calls: Sequence[ToolCall] = (),
+        *,
         profile: FaultProfile | None = None,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
@@ -341,10 +456,13 @@ class FakeLLM:
         self.capabilities = LLMCapabilities()
         self.reply, self.tool_calls = reply, tuple(tool_calls)
         self._faults = _Injector(name, profile or FaultProfile(), sleep)
+        self.requests: list[list[ChatMessage]] = []
 
     async def chat(
         self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
     ) -> AsyncIterator[LLMDelta]:
+        """See :meth:`LanguageModel.chat`; raises injected ``ProviderError`` s."""
+        self.requests.append(list(messages))
         await self._faults.before_first_byte()
         drop_after = self._faults.plan_drop()
         words = self.reply.split()
@@ -356,7 +474,7 @@ class FakeLLM:
         usage = Usage(
             self.name,
             self.model,
-            self._faults.profile.model_version,
+            self.profile.model_version,
             input_tokens=sum(len(m.content.split()) for m in messages),
             output_tokens=len(words),
         )
@@ -365,7 +483,11 @@ class FakeLLM:
 
 
 def with_faults(provider: Any, profiles: dict[str, FaultProfile]) -> Any:
-    """Wrap ``provider`` when ``profiles`` has an entry for its name; else return it."""
+    """Wrap ``provider`` when ``profiles`` has an entry for its name; else return it.
+
+    Raises:
+        TypeError: the provider is neither STT, TTS nor LLM.
+    """
     profile = profiles.get(provider.name)
     if profile is None:
         return provider
@@ -373,6 +495,8 @@ def with_faults(provider: Any, profiles: dict[str, FaultProfile]) -> Any:
         return FaultyTTS(provider, profile)
     if hasattr(provider, "transcribe"):
         return FaultySTT(provider, profile)
+    if hasattr(provider, "chat"):
+        return FaultyLLM(provider, profile)
     raise TypeError(f"cannot inject faults into {type(provider).__name__}")
 
 
@@ -382,6 +506,7 @@ __all__ = [
     "FakeSTT",
     "FakeTTS",
     "FaultProfile",
+    "FaultyLLM",
     "FaultySTT",
     "FaultyTTS",
     "load_faults",
