@@ -1,8 +1,17 @@
 """The embedded appointment store (SQLite), with idempotent writes.
 
-Every write carries an idempotency key (``"{call_id}:book:{n}"``): a replayed
-request — a retry, a failover, a re-sent tool call — returns the booking the
-first request made and writes nothing.
+Rules kept here:
+
+1. Every booking carries an idempotency key (``"{call_id}:book:{n}"``, UNIQUE in
+   the table): a replayed request — a retry, a failover, a re-sent tool call, a
+   call resumed on another worker — returns the booking the first request made
+   and writes nothing, even from another process.
+2. Reschedule and cancel set absolute values, so replaying them is harmless.
+3. One connection per store, used under a lock: calls share the store from the
+   event loop and from worker threads. WAL lets other processes (``voicerail
+   simulate`` reading results, a second worker) read while a call writes;
+   ``synchronous=NORMAL`` keeps a commit off the disk's flush path, which is
+   durable in WAL mode except for the last commits on power loss.
 """
 
 from __future__ import annotations
@@ -36,7 +45,16 @@ CREATE INDEX IF NOT EXISTS bookings_name ON bookings(name COLLATE NOCASE);
 
 @dataclass(frozen=True)
 class Booking:
-    """One appointment. ``status`` is ``booked`` or ``cancelled``."""
+    """One appointment.
+
+    Attributes:
+        booking_id: ``"BK-"`` and 8 hex digits, said to the caller as the confirmation number.
+        call_id: the call that booked it.
+        name: the caller's name.
+        day: the appointment's date.
+        time: its local time.
+        status: ``booked`` or ``cancelled``.
+    """
 
     booking_id: str
     call_id: str
@@ -50,21 +68,41 @@ class BookingStore:
     """Appointments in one SQLite file, safe to share between calls (one lock).
 
     Args:
-        path: the database file (``":memory:"`` for tests).
+        path: the database file, created with its directory when missing
+            (``":memory:"`` for tests).
+
+    Raises:
+        StoreError: the file cannot be opened or created.
     """
 
     def __init__(self, path: str | Path) -> None:
-        if str(path) != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the booking store: {exc}") from exc
         self._lock = threading.Lock()
 
     def create(
         self, call_id: str, name: str, day: date, at: dtime, idempotency_key: str
     ) -> Booking:
         """Book ``name`` on ``day`` at ``at``; the same key returns the first booking.
+
+        Args:
+            call_id: the call that books (stored for audit and the simulator's checks).
+            name: the caller's name as said.
+            day: the appointment's date.
+            at: its local time.
+            idempotency_key: ``"{call_id}:book:{n}"`` (rule 1).
+
+        Returns:
+            The booking written now, or the one this key wrote before (unchanged,
+            even when the other arguments differ).
 
         Raises:
             StoreError: the database failed.
@@ -94,7 +132,14 @@ class BookingStore:
         return _booking(row)
 
     def find(self, name: str, day: date | None = None) -> list[Booking]:
-        """Active bookings under ``name`` (case-insensitive), optionally on ``day``."""
+        """Active bookings under ``name`` (case-insensitive), optionally on ``day``.
+
+        Returns:
+            Those bookings, earliest appointment first.
+
+        Raises:
+            StoreError: the database failed.
+        """
         sql = "SELECT * FROM bookings WHERE name = ? COLLATE NOCASE AND status = 'booked'"
         args: tuple[str, ...] = (name,)
         if day is not None:
@@ -103,24 +148,47 @@ class BookingStore:
         return [_booking(r) for r in self._query(sql + " ORDER BY day, time", args)]
 
     def get(self, booking_id: str) -> Booking | None:
-        """One booking by id."""
+        """One booking by id, whatever its status; None when there is none.
+
+        Raises:
+            StoreError: the database failed.
+        """
         rows = self._query("SELECT * FROM bookings WHERE booking_id = ?", (booking_id,))
         return _booking(rows[0]) if rows else None
 
     def list_bookings(self) -> list[Booking]:
-        """Every booking, oldest appointment first."""
+        """Every booking (cancelled ones too), earliest appointment first.
+
+        Raises:
+            StoreError: the database failed.
+        """
         return [_booking(r) for r in self._query("SELECT * FROM bookings ORDER BY day, time", ())]
 
     def reschedule(self, booking_id: str, day: date, at: dtime) -> Booking | None:
-        """Move a booking; returns it updated, or None when it does not exist."""
-        self._execute(
-            "UPDATE bookings SET day = ?, time = ?, updated_at = ? WHERE booking_id = ?",
+        """Move an active booking (rule 2).
+
+        Returns:
+            The booking updated, or None when there is no active booking ``booking_id``.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        changed = self._execute(
+            "UPDATE bookings SET day = ?, time = ?, updated_at = ? "
+            "WHERE booking_id = ? AND status = 'booked'",
             (day.isoformat(), at.isoformat("minutes"), time.time(), booking_id),
         )
-        return self.get(booking_id)
+        return self.get(booking_id) if changed else None
 
     def cancel(self, booking_id: str) -> Booking | None:
-        """Cancel a booking (idempotent); returns it, or None when it does not exist."""
+        """Cancel a booking (rule 2: cancelling twice is harmless).
+
+        Returns:
+            The booking, now cancelled, or None when there is no booking ``booking_id``.
+
+        Raises:
+            StoreError: the database failed.
+        """
         self._execute(
             "UPDATE bookings SET status = 'cancelled', updated_at = ? WHERE booking_id = ?",
             (time.time(), booking_id),
@@ -134,10 +202,10 @@ class BookingStore:
         except sqlite3.Error as exc:
             raise StoreError(f"booking read failed: {exc}") from exc
 
-    def _execute(self, sql: str, args: tuple[object, ...]) -> None:
+    def _execute(self, sql: str, args: tuple[object, ...]) -> int:
         try:
             with self._lock:
-                self._db.execute(sql, args)
+                return self._db.execute(sql, args).rowcount
         except sqlite3.Error as exc:
             raise StoreError(f"booking write failed: {exc}") from exc
 
