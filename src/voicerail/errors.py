@@ -6,6 +6,7 @@
     ├── ProtocolError            the peer (Twilio, a caller, a provider) sent something invalid
     ├── LocalProtocolError       we tried to send something invalid (a bug on our side)
     ├── ConfigError              a configuration or agent file is invalid; names the file and field
+    │   └── CredentialError      a configured credential is missing, refused or expired; names it
     ├── ProviderError            a speech/LLM provider failed (provider, status, error_class)
     │   ├── ProviderTimeout      no answer within the attempt's deadline (transient)
     │   └── ProviderUnavailable  every provider of a chain failed or is open-circuited
@@ -61,6 +62,22 @@ class ConfigError(VoicerailError):
         super().__init__(where + message)
         self.source = source
         self.field = field
+
+
+class CredentialError(ConfigError):
+    """A credential the configuration uses does not work (start-up check).
+
+    Attributes:
+        credential: the credential's name in the registry (``"deepgram"``).
+        env: the environment variable that holds it, when it comes from one.
+    """
+
+    def __init__(
+        self, message: str, *, credential: str, env: str | None = None, source: str = "<config>"
+    ) -> None:
+        super().__init__(message, source=source)
+        self.credential = credential
+        self.env = env
 
 
 class ProviderError(VoicerailError):

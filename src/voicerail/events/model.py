@@ -7,6 +7,9 @@ Rules kept here:
    numbers) goes only in ``Event.pii``; ``Event.data`` must be safe to log.
 3. Times: ``at_wall`` is Unix seconds (UTC); ``at_mono`` is the driver's monotonic
    clock in seconds, for intervals within one process.
+
+Every field and kind, the tables and the versioning rules are documented in
+``events/schema.md`` (this is version :data:`SCHEMA_VERSION`).
 """
 
 from __future__ import annotations

@@ -9,18 +9,29 @@ Rules:
 2. ``seq`` is assigned at append time, per call, in append order.
 3. One call's store failure is recorded and logged; it never raises into the
    call path (``StoreError`` is raised by reads only).
+4. Cost rollup: each ``ProviderAttempted`` event's ``data["cost_usd"]`` is also
+   added, in the same transaction, to ``call_costs`` (per call and provider), so
+   cost questions read a row per call and provider instead of parsing every
+   attempt's JSON. A database without the rollup is backfilled when opened.
+5. Stores that answer the operations questions also implement :class:`SQLReader`
+   (``dialect`` and ``fetch``); the queries live in ``events/queries.py`` and run
+   unchanged on SQLite and PostgreSQL (``events/postgres.py``).
+
+The schema is documented, with its version, in ``events/schema.md``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import threading
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from voicerail.errors import StoreError
 from voicerail.events.model import SCHEMA_VERSION, Event, EventKind, Stage
@@ -97,64 +108,95 @@ class EventStore(Protocol):
         ...
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS calls (
-  call_id TEXT PRIMARY KEY, agent TEXT NOT NULL, started_at REAL NOT NULL,
-  ended_at REAL, outcome TEXT, error TEXT, call_sid TEXT, stream_sid TEXT,
-  data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at);
-CREATE TABLE IF NOT EXISTS events (
-  call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
-  at_wall REAL NOT NULL, at_mono REAL NOT NULL, stage TEXT, provider TEXT, model TEXT,
-  latency_s REAL, outcome TEXT, error_class TEXT,
-  data TEXT NOT NULL DEFAULT '{}', pii TEXT NOT NULL DEFAULT '{}',
-  PRIMARY KEY (call_id, seq)
-);
-CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, at_wall);
-CREATE INDEX IF NOT EXISTS events_provider_time ON events(provider, at_wall);
-"""
+@runtime_checkable
+class SQLReader(Protocol):
+    """Read access for the operations queries (``events/queries.py``).
+
+    Attributes:
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+    """
+
+    dialect: str
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of one read query written with ``?`` placeholders.
+
+        Everything appended before the call is visible to it.
+
+        Raises:
+            StoreError: the database refused the query.
+        """
+        ...
 
 
-class SQLiteEventStore:
-    """:class:`EventStore` on one SQLite file (WAL), written by a batching thread.
+#: Rule 4: the rollup row upsert, valid on SQLite and PostgreSQL.
+UPSERT_COST = (
+    "INSERT INTO call_costs VALUES (?, ?, ?, ?) ON CONFLICT (call_id, provider) DO UPDATE"
+    " SET cost_usd = call_costs.cost_usd + excluded.cost_usd,"
+    " priced_attempts = call_costs.priced_attempts + excluded.priced_attempts"
+)
+COSTS_VERSION = "1"
+
+
+def attempt_costs(events: Sequence[Event]) -> list[tuple[str, str, float, int]]:
+    """Rule 4: (call id, provider, cost, priced attempts) summed over ``events``, in
+    first-seen order; only ``ProviderAttempted`` events with a numeric ``cost_usd``."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for e in events:
+        cost = e.data.get("cost_usd")
+        if e.kind != EventKind.PROVIDER_ATTEMPTED or e.provider is None:
+            continue
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
+            continue
+        total = totals.setdefault((e.call_id, e.provider), [0.0, 0])
+        total[0] += float(cost)
+        total[1] += 1
+    return [(c, p, t[0], int(t[1])) for (c, p), t in totals.items()]
+
+
+#: Indexes that keep the operations queries fast at a million events; shared by
+#: the SQLite and PostgreSQL schemas.
+INDEXES = (
+    "CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at)",
+    "CREATE INDEX IF NOT EXISTS calls_outcome_started ON calls(outcome, started_at)",
+    "CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, at_wall)",
+    "CREATE INDEX IF NOT EXISTS events_provider_time ON events(provider, at_wall)",
+)
+
+
+class WriteBehind:
+    """Rules 1 and 2 for any database: the pending queue, ``seq``, the writer thread.
 
     Args:
-        path: database file; parent directories are created.
+        write: commits one batch; must log and swallow its database's errors (rule 3).
+        next_seq: the next ``seq`` of calls already in the database.
         flush_interval_s: longest an appended event waits before commit.
         batch_max: events that trigger an early commit.
     """
 
     def __init__(
-        self, path: str | Path, *, flush_interval_s: float = 0.05, batch_max: int = 500
+        self,
+        write: Callable[[list[Event], list[CallRecord]], None],
+        *,
+        next_seq: dict[str, int],
+        flush_interval_s: float,
+        batch_max: int,
     ) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._write = write
         self._flush_interval_s = flush_interval_s
         self._batch_max = batch_max
         self._lock = threading.Lock()
-        self._db_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         self._pending_events: list[Event] = []
         self._pending_calls: dict[str, CallRecord] = {}
-        self._next_seq: dict[str, int] = defaultdict(int)
+        self._next_seq: defaultdict[str, int] = defaultdict(int, next_seq)
         self._wake = threading.Event()
         self._closed = False
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._db.execute(
-            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
-        )
-        for call_id, max_seq in self._db.execute("SELECT call_id, MAX(seq) FROM events GROUP BY 1"):
-            self._next_seq[call_id] = max_seq + 1
-        self._writer = threading.Thread(target=self._run_writer, name="events-writer", daemon=True)
+        self._writer = threading.Thread(target=self._run, name="events-writer", daemon=True)
         self._writer.start()
 
-    # -- writes --------------------------------------------------------------
-
     def append(self, event: Event) -> Event:
+        """Queue ``event`` with its ``seq``; returns the stored event."""
         with self._lock:
             seq = self._next_seq[event.call_id]
             self._next_seq[event.call_id] = seq + 1
@@ -166,77 +208,161 @@ class SQLiteEventStore:
         return stored
 
     def save_call(self, call: CallRecord) -> None:
+        """Queue a call row; the last one saved for a call id wins."""
         with self._lock:
             self._pending_calls[call.call_id] = call
 
     def flush(self) -> None:
+        """Commit everything queued so far, in queue order."""
+        # Holding the write lock while taking the batch keeps batches in order
+        # when a reader's flush races the writer thread.
+        with self._write_lock:
+            with self._lock:
+                events, self._pending_events = self._pending_events, []
+                calls, self._pending_calls = self._pending_calls, {}
+            if events or calls:
+                self._write(events, list(calls.values()))
+
+    def _run(self) -> None:
+        while not self._closed:
+            self._wake.wait(self._flush_interval_s)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # task boundary: the writer thread must survive
+                log.exception("event store writer failed")
+
+    def close(self) -> None:
+        """Stop the writer thread and commit what is left."""
+        self._closed = True
+        self._wake.set()
+        self._writer.join(timeout=2.0)
+        self.flush()
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+  call_id TEXT PRIMARY KEY, agent TEXT NOT NULL, started_at REAL NOT NULL,
+  ended_at REAL, outcome TEXT, error TEXT, call_sid TEXT, stream_sid TEXT,
+  data TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS events (
+  call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
+  at_wall REAL NOT NULL, at_mono REAL NOT NULL, stage TEXT, provider TEXT, model TEXT,
+  latency_s REAL, outcome TEXT, error_class TEXT,
+  data TEXT NOT NULL DEFAULT '{}', pii TEXT NOT NULL DEFAULT '{}',
+  PRIMARY KEY (call_id, seq)
+);
+CREATE TABLE IF NOT EXISTS call_costs (
+  call_id TEXT NOT NULL, provider TEXT NOT NULL, cost_usd REAL NOT NULL,
+  priced_attempts INTEGER NOT NULL, PRIMARY KEY (call_id, provider)
+);
+"""
+
+_SQLITE_BACKFILL = """INSERT INTO call_costs
+SELECT call_id, provider, SUM(json_extract(data, '$.cost_usd')), COUNT(*) FROM events
+WHERE kind = 'ProviderAttempted' AND provider IS NOT NULL
+  AND json_type(data, '$.cost_usd') IN ('integer', 'real')
+GROUP BY call_id, provider"""
+
+
+class SQLiteEventStore:
+    """:class:`EventStore` on one SQLite file (WAL), written by a batching thread.
+
+    Args:
+        path: database file; parent directories are created.
+        flush_interval_s: longest an appended event waits before commit.
+        batch_max: events that trigger an early commit.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self, path: str | Path, *, flush_interval_s: float = 0.05, batch_max: int = 500
+    ) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db_lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        for statement in INDEXES:
+            self._db.execute(statement)
+        self._db.execute(
+            "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        costs = self._db.execute("SELECT value FROM meta WHERE key = 'costs_version'").fetchall()
+        if costs != [(COSTS_VERSION,)]:
+            self._backfill_costs()
+        next_seq = {
+            call_id: max_seq + 1
+            for call_id, max_seq in self._db.execute(
+                "SELECT call_id, MAX(seq) FROM events GROUP BY 1"
+            )
+        }
+        self._batches = WriteBehind(
+            self._write_batch,
+            next_seq=next_seq,
+            flush_interval_s=flush_interval_s,
+            batch_max=batch_max,
+        )
+
+    # -- writes --------------------------------------------------------------
+
+    def append(self, event: Event) -> Event:
+        return self._batches.append(event)
+
+    def save_call(self, call: CallRecord) -> None:
+        self._batches.save_call(call)
+
+    def flush(self) -> None:
         """Commit everything appended so far (called by readers and on close)."""
-        with self._lock:
-            events, self._pending_events = self._pending_events, []
-            calls, self._pending_calls = self._pending_calls, {}
-        if not events and not calls:
-            return
+        self._batches.flush()
+
+    def _write_batch(self, events: list[Event], calls: list[CallRecord]) -> None:
         try:
             with self._db_lock:
-                self._write(events, list(calls.values()))
+                self._write(events, calls)
         except sqlite3.Error:
             # Rule 3: keep the call path alive; the batch is logged, not raised.
             log.exception("event store write failed; %d events dropped", len(events))
+            with self._db_lock:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     def _write(self, events: list[Event], calls: list[CallRecord]) -> None:
         db = self._db
         db.execute("BEGIN")
         db.executemany(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    c.call_id,
-                    c.agent,
-                    c.started_at,
-                    c.ended_at,
-                    c.outcome,
-                    c.error,
-                    c.call_sid,
-                    c.stream_sid,
-                    json.dumps(c.data),
-                )
-                for c in calls
-            ],
+            [call_row(c) for c in calls],
         )
         db.executemany(
             "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [
-                (
-                    e.call_id,
-                    e.seq,
-                    str(e.kind),
-                    e.at_wall,
-                    e.at_mono,
-                    str(e.stage) if e.stage else None,
-                    e.provider,
-                    e.model,
-                    e.latency_s,
-                    e.outcome,
-                    e.error_class,
-                    json.dumps(e.data),
-                    json.dumps(e.pii),
-                )
-                for e in events
-            ],
+            [event_row(e) for e in events],
         )
+        db.executemany(UPSERT_COST, attempt_costs(events))
         db.execute("COMMIT")
 
-    def _run_writer(self) -> None:
-        while not self._closed:
-            self._wake.wait(self._flush_interval_s)
-            self._wake.clear()
-            self.flush()
+    def rebuild_costs(self) -> None:
+        """Recompute the ``call_costs`` rollup from the events (rule 4), for bulk
+        loads that bypass :meth:`append`."""
+        self.flush()
+        self._backfill_costs()
+
+    def _backfill_costs(self) -> None:
+        with self._db_lock:
+            db = self._db
+            db.execute("BEGIN")
+            db.execute("DELETE FROM call_costs")
+            db.execute(_SQLITE_BACKFILL)
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('costs_version', ?)", (COSTS_VERSION,))
+            db.execute("COMMIT")
 
     def close(self) -> None:
-        self._closed = True
-        self._wake.set()
-        self._writer.join(timeout=2.0)
-        self.flush()
+        self._batches.close()
         with self._db_lock:
             self._db.close()
 
@@ -250,13 +376,16 @@ class SQLiteEventStore:
         except sqlite3.Error as exc:
             raise StoreError(f"event store read failed: {exc}") from exc
 
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._query(sql, tuple(args))
+
     def events(self, call_id: str) -> list[Event]:
         rows = self._query("SELECT * FROM events WHERE call_id = ? ORDER BY seq", (call_id,))
-        return [_event_from_row(r) for r in rows]
+        return [event_from_row(r) for r in rows]
 
     def call(self, call_id: str) -> CallRecord | None:
         rows = self._query("SELECT * FROM calls WHERE call_id = ?", (call_id,))
-        return _call_from_row(rows[0]) if rows else None
+        return call_from_row(rows[0]) if rows else None
 
     def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
         if outcome is None:
@@ -266,10 +395,50 @@ class SQLiteEventStore:
                 "SELECT * FROM calls WHERE outcome = ? ORDER BY started_at DESC LIMIT ?",
                 (outcome, limit),
             )
-        return [_call_from_row(r) for r in rows]
+        return [call_from_row(r) for r in rows]
 
 
-def _event_from_row(r: tuple[Any, ...]) -> Event:
+def call_row(c: CallRecord) -> tuple[Any, ...]:
+    """A call as a ``calls`` row (JSON as text)."""
+    return (
+        c.call_id,
+        c.agent,
+        c.started_at,
+        c.ended_at,
+        c.outcome,
+        c.error,
+        c.call_sid,
+        c.stream_sid,
+        json.dumps(c.data),
+    )
+
+
+def event_row(e: Event) -> tuple[Any, ...]:
+    """An event as an ``events`` row (JSON as text)."""
+    return (
+        e.call_id,
+        e.seq,
+        str(e.kind),
+        e.at_wall,
+        e.at_mono,
+        str(e.stage) if e.stage else None,
+        e.provider,
+        e.model,
+        e.latency_s,
+        e.outcome,
+        e.error_class,
+        json.dumps(e.data),
+        json.dumps(e.pii),
+    )
+
+
+def _json(value: Any) -> Any:
+    """JSON columns come back as text (SQLite) or already decoded (PostgreSQL JSONB)."""
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+def event_from_row(r: Sequence[Any]) -> Event:
+    """The inverse of :func:`event_row` (columns in table order)."""
     return Event(
         call_id=r[0],
         seq=r[1],
@@ -282,12 +451,13 @@ def _event_from_row(r: tuple[Any, ...]) -> Event:
         latency_s=r[8],
         outcome=r[9],
         error_class=r[10],
-        data=json.loads(r[11]),
-        pii=json.loads(r[12]),
+        data=_json(r[11]),
+        pii=_json(r[12]),
     )
 
 
-def _call_from_row(r: tuple[Any, ...]) -> CallRecord:
+def call_from_row(r: Sequence[Any]) -> CallRecord:
+    """The inverse of :func:`call_row` (columns in table order)."""
     return CallRecord(
         call_id=r[0],
         agent=r[1],
@@ -297,5 +467,19 @@ def _call_from_row(r: tuple[Any, ...]) -> CallRecord:
         error=r[5],
         call_sid=r[6],
         stream_sid=r[7],
-        data=json.loads(r[8]),
+        data=_json(r[8]),
     )
+
+
+def open_event_store(data_dir: Path, database_url: str | None = None) -> EventStore:
+    """The server's event store: PostgreSQL when ``database_url`` is given (e.g. from
+    ``$VOICERAIL_DATABASE_URL``), else ``<data_dir>/events.sqlite3``.
+
+    Raises:
+        StoreError: the PostgreSQL server cannot be reached.
+    """
+    if database_url:
+        from voicerail.events.postgres import PostgresEventStore
+
+        return PostgresEventStore(database_url)
+    return SQLiteEventStore(Path(data_dir) / "events.sqlite3")

@@ -1,18 +1,34 @@
-"""``voicerail ops``: the four questions, in text or ``--json``."""
+"""``voicerail ops``: the four questions and the credentials, in text or ``--json``.
+
+Subcommands::
+
+    voicerail ops failures    [--window 15m]   failure rate by provider and stage, vs before
+    voicerail ops cost        [--weeks 2]      cost per call and per converted call by week
+    voicerail ops last-failed [-n 10]          last failed calls, first failing stage marked
+    voicerail ops halve       [--window 7d]    the causes whose removal halves failures
+    voicerail ops credentials [--check]        registry, expiry, and (with --check) live checks
+
+The store is ``<data dir>/events.sqlite3`` (read-only), or PostgreSQL with
+``--database-url`` / ``$VOICERAIL_DATABASE_URL``. Exit status: 0 answered, 1 a
+credential needs attention (``credentials`` only), 2 no store or a bad argument.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
+import os
+import sqlite3
 import sys
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from voicerail.errors import StoreError
+from voicerail.events.store import SQLReader
 from voicerail.ops import reports
-
-_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 def parse_duration(text: str) -> float:
@@ -21,10 +37,10 @@ def parse_duration(text: str) -> float:
     Raises:
         argparse.ArgumentTypeError: not a number followed by a unit.
     """
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
-    if not match:
-        raise argparse.ArgumentTypeError(f"expected a duration like 15m or 2h, got {text!r}")
-    return float(match.group(1)) * _UNITS_S[match.group(2)]
+    try:
+        return reports.parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def add_parser(sub: Any) -> None:
@@ -33,7 +49,11 @@ def add_parser(sub: Any) -> None:
     ops_sub = ops.add_subparsers(dest="ops_command", required=True)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-dir", type=Path, default=None)
+    common.add_argument(
+        "--database-url", default=None, help="PostgreSQL URL (or $VOICERAIL_DATABASE_URL)"
+    )
     common.add_argument("--json", action="store_true")
+    common.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     failures = ops_sub.add_parser("failures", parents=[common], help="failure rate by provider")
     failures.add_argument("--window", type=parse_duration, default=900.0)
     cost = ops_sub.add_parser("cost", parents=[common], help="cost per converted call by week")
@@ -42,90 +62,113 @@ def add_parser(sub: Any) -> None:
     last.add_argument("-n", type=int, default=10)
     halve = ops_sub.add_parser("halve", parents=[common], help="what would halve failures")
     halve.add_argument("--window", type=parse_duration, default=7 * 86400.0)
+    creds = ops_sub.add_parser("credentials", parents=[common], help="credential expiry")
+    creds.add_argument(
+        "--credentials", type=Path, default=None, help="credentials file ($VOICERAIL_CREDENTIALS)"
+    )
+    creds.add_argument("--check", action="store_true", help="ask each provider live")
 
 
-def run(args: argparse.Namespace, default_data_dir: Path) -> int:
-    """Execute an ``ops`` subcommand; returns the exit status."""
-    path = (args.data_dir or default_data_dir) / "events.sqlite3"
+class _SQLiteReader:
+    """A read-only ``SQLReader`` on an event store file (no writer thread)."""
+
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return list(self._db.execute(sql, tuple(args)))
+        except sqlite3.Error as exc:
+            raise StoreError(f"event store read failed: {exc}") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+
+@contextmanager
+def open_reader(data_dir: Path, database_url: str | None) -> Iterator[SQLReader]:
+    """The event store to read: PostgreSQL when a URL is given, else the data dir's file.
+
+    Raises:
+        StoreError: no store there, or it cannot be opened.
+    """
+    if database_url:
+        from voicerail.events.postgres import PostgresReader
+
+        pg = PostgresReader(database_url)
+        try:
+            yield pg
+        finally:
+            pg.close()
+        return
+    path = data_dir / "events.sqlite3"
     if not path.exists():
-        print(f"voicerail: no event store at {path}", file=sys.stderr)
-        return 2
-    db = reports.connect(path)
-    now = time.time()
+        raise StoreError(f"no event store at {path}")
+    reader = _SQLiteReader(path)
     try:
-        if args.ops_command == "failures":
-            answer: Any = reports.failures(db, window_s=args.window, now_s=now)
-        elif args.ops_command == "cost":
-            answer = reports.cost(db, weeks=args.weeks, now_s=now)
-        elif args.ops_command == "last-failed":
-            answer = reports.last_failed(db, n=args.n)
-        else:
-            answer = reports.halve(db, window_s=args.window, now_s=now)
+        yield reader
     finally:
-        db.close()
+        reader.close()
+
+
+def answer(db: SQLReader, args: argparse.Namespace, now_s: float) -> Any:
+    """The JSON-ready answer to the ``ops`` subcommand in ``args``."""
+    if args.ops_command == "failures":
+        return reports.failures(db, window_s=args.window, now_s=now_s)
+    if args.ops_command == "cost":
+        return reports.cost(db, weeks=args.weeks, now_s=now_s)
+    if args.ops_command == "last-failed":
+        return reports.last_failed(db, n=args.n)
+    return reports.halve(db, window_s=args.window, now_s=now_s)
+
+
+def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
+    """Execute an ``ops`` subcommand; returns the exit status."""
+    from voicerail.config import default_data_dir as configured_data_dir
+
+    now_s = args.now if args.now is not None else time.time()
+    if args.ops_command == "credentials":
+        return _credentials(args, now_s)
+    data_dir = args.data_dir or default_data_dir or configured_data_dir()
+    url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+    try:
+        with open_reader(data_dir, url) as db:
+            result = answer(db, args, now_s)
+    except StoreError as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
     if args.json:
-        print(json.dumps(answer, indent=2, default=str))
+        print(json.dumps(result, indent=2, default=str))
     else:
-        _print(args.ops_command, answer)
+        from voicerail.ops.text import print_answer
+
+        print_answer(args.ops_command, result)
     return 0
 
 
-def _print(command: str, answer: Any) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _credentials(args: argparse.Namespace, now_s: float) -> int:
+    # Imported here: httpx and asyncio cost a third of a second the other answers skip.
+    import asyncio
 
-    console = Console()
-    if command == "failures":
-        for label in ("now", "previous"):
-            window = answer[label]
-            console.print(
-                f"[bold]{label}[/bold]: {window['failed_calls']}/{window['calls']} calls failed "
-                f"({window['call_failure_rate']:.1%})"
-            )
-            table = Table("stage", "provider", "attempts", "failed", "rate", "first-attempt rate")
-            for p in window["providers"]:
-                table.add_row(
-                    p["stage"],
-                    p["provider"],
-                    str(p["attempts"]),
-                    str(p["failed"]),
-                    f"{p['failure_rate']:.1%}",
-                    f"{p['first_attempt_failure_rate']:.1%}",
-                )
-            console.print(table)
-    elif command == "cost":
-        table = Table("week ending", "calls", "converted", "cost $", "$/call", "$/converted")
-        for week in answer["weeks"]:
-            table.add_row(
-                time.strftime("%Y-%m-%d", time.gmtime(week["end"])),
-                str(week["calls"]),
-                str(week["converted_calls"]),
-                f"{week['cost_usd']:.4f}",
-                _money(week["cost_per_call_usd"]),
-                _money(week["cost_per_converted_call_usd"]),
-            )
-        console.print(table)
-    elif command == "last-failed":
-        for call in answer:
-            console.print(
-                f"[bold]{call['call_id']}[/bold] first failing stage: "
-                f"{call['first_failing_stage']}  {call['error'] or ''}"
-            )
-            for e in call["events"]:
-                mark = "[red]>>[/red]" if e["first_failure"] else "  "
-                console.print(
-                    f" {mark} {e['seq']:>3} {e['kind']:<22} {e['stage'] or '':<10}"
-                    f" {e['provider'] or '':<14} {e['outcome'] or ''} {e['error_class'] or ''}"
-                )
+    import httpx
+
+    from voicerail.ops.credentials import CredentialStatus, check_all, load_registry
+
+    path = args.credentials or os.environ.get("VOICERAIL_CREDENTIALS")
+    registry = load_registry(path)
+
+    async def statuses() -> list[CredentialStatus]:
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            return await check_all(registry, client, now_s=now_s, live=args.check)
+
+    result = asyncio.run(statuses())
+    if args.json:
+        print(json.dumps({"credentials": [s.to_dict() for s in result]}, indent=2))
     else:
-        console.print(
-            f"{answer['failed_calls']}/{answer['calls']} calls failed "
-            f"({answer['failure_rate']:.1%}); removing these causes leaves "
-            f"{answer['failure_rate_after']:.1%}:"
-        )
-        for cause in answer["halving_set"]:
-            console.print(f" - {cause['calls']} calls ({cause['share']:.0%}): {cause['fix']}")
+        from voicerail.ops.text import print_credentials
 
-
-def _money(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+        print_credentials(result)
+    needs_attention = any(s.state in ("missing", "refused", "expired", "expiring") for s in result)
+    return 1 if needs_attention else 0

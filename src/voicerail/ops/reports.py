@@ -1,282 +1,374 @@
-"""The four operational questions, answered from the SQLite event store.
+"""The four operational questions, answered from any event store that is a ``SQLReader``.
 
-1. ``failures``: failure rate by provider and stage now (a window) and in the
-   window before — first attempts (before any failover) and calls that failed.
-2. ``cost``: cost per call and per converted call (outcome ``completed``), this
-   week against last week, by provider. Each ``ProviderAttempted`` event carries
-   ``data.cost_usd`` (from the price table); the call driver also sums them into
-   its call row (``data.cost_usd_by_provider``), which is what this reads: one
-   row per call instead of every attempt.
-3. ``last_failed``: the last failed calls with their event sequence and the first
-   failing stage marked.
-4. ``halve``: failure causes — the first failing (stage, provider, error class)
-   of each failed call — ranked by calls explained, the smallest set whose
-   removal halves the failure rate, and the configuration change for each.
+1. :func:`failures`: failure rate by provider and stage in a window and in the
+   window before: attempts, first attempts (before any failover, retry or hedge),
+   and failed calls attributed to the provider whose failure ended them.
+2. :func:`cost`: cost per call and per converted call (outcome ``completed``),
+   week by week (newest first), by provider. Cost is the sum of ``data.cost_usd``
+   on ``ProviderAttempted`` events (set by the router from the price table) of the
+   calls that started in the week; cost per converted call is the week's whole
+   cost over its converted calls (failed calls are part of what a conversion costs).
+3. :func:`last_failed`: the last failed calls, each with its event sequence and
+   the first failing event marked.
+4. :func:`halve`: failure causes ranked by the failed calls they explain, the
+   smallest set whose removal halves the failure rate, and the configuration
+   change that addresses each.
 
-All functions take ``now_s`` (Unix seconds) so answers are reproducible.
+Rules:
+
+1. A call's *first failure* is its first failing event (``outcome == "error"``, or a
+   protocol error) that was not recovered: no later successful attempt or
+   transcript in the same stage. A timeout the fallback provider covered is
+   not why the call failed. A failed call without one is *unexplained*.
+2. A call's *cause* is its first failure's (stage, provider, error class); each
+   failed call has exactly one cause, so taking causes largest first gives the
+   smallest set that explains half of the failed calls.
+3. Every answer is a JSON-ready dict without personal data (``pii`` never leaves
+   the store here) and depends only on the store and ``now_s``.
 """
 
 from __future__ import annotations
 
-import json
-import sqlite3
+import itertools
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
+
+from voicerail.events import queries as q
+from voicerail.events.model import Event, EventKind
+from voicerail.events.redaction import scrub_text
+from voicerail.events.store import SQLReader
 
 WEEK_S = 7 * 24 * 3600.0
 
-
-def connect(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection to an event store file."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+_RECOVERING_KINDS = {str(EventKind.PROVIDER_ATTEMPTED), str(EventKind.TRANSCRIPT_FINAL)}
 
 
-@dataclass(frozen=True)
-class ProviderFailures:
-    """Attempt failures of one provider in one stage during a window."""
-
-    stage: str
-    provider: str
-    attempts: int
-    failed: int
-    first_attempts: int
-    first_failed: int
-
-    @property
-    def failure_rate(self) -> float:
-        return self.failed / self.attempts if self.attempts else 0.0
-
-    @property
-    def first_attempt_failure_rate(self) -> float:
-        return self.first_failed / self.first_attempts if self.first_attempts else 0.0
+def _rate(part: int, whole: int) -> float:
+    return part / whole if whole else 0.0
 
 
-@dataclass(frozen=True)
-class WindowFailures:
-    """Failures in one window ``[start_s, end_s)``."""
-
-    start_s: float
-    end_s: float
-    calls: int
-    failed_calls: int
-    providers: list[ProviderFailures]
-
-    @property
-    def call_failure_rate(self) -> float:
-        return self.failed_calls / self.calls if self.calls else 0.0
+def _is_failure(kind: str, outcome: str | None) -> bool:
+    return outcome == "error" or kind == q.PROTOCOL_ERROR
 
 
-def failures(db: sqlite3.Connection, *, window_s: float, now_s: float) -> dict[str, Any]:
-    """Question 1: this window and the previous one."""
-    current = _window_failures(db, now_s - window_s, now_s)
+def first_failure(events: Sequence[q.TrailEvent | Event]) -> int | None:
+    """Index of the first unrecovered failing event (rule 1), or None."""
+    recovered_stages: set[str] = set()
+    recovered: list[bool] = [False] * len(events)
+    for index in range(len(events) - 1, -1, -1):
+        e = events[index]
+        stage = str(e.stage) if e.stage else None
+        recovered[index] = stage is not None and stage in recovered_stages
+        if e.outcome == "ok" and str(e.kind) in _RECOVERING_KINDS and stage is not None:
+            recovered_stages.add(stage)
+    for index, e in enumerate(events):
+        if _is_failure(str(e.kind), e.outcome) and not recovered[index]:
+            return index
+    return None
+
+
+# -- 1. failures -----------------------------------------------------------------
+
+
+def failures(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
+    """Question 1: failure rates by provider and stage, this window and the previous."""
+    now = _window_failures(db, now_s - window_s, now_s)
     previous = _window_failures(db, now_s - 2 * window_s, now_s - window_s)
-    return {"window_s": window_s, "now": _as_dict(current), "previous": _as_dict(previous)}
+    before = {(p["stage"], p["provider"]): p for p in previous["providers"]}
+    for row in now["providers"]:
+        old = before.get((row["stage"], row["provider"]))
+        row["previous_first_attempt_failure_rate"] = (
+            old["first_attempt_failure_rate"] if old else None
+        )
+        row["previous_call_failure_rate"] = old["call_failure_rate"] if old else None
+    return {"window_s": window_s, "now_s": now_s, "now": now, "previous": previous}
 
 
-def _as_dict(window: WindowFailures) -> dict[str, Any]:
-    body = asdict(window)
-    body["call_failure_rate"] = window.call_failure_rate
-    body["providers"] = [
-        {
-            **asdict(p),
-            "failure_rate": p.failure_rate,
-            "first_attempt_failure_rate": p.first_attempt_failure_rate,
-        }
-        for p in window.providers
-    ]
-    return body
+def _window_failures(db: SQLReader, start_s: float, end_s: float) -> dict[str, Any]:
+    counts = q.call_counts(db, start_s, end_s)
+    failed_by: dict[tuple[str | None, str | None], int] = defaultdict(int)
+    for trail in q.failure_trails(db, start_s, end_s).values():
+        index = first_failure(trail)
+        if index is not None:
+            failed_by[(trail[index].stage, trail[index].provider)] += 1
+    providers = []
+    for a in q.attempt_counts(db, start_s, end_s):
+        failed_calls = failed_by.get((a.stage, a.provider), 0)
+        providers.append(
+            {
+                **asdict(a),
+                "failure_rate": _rate(a.failed, a.attempts),
+                "first_attempt_failure_rate": _rate(a.first_failed, a.first_attempts),
+                "failed_calls": failed_calls,
+                "call_failure_rate": _rate(failed_calls, a.calls),
+            }
+        )
+    return {
+        "start_s": start_s,
+        "end_s": end_s,
+        "calls": counts.calls,
+        "failed_calls": counts.failed,
+        "call_failure_rate": _rate(counts.failed, counts.calls),
+        "providers": providers,
+    }
 
 
-def _window_failures(db: sqlite3.Connection, start_s: float, end_s: float) -> WindowFailures:
-    calls, failed = db.execute(
-        "SELECT COUNT(*), COALESCE(SUM(outcome = 'failed'), 0) FROM calls"
-        " WHERE started_at >= ? AND started_at < ?",
-        (start_s, end_s),
-    ).fetchone()
-    rows = db.execute(
-        "SELECT stage, provider, COUNT(*),"
-        " SUM(outcome = 'error'),"
-        " SUM(json_extract(data, '$.attempt') = 1),"
-        " SUM(json_extract(data, '$.attempt') = 1 AND outcome = 'error')"
-        " FROM events WHERE kind = 'ProviderAttempted' AND at_wall >= ? AND at_wall < ?"
-        " AND outcome IN ('ok', 'error')"
-        " GROUP BY stage, provider ORDER BY stage, provider",
-        (start_s, end_s),
-    ).fetchall()
-    providers = [ProviderFailures(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
-    return WindowFailures(start_s, end_s, calls, failed, providers)
+# -- 2. cost ---------------------------------------------------------------------
 
 
-def cost(db: sqlite3.Connection, *, weeks: int, now_s: float) -> dict[str, Any]:
+def cost(db: SQLReader, *, weeks: int, now_s: float) -> dict[str, Any]:
     """Question 2: per week (newest first), cost per call and per converted call."""
-    out = []
+    out: list[dict[str, Any]] = []
     for index in range(weeks):
         end = now_s - index * WEEK_S
         start = end - WEEK_S
-        calls, converted = db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(outcome = 'completed'), 0) FROM calls"
-            " WHERE started_at >= ? AND started_at < ?",
-            (start, end),
-        ).fetchone()
-        by_provider: dict[str, float] = {}
-        for (data,) in db.execute(
-            "SELECT json_extract(data, '$.cost_usd_by_provider') FROM calls"
-            " WHERE started_at >= ? AND started_at < ?",
-            (start, end),
-        ):
-            for provider, amount in json.loads(data or "{}").items():
-                by_provider[provider] = by_provider.get(provider, 0.0) + amount
-        total = float(sum(by_provider.values()))
+        counts = q.call_counts(db, start, end)
+        by_provider = q.provider_costs(db, start, end)
+        total = round(sum(p.cost_usd for p in by_provider), 9)
         out.append(
             {
-                "start": start,
-                "end": end,
-                "calls": calls,
-                "converted_calls": converted,
+                "start_s": start,
+                "end_s": end,
+                "calls": counts.calls,
+                "converted_calls": counts.completed,
                 "cost_usd": total,
-                "cost_per_call_usd": total / calls if calls else None,
-                "cost_per_converted_call_usd": total / converted if converted else None,
-                "by_provider_usd": by_provider,
+                "cost_per_call_usd": total / counts.calls if counts.calls else None,
+                "cost_per_converted_call_usd": (
+                    total / counts.completed if counts.completed else None
+                ),
+                "by_provider": [
+                    {
+                        "provider": p.provider,
+                        "cost_usd": p.cost_usd,
+                        "cost_per_call_usd": p.cost_usd / counts.calls if counts.calls else None,
+                        "share": _rate_f(p.cost_usd, total),
+                    }
+                    for p in by_provider
+                ],
             }
         )
-    return {"weeks": out}
+    for this, last in itertools.pairwise(out):
+        this["change_per_converted_call"] = _change(
+            this["cost_per_converted_call_usd"], last["cost_per_converted_call_usd"]
+        )
+    return {"now_s": now_s, "weeks": out}
 
 
-def last_failed(db: sqlite3.Connection, *, n: int) -> list[dict[str, Any]]:
-    """Question 3: the last ``n`` failed calls with events and first failing stage."""
-    calls = db.execute(
-        "SELECT call_id, started_at, error FROM calls WHERE outcome = 'failed'"
-        " ORDER BY started_at DESC LIMIT ?",
-        (n,),
-    ).fetchall()
+def _rate_f(part: float, whole: float) -> float:
+    return part / whole if whole else 0.0
+
+
+def _change(new: float | None, old: float | None) -> float | None:
+    """Relative change, ``+0.25`` for 25% more; None when either side is missing."""
+    if new is None or old is None or old == 0:
+        return None
+    return new / old - 1.0
+
+
+# -- 3. last failed calls ----------------------------------------------------------
+
+
+def last_failed(db: SQLReader, *, n: int) -> list[dict[str, Any]]:
+    """Question 3: the last ``n`` failed calls, events in order, first failure marked."""
+    calls = q.last_failed_calls(db, n)
+    events = q.events_of(db, [c.call_id for c in calls])
     result = []
-    for call_id, started_at, error in calls:
-        events = [
-            {
-                "seq": r[0],
-                "kind": r[1],
-                "at_wall": r[2],
-                "stage": r[3],
-                "provider": r[4],
-                "outcome": r[5],
-                "error_class": r[6],
-                "data": json.loads(r[7]),
-            }
-            for r in db.execute(
-                "SELECT seq, kind, at_wall, stage, provider, outcome, error_class, data"
-                " FROM events WHERE call_id = ? ORDER BY seq",
-                (call_id,),
-            )
-        ]
-        first = next((e for e in events if _is_failure(e)), None)
-        for event in events:
-            event["first_failure"] = event is first
+    for call in calls:
+        timeline = events[call.call_id]
+        index = first_failure(timeline)
+        t0 = timeline[0].at_mono if timeline else 0.0
+        rows = []
+        for i, e in enumerate(timeline):
+            row = e.to_dict()
+            row.pop("pii")  # rule 3
+            row["t_s"] = e.at_mono - t0
+            row["first_failure"] = i == index
+            rows.append(row)
+        first = timeline[index] if index is not None else None
         result.append(
             {
-                "call_id": call_id,
-                "started_at": started_at,
-                "error": error,
-                "first_failing_stage": first["stage"] if first else None,
-                "events": events,
+                "call_id": call.call_id,
+                "started_at": call.started_at,
+                "ended_at": call.ended_at,
+                "error": scrub_text(call.error) if call.error else None,
+                "first_failing_stage": str(first.stage) if first and first.stage else None,
+                "first_failure": _cause_key(first) if first else None,
+                "events": rows,
             }
         )
     return result
 
 
-def _is_failure(event: dict[str, Any]) -> bool:
-    return event["outcome"] == "error" or event["kind"] == "ProtocolErrorReceived"
+def _cause_key(e: Event | q.TrailEvent) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "kind": str(e.kind),
+        "stage": str(e.stage) if e.stage else None,
+        "provider": e.provider,
+        "error_class": e.error_class,
+    }
+
+
+# -- 4. halve ----------------------------------------------------------------------
 
 
 @dataclass
 class Cause:
-    """One failure cause and the failed calls it explains."""
+    """One failure cause and the failed calls it explains (rule 2)."""
 
     stage: str | None
     provider: str | None
     error_class: str | None
+    kind: str | None
     calls: int = 0
     share: float = 0.0
+    fallback_tried: bool = False
     fix: str = ""
-    call_ids: list[str] = field(default_factory=list)
+    config_change: str = ""
+    example_call_ids: list[str] = field(default_factory=list)
 
 
-def halve(db: sqlite3.Connection, *, window_s: float, now_s: float) -> dict[str, Any]:
+def halve(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
     """Question 4: causes ranked, and the smallest set that halves the failure rate."""
-    failed = last_failed_in_window(db, now_s - window_s, now_s)
-    total_calls = db.execute(
-        "SELECT COUNT(*) FROM calls WHERE started_at >= ? AND started_at < ?",
-        (now_s - window_s, now_s),
-    ).fetchone()[0]
-    causes: dict[tuple[str | None, str | None, str | None], Cause] = {}
-    for call_id, first in failed:
-        key = (first["stage"], first["provider"], first["error_class"]) if first else (None,) * 3
+    start_s = now_s - window_s
+    counts = q.call_counts(db, start_s, now_s)
+    trails = q.failure_trails(db, start_s, now_s)
+    causes: dict[tuple[str | None, ...], Cause] = {}
+    for call_id in sorted(trails):
+        trail = trails[call_id]
+        index = first_failure(trail)
+        first = trail[index] if index is not None else None
+        key = (first.stage, first.provider, first.error_class, first.kind) if first else (None,) * 4
         cause = causes.setdefault(key, Cause(*key))
         cause.calls += 1
-        cause.call_ids.append(call_id)
-    ranked = sorted(causes.values(), key=lambda c: (-c.calls, str(c.stage), str(c.provider)))
+        if len(cause.example_call_ids) < 3:
+            cause.example_call_ids.append(call_id)
+        if first is not None and any(
+            e.stage == first.stage and e.provider not in (None, first.provider) for e in trail
+        ):
+            cause.fallback_tried = True
+    failed = len(trails)
+    ranked = sorted(
+        causes.values(), key=lambda c: (-c.calls, str(c.stage), str(c.provider), str(c.kind))
+    )
     chosen: list[Cause] = []
     removed = 0
     for cause in ranked:
-        cause.share = cause.calls / len(failed) if failed else 0.0
-        cause.fix = _fix(cause)
-        if removed * 2 < len(failed):
+        cause.share = _rate(cause.calls, failed)
+        cause.fix, cause.config_change = fix_for(cause)
+        if removed * 2 < failed:
             chosen.append(cause)
             removed += cause.calls
-    rate = len(failed) / total_calls if total_calls else 0.0
     return {
         "window_s": window_s,
-        "calls": total_calls,
-        "failed_calls": len(failed),
-        "failure_rate": rate,
-        "failure_rate_after": (len(failed) - removed) / total_calls if total_calls else 0.0,
-        "causes": [_cause_dict(c) for c in ranked],
-        "halving_set": [_cause_dict(c) for c in chosen],
+        "now_s": now_s,
+        "calls": counts.calls,
+        "failed_calls": failed,
+        "failure_rate": _rate(failed, counts.calls),
+        "failure_rate_after": _rate(failed - removed, counts.calls),
+        "causes": [asdict(c) for c in ranked],
+        "halving_set": [asdict(c) for c in chosen],
     }
 
 
-def _cause_dict(cause: Cause) -> dict[str, Any]:
-    body = asdict(cause)
-    body.pop("call_ids")
-    return body
+def fix_for(cause: Cause) -> tuple[str, str]:
+    """The configuration change that addresses ``cause``: (sentence, config key path)."""
+    share = f"{cause.share:.0%}"
+    stage = cause.stage or ""
+    name = stage.upper()
+    if cause.kind == q.PROTOCOL_ERROR or (stage == "telephony" and cause.provider is None):
+        return (
+            f"the media stream peer sent invalid messages in {share} of failed calls: check the "
+            "telephony provider's stream settings (track, encoding) against the TwiML",
+            "server.public_url / telephony stream settings",
+        )
+    if stage in ("stt", "llm", "tts") and cause.provider:
+        chain = f"routing.{stage}.providers"
+        if cause.error_class == "permanent":
+            return (
+                f"{cause.provider} refused requests (4xx) in {share} of failed calls: check its "
+                "credentials (voicerail ops credentials) and request settings",
+                f"credentials.{cause.provider}",
+            )
+        if not cause.fallback_tried:
+            return (
+                f"add a fallback {name} provider after {cause.provider}, whose "
+                f"{cause.error_class or 'error'}s caused {share} of failures",
+                f"{chain}: [{cause.provider}, <fallback>]",
+            )
+        if cause.error_class == "timeout":
+            return (
+                f"{cause.provider} timed out and its fallback could not finish in {share} of "
+                f"failed calls: lower {cause.provider}'s first-byte deadline or enable hedging "
+                f"so the fallback starts earlier",
+                f"routing.{stage}.ttfb_timeout_s / routing.{stage}.hedge: true",
+            )
+        return (
+            f"{cause.provider} and its fallback both failed in {share} of failed calls: add a "
+            f"third {name} provider from another vendor",
+            f"{chain}: [{cause.provider}, <fallback>, <another vendor>]",
+        )
+    if cause.provider:
+        return (
+            f"{cause.provider} failed with no provider left in {share} of failed calls: add a "
+            "fallback provider to its chain",
+            "routing.<stage>.providers",
+        )
+    return (
+        f"{share} of failed calls have no failing event: open their timelines "
+        "(voicerail ops last-failed) and the server log",
+        "",
+    )
 
 
-def last_failed_in_window(
-    db: sqlite3.Connection, start_s: float, end_s: float
-) -> list[tuple[str, dict[str, Any] | None]]:
-    """(call id, its first failure event or None) for failed calls in the window."""
+# -- provider health (dashboard) -----------------------------------------------------
+
+
+def provider_health(db: SQLReader, *, window_s: float, now_s: float) -> list[dict[str, Any]]:
+    """Per (stage, provider) over the window: attempts, error rate, p50/p95 TTFB."""
+    groups: dict[tuple[str, str], list[q.AttemptSample]] = defaultdict(list)
+    for sample in q.attempt_samples(db, now_s - window_s, now_s):
+        groups[(sample.stage, sample.provider)].append(sample)
     out = []
-    for (call_id,) in db.execute(
-        "SELECT call_id FROM calls WHERE outcome = 'failed' AND started_at >= ? AND started_at < ?",
-        (start_s, end_s),
-    ).fetchall():
-        row = db.execute(
-            "SELECT stage, provider, error_class FROM events WHERE call_id = ?"
-            " AND (outcome = 'error' OR kind = 'ProtocolErrorReceived') ORDER BY seq LIMIT 1",
-            (call_id,),
-        ).fetchone()
-        first = {"stage": row[0], "provider": row[1], "error_class": row[2]} if row else None
-        out.append((call_id, first))
+    for (stage, provider), samples in sorted(groups.items()):
+        latencies = sorted(s.latency_s for s in samples if s.outcome == "ok" and s.latency_s)
+        errors = sum(s.outcome == "error" for s in samples)
+        out.append(
+            {
+                "stage": stage,
+                "provider": provider,
+                "attempts": len(samples),
+                "errors": errors,
+                "error_rate": _rate(errors, len(samples)),
+                "p50_ttfb_s": _percentile(latencies, 0.50),
+                "p95_ttfb_s": _percentile(latencies, 0.95),
+            }
+        )
     return out
 
 
-def _fix(cause: Cause) -> str:
-    share = f"{cause.share:.0%}"
-    if cause.stage in ("tts", "stt", "llm") and cause.error_class == "timeout":
-        return (
-            f"{cause.provider} timed out in {share} of failed calls: add a fallback "
-            f"{cause.stage.upper()} provider after it or lower its first-byte deadline"
-        )
-    if cause.stage in ("tts", "stt", "llm") and cause.error_class == "permanent":
-        return (
-            f"{cause.provider} refused requests (4xx) in {share} of failed calls: "
-            "check its credentials and request settings"
-        )
-    if cause.stage in ("tts", "stt", "llm"):
-        return (
-            f"add a fallback {cause.stage.upper()} provider for {cause.provider}, "
-            f"which caused {share} of failures"
-        )
-    if cause.stage == "telephony":
-        return f"the media stream peer sent invalid messages in {share} of failed calls"
-    return f"{share} of failed calls have no failing event: look at their timelines"
+def _percentile(ordered: list[float], fraction: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not ordered:
+        return None
+    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil without float surprises
+    return ordered[int(rank) - 1]
+
+
+_UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``"15m"`` → 900.0; units s, m, h, d, w.
+
+    Raises:
+        ValueError: not a positive number followed by a unit.
+    """
+    import re
+
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhdw])", text.strip())
+    if not match or float(match.group(1)) <= 0:
+        raise ValueError(f"expected a duration like 15m or 2h, got {text!r}")
+    return float(match.group(1)) * _UNITS_S[match.group(2)]

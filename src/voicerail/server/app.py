@@ -14,6 +14,8 @@ Routes:
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`).
 * ``GET /healthz`` — liveness and calls in progress.
 * ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON.
+* Operations (``server/operations.py``): ``/metrics``, ``/dashboard``,
+  ``/api/ops/*``, ``/login``; API key or login when configured.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,6 +34,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import StoreError
+from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
 
@@ -47,11 +50,13 @@ class ServerSettings:
         public_url: the externally visible base URL (``https://voice.example.com``);
             used for signature validation and the stream URL behind proxies.
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
+        operations: metrics, traces, dashboard, access and credential checks.
     """
 
     twilio_auth_token: str | None = None
     public_url: str | None = None
     handoff_number: str | None = None
+    operations: OperationsSettings = field(default_factory=OperationsSettings)
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -157,7 +162,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls", list_calls),
         Route("/api/calls/{call_id}", get_call),
     ]
-    return Starlette(routes=routes)
+    app = Starlette(routes=routes)
+    mount_operations(app, runtime, settings.operations)
+    return app
 
 
 async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:

@@ -1,0 +1,460 @@
+"""Events out to logs, Prometheus metrics and OpenTelemetry traces.
+
+The call driver and the router only append events; :class:`ObservedEventStore`
+wraps the event store, scrubs each event (``redaction.scrub_event``), stores it,
+and hands its redacted form to the sinks. So the call path needs no metrics or
+tracing code, and no sink ever sees personal data.
+
+Rules:
+
+1. Sinks receive ``redaction.redacted_dict(event)``: ``pii`` keys without values.
+2. A sink that raises is logged and skipped; appending never fails because of one.
+3. Traces: one ``call`` span per call, a ``turn`` span from each end of a caller
+   turn to the next (or to the end of the call), and one span per stage step
+   with a latency (provider attempts, transcripts, dialog decisions, first TTS
+   audio), placed at ``[at_wall - latency_s, at_wall]``. LLM attempts follow the
+   OpenTelemetry GenAI semantic conventions (span ``chat {model}``,
+   ``gen_ai.operation.name``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+   ``gen_ai.usage.*``; https://opentelemetry.io/docs/specs/semconv/gen-ai/gen-ai-spans/,
+   development status, 2025). Failovers, barge-ins and protocol errors are span
+   events on the open turn (or call) span.
+4. Metrics (prometheus-client, one registry per app): calls in progress, calls by
+   outcome, stage and turn latency histograms, provider attempts by outcome,
+   failovers, barge-ins, seconds to each credential's expiry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from voicerail.errors import StoreError
+from voicerail.events.model import Event, EventKind
+from voicerail.events.redaction import redacted_dict, scrub_event, scrub_text
+from voicerail.events.store import CallRecord, EventStore
+
+log = logging.getLogger(__name__)
+
+#: Voice latency buckets, seconds: the 800 ms target and the 1.5 s abandon line inside.
+LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+
+# Numeric data fields worth carrying on spans (never free text).
+_SPAN_DATA_FIELDS = (
+    "attempt",
+    "hedged",
+    "model_version",
+    "turn",
+    "cost_usd",
+    "audio_s",
+    "characters",
+    "confidence",
+    "num_words",
+    "since_turn_end_s",
+)
+
+
+class EventSink(Protocol):
+    """Receives every stored event, redacted (rule 1)."""
+
+    def receive_event(self, event: dict[str, Any]) -> None:
+        """Take one event (``redacted_dict`` form). May raise; the caller logs it."""
+        ...
+
+
+class ObservedEventStore:
+    """An :class:`EventStore` that scrubs events and forwards them to sinks.
+
+    Reads (``events``, ``calls``, ``fetch``…) go to the wrapped store unchanged.
+
+    Args:
+        inner: the store that keeps the events.
+        sinks: receivers of each appended event.
+    """
+
+    def __init__(self, inner: EventStore, sinks: Sequence[EventSink]) -> None:
+        self.inner = inner
+        self.sinks = list(sinks)
+
+    @property
+    def dialect(self) -> str:
+        """The wrapped store's SQL dialect, ``""`` when it cannot answer queries."""
+        return str(getattr(self.inner, "dialect", ""))
+
+    def append(self, event: Event) -> Event:
+        stored = self.inner.append(scrub_event(event))
+        body = redacted_dict(stored)
+        for sink in self.sinks:
+            try:
+                sink.receive_event(body)
+            except Exception:  # rule 2: a broken sink never breaks the call path
+                log.exception("event sink %s failed", type(sink).__name__)
+        return stored
+
+    def save_call(self, call: CallRecord) -> None:
+        if call.error:
+            call = replace(call, error=scrub_text(call.error))
+        self.inner.save_call(call)
+
+    def events(self, call_id: str) -> list[Event]:
+        return self.inner.events(call_id)
+
+    def call(self, call_id: str) -> CallRecord | None:
+        return self.inner.call(call_id)
+
+    def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
+        return self.inner.calls(limit=limit, outcome=outcome)
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a read query on the wrapped store.
+
+        Raises:
+            StoreError: the wrapped store is not a ``SQLReader``, or the query failed.
+        """
+        fetch = getattr(self.inner, "fetch", None)
+        if fetch is None:
+            raise StoreError(f"{type(self.inner).__name__} cannot answer queries")
+        rows: list[tuple[Any, ...]] = fetch(sql, args)
+        return rows
+
+    def flush(self) -> None:
+        """Commit pending writes of the wrapped store, when it batches them."""
+        flush = getattr(self.inner, "flush", None)
+        if flush is not None:
+            flush()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class LogSink:
+    """Logs each event at DEBUG as a redacted dict."""
+
+    def __init__(self, logger: logging.Logger | None = None) -> None:
+        self.logger = logger or logging.getLogger("voicerail.events")
+
+    def receive_event(self, event: dict[str, Any]) -> None:
+        if self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug("event %s", event)
+
+
+class PrometheusSink:
+    """Rule 4: counters, gauges and histograms fed by events.
+
+    Args:
+        registry: where the metrics are registered (one per app, so tests and
+            several apps in one process do not collide).
+    """
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.calls_in_progress = Gauge(
+            "voicerail_calls_in_progress", "Calls started and not yet ended.", registry=r
+        )
+        self.calls = Counter("voicerail_calls", "Calls ended, by outcome.", ["outcome"], registry=r)
+        self.stage_latency = Histogram(
+            "voicerail_stage_latency_seconds",
+            "Latency of one step of a turn, by stage (STT final, dialog, LLM, TTS first audio).",
+            ["stage"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.turn_latency = Histogram(
+            "voicerail_turn_latency_seconds",
+            "From the end of a caller turn to the agent's first audio.",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.attempts = Counter(
+            "voicerail_provider_attempts",
+            "Provider attempts, by stage, provider and outcome.",
+            ["stage", "provider", "outcome"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "voicerail_provider_failovers",
+            "Switches from one provider to the next within a turn.",
+            ["stage", "from_provider", "to_provider", "reason"],
+            registry=r,
+        )
+        self.barge_ins = Counter(
+            "voicerail_barge_ins", "Caller speech that interrupted the agent.", registry=r
+        )
+        self.credential_expiry = Gauge(
+            "voicerail_credential_expiry_seconds",
+            "Seconds until each credential expires (negative: expired).",
+            ["credential"],
+            registry=r,
+        )
+
+    def receive_event(self, event: dict[str, Any]) -> None:
+        kind, stage, data = event["kind"], event["stage"] or "none", event["data"]
+        latency = event["latency_s"]
+        if kind == EventKind.CALL_STARTED:
+            self.calls_in_progress.inc()
+        elif kind == EventKind.CALL_ENDED:
+            self.calls_in_progress.dec()
+            self.calls.labels(outcome=event["outcome"] or "unknown").inc()
+        elif kind == EventKind.PROVIDER_ATTEMPTED:
+            provider = event["provider"] or "unknown"
+            self.attempts.labels(stage, provider, event["outcome"] or "unknown").inc()
+            if stage == "llm" and event["outcome"] == "ok" and latency is not None:
+                self.stage_latency.labels(stage="llm").observe(latency)
+        elif kind == EventKind.PROVIDER_FAILED_OVER:
+            self.failovers.labels(
+                stage, str(data.get("from")), str(data.get("to")), str(data.get("reason"))
+            ).inc()
+        elif kind == EventKind.BARGE_IN:
+            self.barge_ins.inc()
+        elif kind in (EventKind.TRANSCRIPT_FINAL, EventKind.DIALOG_DECIDED):
+            if latency is not None and event["outcome"] != "error":
+                self.stage_latency.labels(stage=stage).observe(latency)
+        elif kind == EventKind.TTS_FIRST_AUDIO:
+            if latency is not None:
+                self.stage_latency.labels(stage="tts").observe(latency)
+            since = data.get("since_turn_end_s")
+            if isinstance(since, int | float):
+                self.turn_latency.observe(since)
+
+    def set_credential_expiry(self, name: str, seconds: float | None) -> None:
+        """Publish a credential's time to expiry (removed when it has none)."""
+        if seconds is None:
+            with contextlib.suppress(KeyError):
+                self.credential_expiry.remove(name)
+        else:
+            self.credential_expiry.labels(credential=name).set(seconds)
+
+
+@dataclass
+class _CallSpans:
+    call: Span
+    turn: Span | None = None
+    turn_number: int = 0
+
+
+def _ns(seconds: float) -> int:
+    return int(seconds * 1e9)
+
+
+class TracingSink:
+    """Rule 3: call → turn → stage spans from events.
+
+    Args:
+        provider: the tracer provider (export configured by its span processors).
+        max_open_calls: calls whose end never came are closed, oldest first, past this.
+    """
+
+    def __init__(self, provider: TracerProvider, *, max_open_calls: int = 10_000) -> None:
+        self.provider = provider
+        self.tracer = provider.get_tracer("voicerail")
+        self.max_open_calls = max_open_calls
+        self._open: OrderedDict[str, _CallSpans] = OrderedDict()
+
+    def receive_event(self, event: dict[str, Any]) -> None:
+        kind, call_id, at_ns = event["kind"], event["call_id"], _ns(event["at_wall"])
+        if kind == EventKind.CALL_STARTED:
+            self._start_call(call_id, at_ns)
+            return
+        spans = self._open.get(call_id)
+        if spans is None:
+            return  # the call started before this sink (or was evicted)
+        parent = spans.turn or spans.call
+        if kind == EventKind.USER_TURN_ENDED:
+            if spans.turn is not None:
+                spans.turn.end(end_time=at_ns)
+            spans.turn_number += 1
+            spans.turn = self.tracer.start_span(
+                "turn",
+                context=trace.set_span_in_context(spans.call),
+                start_time=at_ns,
+                attributes={"voicerail.turn": spans.turn_number, "voicerail.call_id": call_id},
+            )
+        elif kind == EventKind.CALL_ENDED:
+            self._end_call(call_id, spans, event, at_ns)
+        elif event["latency_s"] is not None and event["stage"] is not None:
+            self._stage_span(parent, event)
+        elif kind in (
+            EventKind.PROVIDER_FAILED_OVER,
+            EventKind.BARGE_IN,
+            EventKind.PROTOCOL_ERROR,
+            EventKind.REPROMPTED,
+            EventKind.HANDOFF_REQUESTED,
+        ):
+            parent.add_event(kind, attributes=_attributes(event), timestamp=at_ns)
+
+    def _start_call(self, call_id: str, at_ns: int) -> None:
+        span = self.tracer.start_span(
+            "call",
+            kind=SpanKind.SERVER,
+            start_time=at_ns,
+            attributes={"voicerail.call_id": call_id},
+        )
+        self._open[call_id] = _CallSpans(span)
+        while len(self._open) > self.max_open_calls:
+            _, oldest = self._open.popitem(last=False)
+            if oldest.turn is not None:
+                oldest.turn.end()
+            oldest.call.end()
+
+    def _end_call(self, call_id: str, spans: _CallSpans, event: dict[str, Any], at_ns: int) -> None:
+        del self._open[call_id]
+        if spans.turn is not None:
+            spans.turn.end(end_time=at_ns)
+        outcome = event["outcome"] or "unknown"
+        spans.call.set_attribute("voicerail.outcome", outcome)
+        spans.call.set_attribute("voicerail.turns", spans.turn_number)
+        if outcome == "failed":
+            spans.call.set_status(Status(StatusCode.ERROR, str(event["data"].get("error"))))
+        spans.call.end(end_time=at_ns)
+
+    def _stage_span(self, parent: Span, event: dict[str, Any]) -> None:
+        end_ns = _ns(event["at_wall"])
+        start_ns = end_ns - _ns(max(0.0, event["latency_s"]))
+        attributes = _attributes(event)
+        name = event["stage"]
+        if event["kind"] == EventKind.PROVIDER_ATTEMPTED:
+            name = f"{event['stage']} {event['provider']}"
+            if event["stage"] == "llm":
+                name = f"chat {event['model']}"
+                attributes.update(_gen_ai_attributes(event))
+        elif event["kind"] == EventKind.TTS_FIRST_AUDIO:
+            name = "tts first audio"
+        span = self.tracer.start_span(
+            name,
+            context=trace.set_span_in_context(parent),
+            kind=SpanKind.CLIENT if event["provider"] else SpanKind.INTERNAL,
+            start_time=start_ns,
+            attributes=attributes,
+        )
+        if event["outcome"] == "error":
+            span.set_status(Status(StatusCode.ERROR, event["error_class"] or "error"))
+        span.end(end_time=end_ns)
+
+    def shutdown(self) -> None:
+        """End open spans and flush the exporters."""
+        for spans in self._open.values():
+            if spans.turn is not None:
+                spans.turn.end()
+            spans.call.end()
+        self._open.clear()
+        self.provider.shutdown()
+
+
+def _attributes(event: dict[str, Any]) -> dict[str, Any]:
+    attributes: dict[str, Any] = {"voicerail.event": event["kind"]}
+    for key in ("stage", "provider", "model", "outcome", "latency_s"):
+        if event[key] is not None:
+            attributes[f"voicerail.{key}"] = event[key]
+    if event["error_class"]:
+        attributes["error.type"] = event["error_class"]
+    data = event["data"]
+    for key in _SPAN_DATA_FIELDS:
+        value = data.get(key)
+        if isinstance(value, bool | int | float | str):
+            attributes[f"voicerail.{key}"] = value
+    if event["kind"] == EventKind.PROVIDER_FAILED_OVER:
+        for key in ("from", "to", "reason"):
+            if data.get(key) is not None:
+                attributes[f"voicerail.failover.{key}"] = str(data[key])
+    return attributes
+
+
+def _gen_ai_attributes(event: dict[str, Any]) -> dict[str, Any]:
+    data = event["data"]
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.provider.name": event["provider"],
+        "gen_ai.request.model": event["model"],
+    }
+    if data.get("model_version"):
+        attributes["gen_ai.response.model"] = str(data["model_version"])
+    for ours, theirs in (
+        ("input_tokens", "gen_ai.usage.input_tokens"),
+        ("output_tokens", "gen_ai.usage.output_tokens"),
+    ):
+        if isinstance(data.get(ours), int):
+            attributes[theirs] = data[ours]
+    return {k: v for k, v in attributes.items() if v is not None}
+
+
+@dataclass
+class Telemetry:
+    """The sinks of one server, and the store wrapper that feeds them.
+
+    Attributes:
+        metrics: the Prometheus sink (its ``registry`` is served at ``/metrics``).
+        tracing: the tracing sink, when traces are exported.
+        extra: further sinks (the log sink).
+    """
+
+    metrics: PrometheusSink
+    tracing: TracingSink | None = None
+    extra: list[EventSink] = field(default_factory=list)
+
+    @property
+    def sinks(self) -> list[EventSink]:
+        """Every sink, metrics first."""
+        sinks: list[EventSink] = [self.metrics]
+        if self.tracing is not None:
+            sinks.append(self.tracing)
+        return sinks + self.extra
+
+    def wrap(self, store: EventStore) -> ObservedEventStore:
+        """``store`` observed by these sinks (a store already wrapped is re-wrapped inside)."""
+        inner = store.inner if isinstance(store, ObservedEventStore) else store
+        return ObservedEventStore(inner, self.sinks)
+
+    def shutdown(self) -> None:
+        """Flush and stop trace export."""
+        if self.tracing is not None:
+            self.tracing.shutdown()
+
+
+def otlp_traces_url(endpoint: str) -> str:
+    """The OTLP/HTTP traces URL for a collector base URL (``/v1/traces`` appended)."""
+    endpoint = endpoint.rstrip("/")
+    return endpoint if endpoint.endswith("/v1/traces") else endpoint + "/v1/traces"
+
+
+def build_telemetry(
+    *,
+    otlp_endpoint: str | None = None,
+    span_processor: SpanProcessor | None = None,
+    service_name: str = "voicerail",
+    log_events: bool = True,
+) -> Telemetry:
+    """Metrics always; traces when an OTLP endpoint or a span processor is given.
+
+    Args:
+        otlp_endpoint: collector base URL (``http://127.0.0.1:4318``); spans are
+            batched and sent over OTLP/HTTP protobuf to ``<endpoint>/v1/traces``.
+        span_processor: an extra processor (tests use an in-memory exporter).
+        service_name: the ``service.name`` resource attribute.
+        log_events: also log every event (redacted) at DEBUG.
+    """
+    tracing = None
+    if otlp_endpoint or span_processor:
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
+        )
+        if otlp_endpoint:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            exporter = OTLPSpanExporter(endpoint=otlp_traces_url(otlp_endpoint))
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        if span_processor:
+            provider.add_span_processor(span_processor)
+        tracing = TracingSink(provider)
+    extra: list[EventSink] = [LogSink()] if log_events else []
+    return Telemetry(metrics=PrometheusSink(), tracing=tracing, extra=extra)

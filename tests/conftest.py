@@ -1,0 +1,26 @@
+"""Fixtures shared across test directories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from voicerail.testing.postgres import PostgresUnavailable, temporary_database, temporary_postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """URL of a real PostgreSQL server for the session (Debian's binaries, temp dir)."""
+    try:
+        with temporary_postgres() as url:
+            yield url
+    except PostgresUnavailable as exc:
+        pytest.skip(f"PostgreSQL server binaries unavailable: {exc}")
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server, for one test."""
+    with temporary_database(postgres_server) as url:
+        yield url
