@@ -10,86 +10,60 @@ https://www.twilio.com/docs/voice/media-streams/websocket-messages (2026-11).
 
 Latency is measured at the caller's ear: from the end of the caller's audio to
 the first agent audio frame received after it (``v2v_latency_s``).
+
+What else the caller measures, for load runs (``voicerail simulate``):
+
+* its own scheduling lag: how late each 20 ms send woke up against the absolute
+  frame clock (``CallResult.send_lag_ms``); large values mean the simulator, not
+  the server, is overloaded and the run's figures are not to be trusted;
+* the agent's audio: the span of every reply (``CallResult.replies``), gaps in
+  playback while the agent speaks (the caller's buffer ran dry before the reply
+  ended; ``CallResult.audio_gaps_s``), arrival gaps over 40 ms, and the arrival
+  jitter of paced frames (``CallResult.arrival_jitter_ms``);
+* protocol errors: messages from the server it cannot parse, or for another stream.
+
+Optional: a network impairment of the media path (:mod:`voicerail.sim.impair`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 import voicerail.wire.twilio as twilio
-from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from voicerail.audio.resample import read_wav_mono, resample, write_wav
+from voicerail.audio.g711 import ulaw_to_pcm16
+from voicerail.audio.resample import write_wav
+from voicerail.errors import ProtocolError
+from voicerail.sim.call_result import CallerTurn, CallResult, ReplySpan, TurnTiming
+from voicerail.sim.impair import ImpairedLink
 
 FRAME_S = 0.02
 FRAME_NUM_BYTES = 160
 ULAW_SILENCE = b"\xff" * FRAME_NUM_BYTES
+_SILENCE_B64 = base64.b64encode(ULAW_SILENCE).decode("ascii")
+# Paced agent frames skipped per reply before arrival jitter is measured: the
+# server sends its playback lead (up to ~0.2 s) in a burst when a reply starts.
+_JITTER_SKIP_FRAMES = 15
+_BURST_S = 0.002
+# An arrival gap longer than this, while the agent speaks, is reported.
+ARRIVAL_GAP_S = 0.04
 
-
-@dataclass(frozen=True)
-class CallerTurn:
-    """One thing the caller does.
-
-    Attributes:
-        ulaw: the caller's speech, μ-law 8 kHz mono (empty for a silent or DTMF turn).
-        label: what to call it in results (usually the WAV path).
-        dtmf: digits to press instead of speaking.
-        silence_s: stay silent this long instead of speaking.
-        barge_in_after_s: start speaking this long after the agent's audio starts,
-            instead of waiting for the agent to finish (a barge-in).
-    """
-
-    ulaw: bytes = b""
-    label: str = ""
-    dtmf: str = ""
-    silence_s: float = 0.0
-    barge_in_after_s: float | None = None
-
-    @classmethod
-    def from_wav(cls, path: str | Path, **kwargs: float | None) -> CallerTurn:
-        """Load a mono WAV at any sample rate and convert it to 8 kHz μ-law."""
-        pcm, rate_hz = read_wav_mono(path)
-        return cls(ulaw=pcm16_to_ulaw(resample(pcm, rate_hz, 8000)), label=str(path), **kwargs)  # type: ignore[arg-type]
-
-
-@dataclass
-class TurnTiming:
-    """What the caller measured for one turn (times are caller wall clock, seconds)."""
-
-    label: str
-    started_at: float = 0.0
-    ended_at: float = 0.0
-    first_agent_audio_at: float | None = None
-
-    @property
-    def v2v_latency_s(self) -> float | None:
-        """End of caller audio to first agent audio frame received, seconds."""
-        if self.first_agent_audio_at is None:
-            return None
-        return self.first_agent_audio_at - self.ended_at
-
-
-@dataclass
-class CallResult:
-    """The caller's view of one call."""
-
-    call_sid: str
-    stream_sid: str
-    turns: list[TurnTiming] = field(default_factory=list)
-    hung_up_by: str = "caller"
-    clears_received: int = 0
-    marks_echoed: int = 0
-    agent_audio_s: float = 0.0
-    agent_audio_after_clear_s: float = 0.0
-    agent_ulaw: bytes = b""
+__all__ = [
+    "CallResult",
+    "CallerTurn",
+    "ReplySpan",
+    "SimulatedTwilioCall",
+    "TurnTiming",
+    "save_agent_audio",
+]
 
 
 class SimulatedTwilioCall:
@@ -101,6 +75,8 @@ class SimulatedTwilioCall:
         max_reply_wait_s: longest wait for the agent to start or finish a reply.
         custom_parameters: sent in ``start.customParameters``.
         keep_agent_audio: keep the agent's μ-law audio (for ``--record-dir``).
+        link: an impaired network path for this call's messages (None: direct).
+        open_timeout_s: how long the WebSocket opening handshake may take.
     """
 
     def __init__(
@@ -111,12 +87,16 @@ class SimulatedTwilioCall:
         max_reply_wait_s: float = 30.0,
         custom_parameters: dict[str, str] | None = None,
         keep_agent_audio: bool = False,
+        link: ImpairedLink | None = None,
+        open_timeout_s: float = 10.0,
     ) -> None:
         self.url = url
         self.turn_gap_s = turn_gap_s
         self.max_reply_wait_s = max_reply_wait_s
         self.custom_parameters = custom_parameters or {}
         self.keep_agent_audio = keep_agent_audio
+        self.link = link
+        self.open_timeout_s = open_timeout_s
         self.result = CallResult(
             call_sid=f"CA{uuid.uuid4().hex}", stream_sid=f"MZ{uuid.uuid4().hex}"
         )
@@ -132,19 +112,49 @@ class SimulatedTwilioCall:
         self._current: TurnTiming | None = None
         self._after_clear = False
         self._kept: list[bytes] = []
+        self._reply: ReplySpan | None = None
+        self._last_arrival = 0.0
+        self._last_played_tick: int | None = None
+        self._agent_audio = asyncio.Event()
 
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
 
     async def _send(self, message: twilio.InboundMessage) -> None:
+        await self._send_text(twilio.serialize_inbound(message))
+
+    async def _send_text(self, text: str) -> None:
+        if self.link is not None:
+            self.link.send(text)
+            return
         assert self._ws is not None
-        await self._ws.send(twilio.serialize_inbound(message))
+        await self._ws.send(text)
+
+    def _incoming(self) -> AsyncIterator[str | bytes]:
+        assert self._ws is not None
+        if self.link is not None:
+            return self.link.downlink(aiter(self._ws))
+        return aiter(self._ws)
 
     async def run(self, turns: Sequence[CallerTurn]) -> CallResult:
-        """Place the call, play ``turns`` in order, then hang up (unless the agent does)."""
-        async with websockets.connect(self.url, max_size=2**22) as ws:
+        """Place the call, play ``turns`` in order, then hang up (unless the agent does).
+
+        Raises:
+            OSError: the server could not be reached.
+            websockets.InvalidHandshake: the server refused the WebSocket.
+            TimeoutError: the opening handshake took over ``open_timeout_s``.
+        """
+        # No permessage-deflate: Twilio does not compress media messages, and
+        # compressing 50 small messages a second per call costs both sides CPU.
+        async with websockets.connect(
+            self.url, max_size=2**22, open_timeout=self.open_timeout_s, compression=None
+        ) as ws:
             self._ws = ws
+            self.result.connected_at = time.time()
+            pump = None
+            if self.link is not None:
+                pump = asyncio.create_task(self.link.pump_uplink(ws.send))
             await self._send(twilio.Connected(protocol="Call", version="1.0.0"))
             await self._send(
                 twilio.Start(
@@ -159,8 +169,7 @@ class SimulatedTwilioCall:
             )
             tasks = [
                 asyncio.create_task(self._receive()),
-                asyncio.create_task(self._stream_inbound()),
-                asyncio.create_task(self._play()),
+                asyncio.create_task(self._frame_clock()),
             ]
             try:
                 await self._script(turns)
@@ -175,14 +184,29 @@ class SimulatedTwilioCall:
                             call_sid=self.result.call_sid,
                         )
                     )
+                    await self._drain_link()
             except websockets.ConnectionClosed:
                 self.result.hung_up_by = "agent"
             finally:
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
+                if pump is not None:
+                    pump.cancel()
+                    await asyncio.gather(pump, return_exceptions=True)
+        self.result.ended_at = time.time()
         self.result.agent_ulaw = b"".join(self._kept)
+        if self.link is not None:
+            self.result.frames_dropped = self.link.dropped_up
         return self.result
+
+    async def _drain_link(self) -> None:
+        """Let an impaired uplink deliver what it holds (the ``stop``) before closing."""
+        if self.link is None:
+            return
+        deadline = time.monotonic() + self.link.impairment.delay_s * 2 + 1.0
+        while not self.link.idle and time.monotonic() < deadline:
+            await asyncio.sleep(FRAME_S)
 
     async def _script(self, turns: Sequence[CallerTurn]) -> None:
         await self._wait_for_reply_end(since_count=0)
@@ -192,7 +216,14 @@ class SimulatedTwilioCall:
                 return
             if turn.barge_in_after_s is not None:
                 await self._wait_agent_audio(turn.barge_in_after_s)
-            timing = TurnTiming(label=turn.label, started_at=time.time())
+            timing = TurnTiming(label=turn.label, started_at=time.time(), kind=turn.kind)
+            if turn.hangup:
+                timing.ended_at = timing.started_at
+                self.result.turns.append(timing)
+                self.result.hung_up_mid_call = bool(self._playback) or (
+                    time.monotonic() - self._last_agent_media_at < 2 * FRAME_S
+                )
+                return
             if turn.dtmf:
                 for digit in turn.dtmf:
                     await self._send(
@@ -225,52 +256,87 @@ class SimulatedTwilioCall:
 
     async def _wait_agent_audio(self, after_s: float) -> None:
         """Wait until the agent has been audible for ``after_s`` seconds."""
-        deadline = time.monotonic() + self.max_reply_wait_s
-        start_count = self._agent_media_count
-        while self._agent_media_count == start_count and time.monotonic() < deadline:
-            await asyncio.sleep(FRAME_S)
+        self._agent_audio.clear()
+        closed = asyncio.create_task(self._closed.wait())
+        audio = asyncio.create_task(self._agent_audio.wait())
+        await asyncio.wait(
+            [closed, audio], timeout=self.max_reply_wait_s, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in (closed, audio):
+            task.cancel()
         await asyncio.sleep(after_s)
 
     async def _wait_for_reply_end(self, *, since_count: int) -> None:
-        """Wait until the agent spoke after ``since_count`` frames and then went quiet."""
+        """Wait until the agent spoke after ``since_count`` frames and then went quiet.
+
+        Sleeps until the earliest moment the reply could be over rather than
+        polling every frame, so that hundreds of callers wake up rarely.
+        """
         deadline = time.monotonic() + self.max_reply_wait_s
         while time.monotonic() < deadline and not self._closed.is_set():
             spoke = self._agent_media_count > since_count
             quiet_s = time.monotonic() - self._last_agent_media_at
             if spoke and not self._playback and quiet_s >= self.turn_gap_s:
                 return
-            await asyncio.sleep(FRAME_S)
+            if not spoke:
+                wait_s = 0.1
+            else:
+                buffered_s = sum(1 for item in self._playback if isinstance(item, bytes)) * FRAME_S
+                wait_s = max(FRAME_S, self.turn_gap_s - quiet_s, buffered_s)
+            await asyncio.sleep(min(wait_s, max(0.0, deadline - time.monotonic())) or FRAME_S)
 
-    async def _stream_inbound(self) -> None:
-        """Send one 20 ms frame every 20 ms: the caller's speech, else silence."""
+    async def _frame_clock(self) -> None:
+        """Every 20 ms on an absolute clock: send one inbound frame, play one agent frame.
+
+        One timer per call for both directions, so that hundreds of callers fit
+        in one process; how late each tick wakes up is the caller's scheduling lag.
+        """
         start = time.monotonic()
         n = 0
+        gap_ticks = int(self.turn_gap_s / FRAME_S)
+        lags = self.result.send_lag_ms
         while True:
             n += 1
-            await asyncio.sleep(max(0.0, start + n * FRAME_S - time.monotonic()))
-            if self._speech:
-                payload = self._speech.popleft()
-                if not self._speech:
-                    self._speech_drained.set()
-            else:
-                payload = ULAW_SILENCE
-            self._chunk += 1
-            await self._send(
-                twilio.Media(
-                    sequence_number=self._next_seq(),
-                    stream_sid=self.result.stream_sid,
-                    track="inbound",
-                    chunk=self._chunk,
-                    timestamp_ms=int(n * FRAME_S * 1000),
-                    payload=payload,
-                )
-            )
+            due = start + n * FRAME_S
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            lags.append((time.monotonic() - due) * 1000)
+            await self._send_frame(n)
+            await self._play_frame(n, gap_ticks)
+
+    async def _send_frame(self, n: int) -> None:
+        """Send the caller's next 20 ms: speech when queued, else silence.
+
+        The message is formatted from a template (only the payload's base64
+        changes): the same text :func:`voicerail.wire.twilio.serialize_inbound`
+        produces, at a fraction of the cost.
+        """
+        if self._speech:
+            payload = base64.b64encode(self._speech.popleft()).decode("ascii")
+            if not self._speech:
+                self._speech_drained.set()
+        else:
+            payload = _SILENCE_B64
+        self._chunk += 1
+        self.result.frames_sent += 1
+        await self._send_text(
+            f'{{"event":"media","sequenceNumber":"{self._next_seq()}","media":{{"track":'
+            f'"inbound","chunk":"{self._chunk}","timestamp":"{int(n * FRAME_S * 1000)}",'
+            f'"payload":"{payload}"}},"streamSid":"{self.result.stream_sid}"}}'
+        )
 
     async def _receive(self) -> None:
-        assert self._ws is not None
         try:
-            async for text in self._ws:
-                message = twilio.parse_outbound(text)
+            async for text in self._incoming():
+                try:
+                    message = twilio.parse_outbound(text)
+                except ProtocolError as exc:
+                    self.result.protocol_errors.append(exc.message)
+                    continue
+                if message.stream_sid != self.result.stream_sid:
+                    self.result.protocol_errors.append(
+                        f"{message.event} for stream {message.stream_sid!r}, not ours"
+                    )
+                    continue
                 if isinstance(message, twilio.OutboundMedia):
                     self._on_agent_media(message.payload)
                 elif isinstance(message, twilio.OutboundMark):
@@ -282,8 +348,10 @@ class SimulatedTwilioCall:
 
     def _on_agent_media(self, payload: bytes) -> None:
         now = time.monotonic()
+        self._track_arrival(now, len(payload) // FRAME_NUM_BYTES or 1)
         self._last_agent_media_at = now
         self._agent_media_count += 1
+        self._agent_audio.set()
         current = self._current
         if current is not None and current.first_agent_audio_at is None:
             current.first_agent_audio_at = time.time()
@@ -294,9 +362,31 @@ class SimulatedTwilioCall:
         if self._after_clear:
             self.result.agent_audio_after_clear_s += seconds
 
+    def _track_arrival(self, now: float, num_frames: int) -> None:
+        """Reply spans, arrival gaps and arrival jitter of the agent's frames."""
+        since = now - self._last_arrival
+        reply = self._reply
+        wall = time.time()
+        if reply is None or since >= self.turn_gap_s:
+            reply = self._reply = ReplySpan(started_at=wall, ended_at=wall)
+            self.result.replies.append(reply)
+        else:
+            if since > ARRIVAL_GAP_S:
+                self.result.arrival_gaps_s.append(since)
+            # Back-to-back frames are the server's playback lead sent ahead on
+            # purpose (at a reply's or a sentence's start), not jitter.
+            if reply.num_frames >= _JITTER_SKIP_FRAMES and since >= _BURST_S:
+                self.result.arrival_jitter_ms.append(abs(since - FRAME_S) * 1000)
+        reply.ended_at = wall
+        reply.num_frames += num_frames
+        self._last_arrival = now
+
     async def _on_clear(self) -> None:
         self.result.clears_received += 1
+        self.result.clears_at.append(time.time())
         self._after_clear = True
+        self._reply = None
+        self._last_played_tick = None
         pending = [item for item in self._playback if isinstance(item, str)]
         self._playback.clear()
         for name in pending:
@@ -310,22 +400,26 @@ class SimulatedTwilioCall:
             )
         )
 
-    async def _play(self) -> None:
-        """Consume the playback buffer at real time; echo marks as they are reached."""
-        start = time.monotonic()
-        n = 0
-        while True:
-            n += 1
-            await asyncio.sleep(max(0.0, start + n * FRAME_S - time.monotonic()))
+    async def _play_frame(self, n: int, gap_ticks: int) -> None:
+        """Play one frame of the buffer (tick ``n``); echo marks as they are reached.
+
+        A reply whose next frame is not there when its time to play comes has a
+        gap (counted in ticks of the frame clock, so the caller's own lateness
+        does not count as a gap).
+        """
+        while self._playback and isinstance(self._playback[0], str):
+            await self._echo_mark(str(self._playback.popleft()))
+        if self._playback:
+            frame = self._playback.popleft()
+            assert isinstance(frame, bytes)
+            last = self._last_played_tick
+            if last is not None and 1 < n - last < gap_ticks:
+                self.result.audio_gaps_s.append((n - last - 1) * FRAME_S)
+            self._last_played_tick = n
+            if self.keep_agent_audio:
+                self._kept.append(frame)
             while self._playback and isinstance(self._playback[0], str):
                 await self._echo_mark(str(self._playback.popleft()))
-            if self._playback:
-                frame = self._playback.popleft()
-                assert isinstance(frame, bytes)
-                if self.keep_agent_audio:
-                    self._kept.append(frame)
-                while self._playback and isinstance(self._playback[0], str):
-                    await self._echo_mark(str(self._playback.popleft()))
 
 
 def save_agent_audio(result: CallResult, record_dir: str | Path) -> Path:

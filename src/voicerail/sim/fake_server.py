@@ -1,0 +1,401 @@
+"""A voicerail server with cloud-like fake providers, instrumented for simulations.
+
+It is the real server (:func:`voicerail.server.app.create_app` around a
+:class:`~voicerail.session.runtime.Runtime`, real VAD, codecs and call driver)
+with the providers of :mod:`voicerail.sim.fakes`, wrapped in an ASGI layer that:
+
+* gives each media connection its :class:`~voicerail.sim.fakes.ConnectionScript`
+  (read from the ``start`` message's ``sim_script`` custom parameter) and counts
+  the caller's utterances as their audio arrives;
+* measures the inbound frames' arrival jitter (|inter-arrival - 20 ms|) and the
+  server's event-loop lag, served as JSON at ``GET /sim/stats``
+  (``?reset=1`` starts a new measurement window).
+
+Run it as ``python -m voicerail.sim.fake_server --port 8765 --agent echo``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from voicerail.sim.fakes import (
+    CloudFakes,
+    CloudLatency,
+    ConnectionScript,
+    EchoAgent,
+    LeakyAgent,
+    build_fakes,
+    current_script,
+)
+from voicerail.sim.stats import Histogram
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+# A simulated caller's silence: 160 bytes of μ-law 0xff, base64, exactly.
+_SILENCE_PAYLOAD = '"payload":"' + base64.b64encode(b"\xff" * 160).decode("ascii") + '"'
+# Pure silence longer than this separates two caller utterances (the callers wait
+# for the agent between turns; pauses inside synthesized speech are shorter).
+UTTERANCE_GAP_FRAMES = 50
+
+
+@dataclass(frozen=True)
+class FakeServerConfig:
+    """How to build the fake-provider server.
+
+    Attributes:
+        agent: ``echo`` (LLM-like, no local model), ``leaky`` (broken on purpose),
+            or the path of an agent YAML (the flow engine, with its MiniLM NLU).
+        data_dir: event store and bookings.
+        faults: a fault file for ``fake-stt``, ``fake-llm``, ``fake-tts``.
+        vad: ``silero`` or ``energy``.
+        latency: default provider latencies.
+        endpoint_silence_s: the endpointing window.
+        reprompt_after_s: silence before a reprompt.
+        hangup_after_s: silence before the agent hangs up.
+    """
+
+    agent: str = "echo"
+    data_dir: Path = Path("var/sim-server")
+    faults: Path | None = None
+    vad: str = "silero"
+    latency: CloudLatency = field(default_factory=CloudLatency)
+    endpoint_silence_s: float = 0.5
+    reprompt_after_s: float = 7.0
+    hangup_after_s: float = 20.0
+
+    def to_args(self) -> list[str]:
+        """The command-line arguments that rebuild this config in ``main``."""
+        args = ["--agent", self.agent, "--data-dir", str(self.data_dir), "--vad", self.vad]
+        if self.faults is not None:
+            args += ["--faults", str(self.faults)]
+        args += ["--stt-latency", str(self.latency.stt_s), "--llm-latency", str(self.latency.llm_s)]
+        args += ["--tts-latency", str(self.latency.tts_s), "--sigma", str(self.latency.sigma)]
+        args += ["--seconds-per-word", str(self.latency.seconds_per_word)]
+        args += ["--endpoint-silence", str(self.endpoint_silence_s)]
+        args += ["--reprompt-after", str(self.reprompt_after_s)]
+        args += ["--hangup-after", str(self.hangup_after_s)]
+        return args
+
+
+def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
+    """The :class:`Runtime` for ``config`` and its fakes.
+
+    Raises:
+        ConfigError: the agent or fault file is invalid.
+    """
+    from voicerail.audio.vad import SileroVADModel
+    from voicerail.events.store import SQLiteEventStore
+    from voicerail.session.runtime import AudioConfig, Runtime
+    from voicerail.turns.policy import TurnConfig
+
+    profiles: dict[str, Any] = {}
+    if config.faults is not None:
+        from voicerail.testing.faults import load_faults
+
+        profiles = load_faults(config.faults)
+    fakes = build_fakes(profiles, config.latency)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    agent: Any
+    if config.agent == "echo":
+        agent = EchoAgent(fakes)
+    elif config.agent == "leaky":
+        agent = LeakyAgent(fakes)
+    else:
+        from voicerail.dialog.bookings import BookingStore
+        from voicerail.dialog.flows import load_agent
+
+        bookings = BookingStore(config.data_dir / "bookings.sqlite3")
+        agent = load_agent(Path(config.agent), bookings=bookings)
+    runtime = Runtime(
+        agent=agent,
+        stt=fakes.stt,
+        tts=fakes.tts,
+        events=SQLiteEventStore(config.data_dir / "events.sqlite3"),
+        vad_model=SileroVADModel() if config.vad == "silero" else None,
+        turns=TurnConfig(
+            reprompt_after_s=config.reprompt_after_s, hangup_after_s=config.hangup_after_s
+        ),
+        audio=AudioConfig(endpoint_silence_s=config.endpoint_silence_s),
+    )
+    return runtime, fakes
+
+
+class SimInstrumentation:
+    """ASGI middleware: per-connection scripts, inbound jitter, loop lag (see module).
+
+    Args:
+        app: the voicerail ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.inbound_jitter_ms = Histogram()
+        self.loop_lag_ms = Histogram()
+        self.frames = 0
+        self.connections = 0
+        self.window_started = time.monotonic()
+        self._lag_task: asyncio.Task[None] | None = None
+
+    def reset(self) -> None:
+        """Start a new measurement window."""
+        self.inbound_jitter_ms = Histogram()
+        self.loop_lag_ms = Histogram()
+        self.frames = 0
+        self.connections = 0
+        self.window_started = time.monotonic()
+
+    def stats(self) -> dict[str, Any]:
+        """The window's figures, JSON-ready."""
+        return {
+            "window_s": time.monotonic() - self.window_started,
+            "frames": self.frames,
+            "connections": self.connections,
+            "inbound_jitter_ms": self.inbound_jitter_ms.summary(),
+            "loop_lag_ms": self.loop_lag_ms.summary(),
+            "pid": os.getpid(),
+        }
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._lag_task is None:
+            self._lag_task = asyncio.get_running_loop().create_task(self._watch_loop())
+        if scope["type"] == "http" and scope["path"] == "/sim/stats":
+            await self._serve_stats(scope, send)
+            return
+        if scope["type"] != "websocket":
+            await self.app(scope, receive, send)
+            return
+        self.connections += 1
+        script = ConnectionScript()
+        current_script.set(script)
+        await self.app(scope, self._instrumented(receive, script), send)
+
+    def _instrumented(self, receive: Receive, script: ConnectionScript) -> Receive:
+        last_arrival: list[float] = []
+        silent_run = [UTTERANCE_GAP_FRAMES]
+
+        async def wrapped() -> Message:
+            message = await receive()
+            text = message.get("text")
+            if message["type"] != "websocket.receive" or not isinstance(text, str):
+                return message
+            head = text[:40]
+            if '"event":"media"' in head:
+                now = time.monotonic()
+                if last_arrival:
+                    self.inbound_jitter_ms.add(abs(now - last_arrival[0] - 0.02) * 1000)
+                    last_arrival[0] = now
+                else:
+                    last_arrival.append(now)
+                self.frames += 1
+                if _SILENCE_PAYLOAD in text:
+                    silent_run[0] += 1
+                else:
+                    if silent_run[0] >= UTTERANCE_GAP_FRAMES:
+                        script.utterance_index += 1
+                    silent_run[0] = 0
+            elif '"event":"start"' in head:
+                script.texts = _script_texts(text)
+            return message
+
+        return wrapped
+
+    async def _watch_loop(self) -> None:
+        interval_s = 0.01
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(interval_s)
+            self.loop_lag_ms.add((time.monotonic() - started - interval_s) * 1000)
+
+    async def _serve_stats(self, scope: Scope, send: Send) -> None:
+        body = json.dumps(self.stats()).encode()
+        if b"reset=1" in scope.get("query_string", b""):
+            self.reset()
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _script_texts(start_text: str) -> list[str]:
+    try:
+        params = json.loads(start_text)["start"].get("customParameters") or {}
+        texts = json.loads(params.get("sim_script", "[]"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return []
+    return [str(t) for t in texts] if isinstance(texts, list) else []
+
+
+def create_sim_app(config: FakeServerConfig) -> tuple[SimInstrumentation, Any]:
+    """The instrumented ASGI app and its runtime."""
+    from voicerail.server.app import create_app
+
+    runtime, _ = build_runtime(config)
+    return SimInstrumentation(create_app(runtime)), runtime
+
+
+@contextlib.asynccontextmanager
+async def serve_in_process(
+    config: FakeServerConfig, *, port: int | None = None
+) -> AsyncIterator[str]:
+    """Run the fake-provider server in this event loop; yield its base URL.
+
+    For tests with a few callers; load runs use :func:`fake_server_process` so
+    that the server's CPU is its own.
+    """
+    import uvicorn
+
+    from voicerail.testing.server import free_port
+
+    app, runtime = create_sim_app(config)
+    port = port or free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    task = asyncio.get_running_loop().create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+                raise RuntimeError("fake server exited during start-up")
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+        if app._lag_task is not None:
+            app._lag_task.cancel()
+            await asyncio.gather(app._lag_task, return_exceptions=True)
+        runtime.events.close()
+
+
+@contextlib.contextmanager
+def fake_server_process(
+    config: FakeServerConfig,
+    *,
+    port: int | None = None,
+    startup_timeout_s: float = 120.0,
+    python: str = sys.executable,
+) -> Iterator[tuple[str, int]]:
+    """Run the fake-provider server in a subprocess; yield (base URL, pid).
+
+    Raises:
+        RuntimeError: it exited or did not answer ``/healthz`` in time (with its log).
+    """
+    from voicerail.testing.server import free_port
+
+    port = port or free_port()
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = config.data_dir / "server.log"
+    command = [python, "-m", "voicerail.sim.fake_server", "--port", str(port), *config.to_args()]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            wait_healthy(proc, base_url, startup_timeout_s, log_path)
+            yield base_url, proc.pid
+        finally:
+            stop_process(proc)
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes], base_url: str, timeout_s: float, log_path: Path
+) -> None:
+    """Wait until ``base_url/healthz`` answers 200.
+
+    Raises:
+        RuntimeError: the process exited or the time ran out (with its log's end).
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log_path.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    tail = log_path.read_text(errors="replace")[-3000:]
+    raise RuntimeError(f"server not healthy after {timeout_s} s:\n{tail}")
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate ``proc``, killing it after 10 s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m voicerail.sim.fake_server")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--agent", default="echo", help="echo, leaky or an agent YAML")
+    parser.add_argument("--data-dir", type=Path, default=Path("var/sim-server"))
+    parser.add_argument("--faults", type=Path, default=None)
+    parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    parser.add_argument("--stt-latency", type=float, default=CloudLatency.stt_s, help="seconds")
+    parser.add_argument("--llm-latency", type=float, default=CloudLatency.llm_s, help="seconds")
+    parser.add_argument("--tts-latency", type=float, default=CloudLatency.tts_s, help="seconds")
+    parser.add_argument("--sigma", type=float, default=CloudLatency.sigma, help="lognormal")
+    parser.add_argument("--seconds-per-word", type=float, default=CloudLatency.seconds_per_word)
+    parser.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
+    parser.add_argument("--reprompt-after", type=float, default=7.0, help="seconds")
+    parser.add_argument("--hangup-after", type=float, default=20.0, help="seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until terminated."""
+    import uvicorn
+
+    args = _parser().parse_args(argv)
+    config = FakeServerConfig(
+        agent=args.agent,
+        data_dir=args.data_dir,
+        faults=args.faults,
+        vad=args.vad,
+        latency=CloudLatency(
+            args.stt_latency, args.llm_latency, args.tts_latency, args.sigma, args.seconds_per_word
+        ),
+        endpoint_silence_s=args.endpoint_silence,
+        reprompt_after_s=args.reprompt_after,
+        hangup_after_s=args.hangup_after,
+    )
+    app, runtime = create_sim_app(config)
+    print(f"fake server: agent {config.agent} on http://{args.host}:{args.port}", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    finally:
+        runtime.events.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
