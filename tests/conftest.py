@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,9 @@ def postgres_server() -> Iterator[str]:
         with temporary_postgres() as url:
             yield url
     except PostgresUnavailable as exc:
+        # CI installs PostgreSQL (`make setup`): there a missing server is a failure.
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL server binaries unavailable: {exc}")
         pytest.skip(f"PostgreSQL server binaries unavailable: {exc}")
 
 

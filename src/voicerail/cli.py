@@ -5,7 +5,8 @@ Commands:
     call    place one simulated Twilio call against a running server
     calls   list calls and show a call's timeline from the event store
     ops     failure rate by provider, cost per converted call, last failed calls,
-            and what would halve the failure rate
+            what would halve the failure rate, and credential expiry
+    simulate  scripted concurrent callers against a server, checked and reported
 """
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--twilio-auth-token", default=None, help="or $TWILIO_AUTH_TOKEN")
     serve.add_argument("--public-url", default=None)
     serve.add_argument("--handoff-number", default=None)
+    serve.add_argument(
+        "--database-url", default=None, help="PostgreSQL event store (or $VOICERAIL_DATABASE_URL)"
+    )
+    serve.add_argument(
+        "--api-key", default=None, help="needed for /dashboard, /api, /metrics ($VOICERAIL_API_KEY)"
+    )
+    serve.add_argument(
+        "--otlp-endpoint", default=None, help="OTLP/HTTP traces ($VOICERAIL_OTLP_ENDPOINT)"
+    )
+    serve.add_argument(
+        "--credentials", type=Path, default=None, help="credentials file ($VOICERAIL_CREDENTIALS)"
+    )
+    serve.add_argument(
+        "--alert-webhook", default=None, help="Slack-compatible URL ($VOICERAIL_ALERT_WEBHOOK)"
+    )
+    serve.add_argument(
+        "--skip-credential-check", action="store_true", help="start without checking credentials"
+    )
 
     call = sub.add_parser("call", help="place a simulated Twilio call")
     call.add_argument("--url", default="ws://127.0.0.1:8080/twilio/media")
@@ -63,15 +82,21 @@ def _parser() -> argparse.ArgumentParser:
 
     add_ops_parser(sub)
 
+    from voicerail.sim.cli import add_parser as add_simulate_parser
+
+    add_simulate_parser(sub)
+
     calls = sub.add_parser("calls", help="inspect recorded calls")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     lst = calls_sub.add_parser("list")
     lst.add_argument("--data-dir", type=Path, default=None)
+    lst.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
     lst.add_argument("--limit", type=int, default=20)
     lst.add_argument("--json", action="store_true")
     show = calls_sub.add_parser("show")
     show.add_argument("call_id")
     show.add_argument("--data-dir", type=Path, default=None)
+    show.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
     show.add_argument("--json", action="store_true")
     return parser
 
@@ -88,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
             from voicerail.ops.cli import run as run_ops
 
             return run_ops(args, default_data_dir())
+        if args.command == "simulate":
+            from voicerail.sim.cli import run as run_simulate
+
+            return run_simulate(args)
         return _calls(args)
     except VoicerailError as exc:
         print(f"voicerail: {exc}", file=sys.stderr)
@@ -96,15 +125,41 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     import os
+    import time
 
     import uvicorn
 
     from voicerail.config import build_runtime, warm_up
+    from voicerail.ops.credentials import check_at_startup, load_registry
     from voicerail.server.app import ServerSettings, create_app
+    from voicerail.server.auth import exposure_warning
+    from voicerail.server.operations import OperationsSettings
+
+    overrides: dict[str, Any] = {}
+    if args.otlp_endpoint:
+        overrides["otlp_endpoint"] = args.otlp_endpoint
+    if args.credentials:
+        overrides["credentials_path"] = args.credentials
+    if args.alert_webhook:
+        overrides["alert_webhook_url"] = args.alert_webhook
+    data_dir = args.data_dir or default_data_dir()
+    operations = OperationsSettings.from_env(data_dir=data_dir, **overrides)
+    if args.api_key:
+        from dataclasses import replace
+
+        operations = replace(operations, access=replace(operations.access, api_key=args.api_key))
+    # Fail fast, before the models load, naming the credential that does not work.
+    registry = load_registry(operations.credentials_path)
+    if registry and not args.skip_credential_check:
+        check_at_startup(registry, now_s=time.time(), source=str(operations.credentials_path))
+    warning = exposure_warning(args.host, operations.access)
+    if warning:
+        print(f"voicerail: warning: {warning}", file=sys.stderr)
 
     options = ServeOptions(
         agent_path=args.agent,
-        data_dir=args.data_dir or default_data_dir(),
+        data_dir=data_dir,
+        database_url=args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None,
         whisper_model=args.whisper_model,
         tts=args.tts,
         vad=args.vad,
@@ -126,6 +181,7 @@ def _serve(args: argparse.Namespace) -> int:
         twilio_auth_token=args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN"),
         public_url=args.public_url,
         handoff_number=args.handoff_number,
+        operations=operations,
     )
     app = create_app(runtime, settings)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
@@ -175,16 +231,25 @@ def _print_call_summary(summary: dict[str, Any]) -> None:
 
 
 def _calls(args: argparse.Namespace) -> int:
+    import os
+
     from rich.console import Console
     from rich.table import Table
 
-    from voicerail.events.store import SQLiteEventStore
+    from voicerail.events.store import EventStore, SQLiteEventStore
 
-    path = (args.data_dir or default_data_dir()) / "events.sqlite3"
-    if not path.exists():
-        print(f"voicerail: no event store at {path}", file=sys.stderr)
-        return 2
-    store = SQLiteEventStore(path)
+    url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+    store: EventStore
+    if url:
+        from voicerail.events.postgres import PostgresEventStore
+
+        store = PostgresEventStore(url)
+    else:
+        path = (args.data_dir or default_data_dir()) / "events.sqlite3"
+        if not path.exists():
+            print(f"voicerail: no event store at {path}", file=sys.stderr)
+            return 2
+        store = SQLiteEventStore(path)
     console = Console()
     try:
         if args.calls_command == "list":

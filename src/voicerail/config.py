@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voicerail.dialog.base import DialogFactory
 from voicerail.events.model import Event
-from voicerail.events.store import SQLiteEventStore
+from voicerail.events.store import EventStore, SQLiteEventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
@@ -40,6 +40,8 @@ class ServeOptions:
             five (and every one with a lexicon term) through faster-whisper;
             results are ``TTSValidated`` events.
         lexicon_path: a pronunciation lexicon (``providers.lexicon``) for branded terms.
+        database_url: a PostgreSQL URL (``postgresql://user@host/db``); the event store
+            is then PostgreSQL instead of ``data_dir/events.sqlite3``.
         prices_path: a price table (``routing.router.load_prices``) that turns each
             attempt's usage into ``cost_usd`` on its event.
         vad: ``silero`` or ``energy``.
@@ -58,6 +60,7 @@ class ServeOptions:
     prices_path: Path | None = None
     validate_tts: bool = False
     lexicon_path: Path | None = None
+    database_url: str | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -79,7 +82,13 @@ def build_runtime(options: ServeOptions) -> Runtime:
     from voicerail.routing.router import Router, RoutingConfig, load_prices
 
     options.data_dir.mkdir(parents=True, exist_ok=True)
-    events = SQLiteEventStore(options.data_dir / "events.sqlite3")
+    events: EventStore
+    if options.database_url:
+        from voicerail.events.postgres import PostgresEventStore
+
+        events = PostgresEventStore(options.database_url)
+    else:
+        events = SQLiteEventStore(options.data_dir / "events.sqlite3")
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
     agent: DialogFactory
     if _is_llm_agent(options.agent_path):

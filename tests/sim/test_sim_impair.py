@@ -13,7 +13,6 @@ from voicerail.sim.impair import (
     ImpairedLink,
     Impairment,
     is_media,
-    netem_available,
     netem_command,
     parse_impairment,
 )
@@ -95,9 +94,3 @@ async def test_jitter_keeps_message_order() -> None:
     link = ImpairedLink(Impairment(delay_s=0.01, jitter_s=0.01), seed=4)
     received = [m async for m in link.downlink(source())]
     assert received == sent
-
-
-@pytest.mark.skipif(not netem_available(), reason="tc netem needs root and the sch_netem module")
-def test_netem_is_usable_here() -> None:
-    """When netem is available the probe says so (the CLI then uses it on request)."""
-    assert netem_available()
