@@ -130,17 +130,30 @@ def css(driver, selector: str):
     return driver.find_elements("css selector", selector)
 
 
-def submit_and_wait(browser, button: str) -> None:
-    """Click a submit button and wait until the next page has replaced this one."""
-    from selenium.webdriver.support import expected_conditions
+def wait_for_next_page(browser, origin: float) -> None:
+    """Wait until a new document (a different ``performance.timeOrigin``) has loaded.
+
+    Chromium's driver can answer a staleness check on the old page with an
+    inspector error instead of "stale", so the new document is detected directly.
+    """
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = css(browser, "main")[0]
+    def loaded(driver) -> bool:
+        try:
+            state = driver.execute_script("return [performance.timeOrigin, document.readyState]")
+        except WebDriverException:
+            return False
+        return state[0] != origin and state[1] == "complete"
+
+    WebDriverWait(browser, 10).until(loaded)
+
+
+def submit_and_wait(browser, button: str) -> None:
+    """Click a submit button and wait until the next page has replaced this one."""
+    origin = browser.execute_script("return performance.timeOrigin")
     css(browser, button)[0].click()
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(old))
-    WebDriverWait(browser, 10).until(
-        lambda d: d.execute_script("return document.readyState") == "complete"
-    )
+    wait_for_next_page(browser, origin)
 
 
 def sign_in(browser, base_url: str) -> None:
@@ -149,12 +162,7 @@ def sign_in(browser, base_url: str) -> None:
     browser.get(f"{base_url}/dashboard")
     assert browser.current_url.startswith(f"{base_url}/login")
     css(browser, "input[name=secret]")[0].send_keys(KEY)
-    login_form = css(browser, "form")[0]
-    css(browser, "button[type=submit]")[0].click()
-    from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    WebDriverWait(browser, 10).until(expected_conditions.staleness_of(login_form))
+    submit_and_wait(browser, "button[type=submit]")
 
 
 def test_sign_in_and_the_four_answers_load(browser, base_url, tmp_path):
