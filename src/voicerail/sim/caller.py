@@ -104,6 +104,10 @@ class SimulatedTwilioCall:
         self._chunk = 0
         self._speech: collections.deque[bytes] = collections.deque()
         self._playback: collections.deque[bytes | str] = collections.deque()
+        # Agent audio short of a whole 20 ms frame, waiting for the next media
+        # message: servers may send payloads of any length (Twilio plays bytes).
+        self._partial = b""
+        self._last_message_s = FRAME_S
         self._last_agent_media_at = 0.0
         self._agent_media_count = 0
         self._closed = asyncio.Event()
@@ -340,6 +344,7 @@ class SimulatedTwilioCall:
                 if isinstance(message, twilio.OutboundMedia):
                     self._on_agent_media(message.payload)
                 elif isinstance(message, twilio.OutboundMark):
+                    self._flush_partial()
                     self._playback.append(message.name)
                 elif isinstance(message, twilio.Clear):
                     await self._on_clear()
@@ -355,31 +360,41 @@ class SimulatedTwilioCall:
         current = self._current
         if current is not None and current.first_agent_audio_at is None:
             current.first_agent_audio_at = time.time()
-        for k in range(0, len(payload), FRAME_NUM_BYTES):
-            self._playback.append(payload[k : k + FRAME_NUM_BYTES])
+        data = self._partial + payload
+        whole = len(data) - len(data) % FRAME_NUM_BYTES
+        for k in range(0, whole, FRAME_NUM_BYTES):
+            self._playback.append(data[k : k + FRAME_NUM_BYTES])
+        self._partial = data[whole:]
         seconds = len(payload) / 8000
         self.result.agent_audio_s += seconds
         if self._after_clear:
             self.result.agent_audio_after_clear_s += seconds
 
     def _track_arrival(self, now: float, num_frames: int) -> None:
-        """Reply spans, arrival gaps and arrival jitter of the agent's frames."""
+        """Reply spans, arrival gaps and arrival jitter of the agent's frames.
+
+        A message is expected when the previous one's audio has played (20 ms
+        after a one-frame message); arriving more than ``ARRIVAL_GAP_S - 20 ms``
+        later than that is an arrival gap, and the difference is jitter.
+        """
         since = now - self._last_arrival
+        expected = self._last_message_s
         reply = self._reply
         wall = time.time()
         if reply is None or since >= self.turn_gap_s:
             reply = self._reply = ReplySpan(started_at=wall, ended_at=wall)
             self.result.replies.append(reply)
         else:
-            if since > ARRIVAL_GAP_S:
+            if since - expected > ARRIVAL_GAP_S - FRAME_S:
                 self.result.arrival_gaps_s.append(since)
             # Back-to-back frames are the server's playback lead sent ahead on
             # purpose (at a reply's or a sentence's start), not jitter.
             if reply.num_frames >= _JITTER_SKIP_FRAMES and since >= _BURST_S:
-                self.result.arrival_jitter_ms.append(abs(since - FRAME_S) * 1000)
+                self.result.arrival_jitter_ms.append(abs(since - expected) * 1000)
         reply.ended_at = wall
         reply.num_frames += num_frames
         self._last_arrival = now
+        self._last_message_s = num_frames * FRAME_S
 
     async def _on_clear(self) -> None:
         self.result.clears_received += 1
@@ -389,8 +404,15 @@ class SimulatedTwilioCall:
         self._last_played_tick = None
         pending = [item for item in self._playback if isinstance(item, str)]
         self._playback.clear()
+        self._partial = b""
         for name in pending:
             await self._echo_mark(name)
+
+    def _flush_partial(self) -> None:
+        """Queue a trailing part-frame before a mark, padded with μ-law silence."""
+        if self._partial:
+            self._playback.append(self._partial.ljust(FRAME_NUM_BYTES, b"\xff"))
+            self._partial = b""
 
     async def _echo_mark(self, name: str) -> None:
         self.result.marks_echoed += 1
