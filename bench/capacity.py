@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from voicerail.sim.audio import AudioLibrary
+from voicerail.sim.cli import run_event_loop
 from voicerail.sim.fake_server import FakeServerConfig, fake_server_process
 from voicerail.sim.fakes import CloudLatency
 from voicerail.sim.report import build_report
@@ -153,7 +154,7 @@ def main() -> int:
     parser.add_argument("--cache-dir", default="var/sim-cache")
     parser.add_argument("--out", default="var/bench/capacity.json")
     args = parser.parse_args()
-    rows = asyncio.run(main_async(args))
+    rows = run_event_loop(main_async(args))
     print()
     print(f"capacity, {args.vad} VAD, echo agent with cloud-like fake providers:")
     print_table(rows)

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from voicerail.sim.audio import AudioLibrary
+from voicerail.sim.cli import run_event_loop
 from voicerail.sim.fake_server import (
     FakeServerConfig,
     fake_server_process,
@@ -211,7 +212,7 @@ def main() -> int:
     if not Path(args.pipecat_python).exists():
         print(f"no Pipecat environment at {args.pipecat_python}; see this script's docstring")
         return 2
-    rows = asyncio.run(main_async(args))
+    rows = run_event_loop(main_async(args))
     summary = ratios(rows)
     print()
     for step in summary["per_step"]:

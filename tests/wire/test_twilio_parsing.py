@@ -402,14 +402,6 @@ def test_rejects_malformed_connected_dtmf_mark_and_stop(
             {"event": "media", "streamSid": STREAM, "media": {"payload": "%%"}},
             "media payload is not valid base64",
         ),
-        (
-            {
-                "event": "media",
-                "streamSid": STREAM,
-                "media": {"payload": base64.b64encode(bytes(8001)).decode()},
-            },
-            "media payload of 8001 bytes exceeds the limit of 8000",
-        ),
     ],
 )
 def test_rejects_malformed_outbound_messages(message: dict[str, Any], expected: str) -> None:
@@ -433,3 +425,16 @@ def test_errors_never_quote_digits_or_custom_parameters() -> None:
     message = _raises(json.dumps(start)).message
     assert "5551234567" not in message
     assert "phone" not in message
+
+
+def test_outbound_media_may_carry_seconds_of_audio() -> None:
+    """Servers may send Twilio more than our inbound limit at once (Pipecat sends 2 s)."""
+    payload = bytes(2 * MAX_PAYLOAD_BYTES)
+    message = {
+        "event": "media",
+        "streamSid": STREAM,
+        "media": {"payload": base64.b64encode(payload).decode()},
+    }
+    parsed = parse_outbound(json.dumps(message))
+    assert isinstance(parsed, OutboundMedia)
+    assert parsed.payload == payload

@@ -21,13 +21,14 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from voicerail.errors import ConfigError
 
 DEFAULT_CACHE_DIR = Path("var/sim-cache")
+T = TypeVar("T")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError("a scenario file is required", source="voicerail simulate")
         if args.impair and args.impair_with == "netem":
             return _rerun_under_netem(args, console)
-        return asyncio.run(_simulate(args, console))
+        return run_event_loop(_simulate(args, console))
     except ConfigError as exc:
         console.print(f"[red]voicerail simulate:[/red] {exc}")
         return 2
@@ -143,6 +144,16 @@ def _target(args: argparse.Namespace, console: Any) -> Iterator[Any]:
     console.print(f"starting voicerail serve for {args.serve} (loading models)…")
     with serve_process(serve_args, data_dir=data_dir) as base_url:
         yield Target(base_url=base_url, data_dir=data_dir, label=args.serve)
+
+
+def run_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` on uvloop when it is installed (it is, with ``uvicorn[standard]``),
+    else on asyncio's default loop; one simulator process then drives more callers."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
 
 
 def http_base(url: str) -> str:
@@ -224,7 +235,7 @@ def _rerun_under_netem(args: argparse.Namespace, console: Any) -> int:
             "sch_netem kernel module); impairing in process instead"
         )
         args.impair_with = "process"
-        return asyncio.run(_simulate(args, console))
+        return run_event_loop(_simulate(args, console))
     original = list(sys.argv[1:])
     if original[:1] == ["simulate"]:
         original = original[1:]

@@ -132,7 +132,7 @@ class _Fields:
             raise self.error(key, "must map names to strings")
         return dict(values)
 
-    def payload(self, key: str) -> bytes:
+    def payload(self, key: str, limit: int | None = MAX_PAYLOAD_BYTES) -> bytes:
         text = self.string(key)
         try:
             payload = base64.b64decode(text, validate=True)
@@ -140,10 +140,9 @@ class _Fields:
             raise ProtocolError(
                 f"{self._event} payload is not valid base64", event=self._event
             ) from None
-        if len(payload) > MAX_PAYLOAD_BYTES:
+        if limit is not None and len(payload) > limit:
             raise ProtocolError(
-                f"{self._event} payload of {len(payload)} bytes exceeds the limit of "
-                f"{MAX_PAYLOAD_BYTES}",
+                f"{self._event} payload of {len(payload)} bytes exceeds the limit of {limit}",
                 event=self._event,
             )
         return payload
@@ -271,7 +270,9 @@ _INBOUND: dict[str, Callable[[_Fields], InboundMessage]] = {
 
 
 def _parse_outbound_media(fields: _Fields) -> OutboundMedia:
-    payload = fields.child("media").payload("payload")
+    # Twilio documents no size limit for audio sent to it, and servers send up to
+    # seconds per message (Pipecat's serializer does): only the message limit applies.
+    payload = fields.child("media").payload("payload", limit=None)
     return OutboundMedia(stream_sid=fields.string("streamSid"), payload=payload)
 
 
@@ -324,7 +325,9 @@ def parse_outbound(data: str | bytes) -> OutboundMessage:
 
     Raises:
         ProtocolError: for the same reasons as :func:`parse_inbound`, with the
-            outbound events ``media``, ``mark`` and ``clear``.
+            outbound events ``media``, ``mark`` and ``clear``, except that a
+            payload may exceed :data:`MAX_PAYLOAD_BYTES` (Twilio documents no
+            limit on what it is sent; the message limit still applies).
     """
     event, fields = _load(data)
     parser = _OUTBOUND.get(event)
