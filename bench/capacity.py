@@ -19,7 +19,7 @@ with no audio gap and no failed call, as calls per core.
 Usage::
 
     .venv/bin/python bench/capacity.py [--steps 10,25,50,100,150,200] [--vad energy]
-        [--calls-per-step N] [--out var/bench/capacity.json]
+        [--calls-per-step N] [--frames-per-media 5] [--out var/bench/capacity.json]
 """
 
 from __future__ import annotations
@@ -93,7 +93,13 @@ async def run_step(
     plans = expand(load_suite(SUITE), calls=calls, seed=concurrency)
     turns = await asyncio.to_thread(library.prepare, plans)
     data_dir = Path(tempfile.mkdtemp(prefix=f"capacity-{concurrency}-"))
-    config = FakeServerConfig(agent="echo", data_dir=data_dir, vad=args.vad, latency=CloudLatency())
+    config = FakeServerConfig(
+        agent="echo",
+        data_dir=data_dir,
+        vad=args.vad,
+        latency=CloudLatency(),
+        frames_per_media=args.frames_per_media,
+    )
     with fake_server_process(config) as (base_url, pid):
         target = await probe_target(Target(base_url=base_url, pid=pid, data_dir=data_dir))
         ramp_s = max(2.0, concurrency * args.ramp_per_call)
@@ -151,6 +157,9 @@ def main() -> int:
     parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
     parser.add_argument("--ramp-per-call", type=float, default=0.1, help="seconds of ramp per call")
     parser.add_argument("--stop-after-fail", action="store_true")
+    parser.add_argument(
+        "--frames-per-media", type=int, default=1, help="20 ms frames per outbound media message"
+    )
     parser.add_argument("--cache-dir", default="var/sim-cache")
     parser.add_argument("--out", default="var/bench/capacity.json")
     args = parser.parse_args()

@@ -46,6 +46,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--lexicon", type=Path, default=None, help="pronunciation lexicon (YAML)")
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
+    serve.add_argument(
+        "--frames-per-media", type=int, default=1, help="20 ms frames per outbound media message"
+    )
     serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
     serve.add_argument("--hangup-after", type=float, default=20.0, help="seconds of silence")
@@ -173,7 +176,9 @@ def _serve(args: argparse.Namespace) -> int:
             reprompt_after_s=args.reprompt_after,
             hangup_after_s=args.hangup_after,
         ),
-        audio=AudioConfig(endpoint_silence_s=args.endpoint_silence),
+        audio=AudioConfig(
+            endpoint_silence_s=args.endpoint_silence, frames_per_media=args.frames_per_media
+        ),
     )
     runtime = build_runtime(options)
     asyncio.run(warm_up(runtime))

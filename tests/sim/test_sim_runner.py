@@ -132,6 +132,22 @@ async def test_the_same_suite_passes_against_a_correct_server(
     assert run.contamination.own_tokens_seen == 3
 
 
+async def test_grouped_outbound_frames_play_without_gaps_and_marks_still_follow_the_audio(
+    audio_library: AudioLibrary, data_dir: Path, fast: CloudLatency
+) -> None:
+    """With 100 ms media messages the callers hear continuous audio, and every mark comes back."""
+    config = FakeServerConfig(
+        agent="echo", data_dir=data_dir, vad="energy", latency=fast, frames_per_media=5
+    )
+    run = await simulate(ECHO_SUITE, config, audio_library, calls=2, concurrency=2)
+    assert run.passed, explain(run)
+    results = [r for r in run.results.values() if r is not None]
+    assert results and all(r.audio_gaps_s == [] for r in results)
+    assert all(r.marks_echoed > 0 for r in results)
+    # Fewer messages than frames: the server grouped them.
+    assert all(r.agent_audio_s / 0.02 > 2 * r.agent_media_messages for r in results)
+
+
 async def test_impairment_adds_the_configured_delay_to_latency_at_the_ear(
     audio_library: AudioLibrary, data_dir: Path, fast: CloudLatency
 ) -> None:

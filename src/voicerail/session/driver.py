@@ -16,8 +16,9 @@ Rules:
    calls except the :class:`~voicerail.session.runtime.Runtime`.
 2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
    time; starting one cancels the previous.
-3. Outbound audio is paced in 20 ms frames at most ``playback_lead_s`` ahead
-   of real time; every sentence is followed by a ``mark`` so the driver knows
+3. Outbound audio is paced in 20 ms frames (grouped ``frames_per_media`` to
+   a message when already queued) at most ``playback_lead_s`` ahead of real
+   time; every sentence is followed by a ``mark`` so the driver knows
    what the caller heard. A barge-in bumps the playback generation, which drops
    everything still queued, and sends ``clear``.
 4. ``except Exception`` appears only at task boundaries, where the error is
@@ -608,8 +609,13 @@ class CallSession:
 
     async def _pace(self) -> None:
         lead_s = self.rt.audio.playback_lead_s
+        per_message = max(1, self.rt.audio.frames_per_media)
+        carried: tuple[int, bytes | str] | None = None
         while True:
-            generation, item = await self._out.get()
+            if carried is not None:
+                (generation, item), carried = carried, None
+            else:
+                generation, item = await self._out.get()
             if generation != self._generation:
                 continue
             if not self._streaming:
@@ -618,6 +624,14 @@ class CallSession:
                 self.proto.send_mark(item)
                 await self._flush()
                 continue
+            frames = [item]
+            while len(frames) < per_message and not self._out.empty():
+                queued = self._out.get_nowait()
+                if queued[0] == generation and isinstance(queued[1], bytes):
+                    frames.append(queued[1])
+                else:
+                    carried = queued  # a mark or a new reply: handled next
+                    break
             now = self._clock.monotonic()
             self._playhead_s = max(self._playhead_s, now)
             delay = self._playhead_s - lead_s - now
@@ -625,9 +639,9 @@ class CallSession:
                 await asyncio.sleep(delay)
             if generation != self._generation or not self._streaming:
                 continue
-            self.proto.send_media(item)
+            self.proto.send_media(b"".join(frames) if len(frames) > 1 else item)
             await self._flush()
-            self._playhead_s += FRAME_S
+            self._playhead_s += FRAME_S * len(frames)
 
     @property
     def _streaming(self) -> bool:

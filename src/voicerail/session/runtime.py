@@ -33,6 +33,10 @@ class AudioConfig:
             that ``clear`` drops little and marks stay close to what was heard.
         speculative_stt_after_s: start transcribing once a pause inside an utterance
             lasts this long, overlapping STT with the endpointing wait (None: off).
+        frames_per_media: 20 ms frames sent per outbound ``media`` message when
+            they are already queued (never across a mark). Twilio plays the bytes
+            whatever their grouping; more per message costs the server less CPU
+            per call (fewer sends and wake-ups), at the same lead.
     """
 
     vad_threshold: float = 0.5
@@ -41,6 +45,7 @@ class AudioConfig:
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
+    frames_per_media: int = 1
 
 
 @dataclass

@@ -100,6 +100,7 @@ class CallResult:
         hung_up_mid_call: the caller hung up while the agent was speaking.
         connected_at: wall time the WebSocket opened; ended_at: when it closed.
         frames_sent: inbound media frames sent; frames_dropped: dropped by impairment.
+        agent_media_messages: outbound ``media`` messages received from the server.
     """
 
     call_sid: str
@@ -123,3 +124,4 @@ class CallResult:
     ended_at: float = 0.0
     frames_sent: int = 0
     frames_dropped: int = 0
+    agent_media_messages: int = 0

@@ -356,6 +356,7 @@ class SimulatedTwilioCall:
         self._track_arrival(now, len(payload) // FRAME_NUM_BYTES or 1)
         self._last_agent_media_at = now
         self._agent_media_count += 1
+        self.result.agent_media_messages += 1
         self._agent_audio.set()
         current = self._current
         if current is not None and current.first_agent_audio_at is None:

@@ -70,6 +70,7 @@ class FakeServerConfig:
         endpoint_silence_s: the endpointing window.
         reprompt_after_s: silence before a reprompt.
         hangup_after_s: silence before the agent hangs up.
+        frames_per_media: 20 ms frames per outbound media message (``AudioConfig``).
     """
 
     agent: str = "echo"
@@ -80,6 +81,7 @@ class FakeServerConfig:
     endpoint_silence_s: float = 0.5
     reprompt_after_s: float = 7.0
     hangup_after_s: float = 20.0
+    frames_per_media: int = 1
 
     def to_args(self) -> list[str]:
         """The command-line arguments that rebuild this config in ``main``."""
@@ -92,6 +94,7 @@ class FakeServerConfig:
         args += ["--endpoint-silence", str(self.endpoint_silence_s)]
         args += ["--reprompt-after", str(self.reprompt_after_s)]
         args += ["--hangup-after", str(self.hangup_after_s)]
+        args += ["--frames-per-media", str(self.frames_per_media)]
         return args
 
 
@@ -133,7 +136,10 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
         turns=TurnConfig(
             reprompt_after_s=config.reprompt_after_s, hangup_after_s=config.hangup_after_s
         ),
-        audio=AudioConfig(endpoint_silence_s=config.endpoint_silence_s),
+        audio=AudioConfig(
+            endpoint_silence_s=config.endpoint_silence_s,
+            frames_per_media=config.frames_per_media,
+        ),
     )
     return runtime, fakes
 
@@ -368,6 +374,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     parser.add_argument("--reprompt-after", type=float, default=7.0, help="seconds")
     parser.add_argument("--hangup-after", type=float, default=20.0, help="seconds")
+    parser.add_argument("--frames-per-media", type=int, default=1, help="20 ms frames")
     return parser
 
 
@@ -387,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoint_silence_s=args.endpoint_silence,
         reprompt_after_s=args.reprompt_after,
         hangup_after_s=args.hangup_after,
+        frames_per_media=args.frames_per_media,
     )
     app, runtime = create_sim_app(config)
     print(f"fake server: agent {config.agent} on http://{args.host}:{args.port}", flush=True)
