@@ -19,6 +19,7 @@ with no audio gap and no failed call, as calls per core.
 Usage::
 
     .venv/bin/python bench/capacity.py [--steps 10,25,50,100,150,200] [--vad energy]
+        [--vad-batch-ms 0]
         [--calls-per-step N] [--frames-per-media 5] [--out var/bench/capacity.json]
 """
 
@@ -97,6 +98,7 @@ async def run_step(
         agent="echo",
         data_dir=data_dir,
         vad=args.vad,
+        vad_batch_ms=args.vad_batch_ms,
         latency=CloudLatency(),
         frames_per_media=args.frames_per_media,
     )
@@ -155,6 +157,9 @@ def main() -> int:
     parser.add_argument("--steps", default="10,25,50,100,150,200")
     parser.add_argument("--calls-per-step", type=int, default=0, help="default: = concurrency")
     parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    parser.add_argument(
+        "--vad-batch-ms", type=float, default=4.0, help="Silero batching across calls (0: off)"
+    )
     parser.add_argument("--ramp-per-call", type=float, default=0.1, help="seconds of ramp per call")
     parser.add_argument("--stop-after-fail", action="store_true")
     parser.add_argument(

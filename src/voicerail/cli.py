@@ -35,6 +35,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, default=None)
     serve.add_argument("--tts", choices=["piper", "espeak-ng"], default="piper")
     serve.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    serve.add_argument(
+        "--vad-batch-ms",
+        type=float,
+        default=4.0,
+        help="batch Silero windows across calls, waiting at most this long (0: off)",
+    )
     serve.add_argument("--whisper-model", default="tiny.en")
     serve.add_argument(
         "--no-fallback", action="store_true", help="one STT and one TTS, no failover chains"
@@ -166,6 +172,7 @@ def _serve(args: argparse.Namespace) -> int:
         whisper_model=args.whisper_model,
         tts=args.tts,
         vad=args.vad,
+        vad_batch_ms=args.vad_batch_ms,
         fallback=not args.no_fallback,
         faults_path=args.faults,
         prices_path=args.prices,

@@ -45,6 +45,9 @@ class ServeOptions:
         prices_path: a price table (``routing.router.load_prices``) that turns each
             attempt's usage into ``cost_usd`` on its event.
         vad: ``silero`` or ``energy``.
+        vad_batch_ms: Silero windows of concurrent calls are batched, the first
+            waiting at most this long (0: each window alone; see
+            :mod:`voicerail.audio.vad_batch`).
         turns: turn-taking timing.
         audio: audio pipeline policy.
     """
@@ -55,6 +58,7 @@ class ServeOptions:
     piper_voice: str = "en_US-joe-medium"
     tts: str = "piper"
     vad: str = "silero"
+    vad_batch_ms: float = 4.0
     fallback: bool = True
     faults_path: Path | None = None
     prices_path: Path | None = None
@@ -71,7 +75,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
     Raises:
         ConfigError: the agent file or a model cannot be loaded.
     """
-    from voicerail.audio.vad import SileroVADModel
+    from voicerail.audio.vad_batch import shared_vad
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.embeddings import MiniLMEmbedder
     from voicerail.dialog.flows import load_agent
@@ -138,7 +142,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
         stt=stt_chain[0],
         tts=tts_chain[0],
         events=events,
-        vad_model=SileroVADModel() if options.vad == "silero" else None,
+        vad_model=shared_vad(options.vad, options.vad_batch_ms),
         turns=options.turns,
         audio=options.audio,
         router=router,

@@ -140,15 +140,34 @@ class SileroVADModel:
         Returns:
             ``(probability, new_state)``.
         """
-        probability, new_state = self._session.run(
+        probability, new_state = self.run_batch(model_input, state, sample_rate_hz)
+        return float(probability[0, 0]), new_state
+
+    def run_batch(
+        self, model_inputs: Float32Array, states: Float32Array, sample_rate_hz: int
+    ) -> tuple[Float32Array, Float32Array]:
+        """Run the model on one window from each of several streams at once.
+
+        Rows are independent: row ``i`` gives what :meth:`run` gives for
+        ``model_inputs[i:i+1]`` and ``states[:, i:i+1]``.
+
+        Args:
+            model_inputs: float32 ``[batch, context + window]``.
+            states: float32 ``[2, batch, 128]``.
+            sample_rate_hz: 8000 or 16000, the same for every row.
+
+        Returns:
+            ``(probabilities [batch, 1], new_states [2, batch, 128])``.
+        """
+        probabilities, new_states = self._session.run(
             None,
             {
-                "input": model_input,
-                "state": state,
+                "input": model_inputs,
+                "state": states,
                 "sr": np.array(sample_rate_hz, dtype=np.int64),
             },
         )
-        return float(probability[0, 0]), new_state
+        return probabilities, new_states
 
 
 class _WindowedVAD:
@@ -226,11 +245,16 @@ class SileroVAD(_WindowedVAD):
         self._context: Float32Array = np.zeros(self._context_num_samples, dtype=np.float32)
 
     def _score(self, window: npt.NDArray[np.int16]) -> float:
+        model_input = self._model_input(window)
+        probability, self._state = self._model.run(model_input, self._state, self._sample_rate_hz)
+        return probability
+
+    def _model_input(self, window: npt.NDArray[np.int16]) -> Float32Array:
+        """``[1, context + window]`` float32 for ``window``; the context moves on."""
         samples = window.astype(np.float32) / np.float32(_INT16_FULL_SCALE)
         model_input = np.concatenate((self._context, samples))[np.newaxis, :]
-        probability, self._state = self._model.run(model_input, self._state, self._sample_rate_hz)
         self._context = model_input[0, -self._context_num_samples :]
-        return probability
+        return model_input
 
     def _reset_state(self) -> None:
         self._state = np.zeros(_SILERO_STATE_SHAPE, dtype=np.float32)

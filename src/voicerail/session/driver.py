@@ -40,6 +40,7 @@ from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
 from voicerail.audio.resample import StreamResampler, resample
 from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
+from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
 from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
@@ -102,11 +103,15 @@ class CallSession:
             self.tts = routed.tts or runtime.tts
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
-        self._vad: SileroVAD | EnergyVAD = (
-            SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
-            if isinstance(runtime.vad_model, SileroVADModel)
-            else EnergyVAD(sample_rate_hz=TWILIO_RATE_HZ)
-        )
+        self._vad: SileroVAD | EnergyVAD
+        self._batched_vad: BatchedSileroVAD | None = None
+        if isinstance(runtime.vad_model, SileroBatcher):
+            self._batched_vad = BatchedSileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
+            self._vad = self._batched_vad
+        elif isinstance(runtime.vad_model, SileroVADModel):
+            self._vad = SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
+        else:
+            self._vad = EnergyVAD(sample_rate_hz=TWILIO_RATE_HZ)
         self._endpointer = endpointing.Endpointer(
             threshold=cfg.vad_threshold,
             min_speech_s=cfg.min_speech_s,
@@ -234,7 +239,12 @@ class CallSession:
     async def _on_message(self, message: twilio.InboundMessage) -> None:
         now = self._clock.monotonic()
         if isinstance(message, twilio.Media):
-            self._on_audio(message.payload, now)
+            pcm = ulaw_to_pcm16(message.payload)
+            self._ring.append(pcm)
+            if self._batched_vad is not None:
+                self._on_speech_probabilities(await self._batched_vad.process_async(pcm), now)
+            else:
+                self._on_speech_probabilities(self._vad.process(pcm), now)
         elif isinstance(message, twilio.Mark):
             self._on_mark(message.name, now)
         elif isinstance(message, twilio.Start):
@@ -268,11 +278,9 @@ class CallSession:
         )
         self._start_job(self._greet())
 
-    def _on_audio(self, payload: bytes, now: float) -> None:
-        pcm = ulaw_to_pcm16(payload)
-        self._ring.append(pcm)
+    def _on_speech_probabilities(self, probabilities: list[float], now: float) -> None:
         endpointer = self._endpointer
-        for probability in self._vad.process(pcm):
+        for probability in probabilities:
             for change in endpointer.process(probability):
                 if isinstance(change, endpointing.SpeechStarted):
                     self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})

@@ -57,7 +57,8 @@ class Runtime:
         stt: speech-to-text for caller turns (s16le 16 kHz input).
         tts: text-to-speech for agent replies.
         events: the event store.
-        vad_model: a shared ``SileroVADModel`` (or None for the energy VAD).
+        vad_model: a shared ``SileroVADModel``, a ``SileroBatcher`` over one (windows
+            of concurrent calls scored as one batch), or None for the energy VAD.
         turns: turn-taking timing.
         audio: audio pipeline policy.
         clock: the driver clock.

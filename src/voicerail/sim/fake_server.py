@@ -66,6 +66,7 @@ class FakeServerConfig:
         data_dir: event store and bookings.
         faults: a fault file for ``fake-stt``, ``fake-llm``, ``fake-tts``.
         vad: ``silero`` or ``energy``.
+        vad_batch_ms: Silero batching window across calls (0: off).
         latency: default provider latencies.
         endpoint_silence_s: the endpointing window.
         reprompt_after_s: silence before a reprompt.
@@ -77,6 +78,7 @@ class FakeServerConfig:
     data_dir: Path = Path("var/sim-server")
     faults: Path | None = None
     vad: str = "silero"
+    vad_batch_ms: float = 4.0
     latency: CloudLatency = field(default_factory=CloudLatency)
     endpoint_silence_s: float = 0.5
     reprompt_after_s: float = 7.0
@@ -86,6 +88,7 @@ class FakeServerConfig:
     def to_args(self) -> list[str]:
         """The command-line arguments that rebuild this config in ``main``."""
         args = ["--agent", self.agent, "--data-dir", str(self.data_dir), "--vad", self.vad]
+        args += ["--vad-batch-ms", str(self.vad_batch_ms)]
         if self.faults is not None:
             args += ["--faults", str(self.faults)]
         args += ["--stt-latency", str(self.latency.stt_s), "--llm-latency", str(self.latency.llm_s)]
@@ -104,7 +107,7 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
     Raises:
         ConfigError: the agent or fault file is invalid.
     """
-    from voicerail.audio.vad import SileroVADModel
+    from voicerail.audio.vad_batch import shared_vad
     from voicerail.events.store import SQLiteEventStore
     from voicerail.session.runtime import AudioConfig, Runtime
     from voicerail.turns.policy import TurnConfig
@@ -132,7 +135,7 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
         stt=fakes.stt,
         tts=fakes.tts,
         events=SQLiteEventStore(config.data_dir / "events.sqlite3"),
-        vad_model=SileroVADModel() if config.vad == "silero" else None,
+        vad_model=shared_vad(config.vad, config.vad_batch_ms),
         turns=TurnConfig(
             reprompt_after_s=config.reprompt_after_s, hangup_after_s=config.hangup_after_s
         ),
@@ -366,6 +369,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", type=Path, default=Path("var/sim-server"))
     parser.add_argument("--faults", type=Path, default=None)
     parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    parser.add_argument("--vad-batch-ms", type=float, default=4.0)
     parser.add_argument("--stt-latency", type=float, default=CloudLatency.stt_s, help="seconds")
     parser.add_argument("--llm-latency", type=float, default=CloudLatency.llm_s, help="seconds")
     parser.add_argument("--tts-latency", type=float, default=CloudLatency.tts_s, help="seconds")
@@ -388,6 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         data_dir=args.data_dir,
         faults=args.faults,
         vad=args.vad,
+        vad_batch_ms=args.vad_batch_ms,
         latency=CloudLatency(
             args.stt_latency, args.llm_latency, args.tts_latency, args.sigma, args.seconds_per_word
         ),

@@ -1,0 +1,115 @@
+"""Silero windows of concurrent calls batched across calls: same scores, fewer runs."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voicerail.audio.resample import read_wav_mono
+from voicerail.audio.vad import SileroVAD, SileroVADModel
+from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher, shared_vad
+
+ASTERISK_DIR = Path("/usr/share/asterisk/sounds/en")
+PROMPTS = ["vm-goodbye", "agent-pass", "all-circuits-busy-now", "conf-onlyperson"]
+FRAME_NUM_BYTES = 320  # 20 ms at 8000 Hz
+
+pytestmark = pytest.mark.slow  # loads the Silero ONNX model
+
+
+@pytest.fixture(scope="module")
+def model() -> SileroVADModel:
+    return SileroVADModel()
+
+
+def _speech(name: str) -> bytes:
+    path = ASTERISK_DIR / f"{name}.wav"
+    if not path.exists():
+        pytest.skip(f"test speech {path} is not installed (see `make apt`)")
+    pcm, rate_hz = read_wav_mono(path)
+    assert rate_hz == 8000
+    return bytes(3200) + pcm + bytes(3200)
+
+
+async def _stream(vad: BatchedSileroVAD, pcm: bytes) -> list[float]:
+    """One call: 20 ms frames, each awaited before the next, as the driver does."""
+    scores: list[float] = []
+    for start in range(0, len(pcm), FRAME_NUM_BYTES):
+        scores += await vad.process_async(pcm[start : start + FRAME_NUM_BYTES])
+        await asyncio.sleep(0)
+    return scores
+
+
+async def test_concurrent_calls_get_the_scores_they_get_alone(model: SileroVADModel) -> None:
+    """Four calls with different speech, batched together: each call's scores equal its
+    unbatched scores exactly, and windows did run several to a batch."""
+    recordings = [_speech(name) for name in PROMPTS]
+    alone = [SileroVAD(model).process(pcm) for pcm in recordings]
+    batcher = SileroBatcher(model, max_delay_s=0.002)
+    try:
+        batched = await asyncio.gather(
+            *(_stream(BatchedSileroVAD(batcher), pcm) for pcm in recordings)
+        )
+    finally:
+        batcher.close()
+    assert batched == alone
+    assert max(alone[0]) > 0.5  # real speech was scored, not only silence
+    assert batcher.windows == sum(len(scores) for scores in alone)
+    assert batcher.windows / batcher.batches > 1.5
+
+
+async def test_a_full_batch_runs_without_waiting_for_the_delay(model: SileroVADModel) -> None:
+    """With max_batch windows waiting the batch runs at once, not after max_delay_s."""
+    batcher = SileroBatcher(model, max_delay_s=30.0, max_batch=3)
+    vads = [BatchedSileroVAD(batcher) for _ in range(3)]
+    window = bytes(2 * vads[0].frame_num_samples)
+    try:
+        scores = await asyncio.wait_for(
+            asyncio.gather(*(vad.process_async(window) for vad in vads)), timeout=5.0
+        )
+    finally:
+        batcher.close()
+    assert [len(s) for s in scores] == [1, 1, 1]
+    assert batcher.batches == 1
+
+
+async def test_a_failing_batch_fails_its_windows_and_the_next_batch_works(
+    model: SileroVADModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inference error reaches every caller in that batch; the batcher keeps serving."""
+    batcher = SileroBatcher(model, max_delay_s=0.001)
+    vad = BatchedSileroVAD(batcher)
+    window = bytes(2 * vad.frame_num_samples)
+    real_run_batch = model.run_batch
+
+    def broken(*args: object) -> tuple[np.ndarray, np.ndarray]:
+        raise RuntimeError("onnxruntime failed")
+
+    monkeypatch.setattr(model, "run_batch", broken)
+    try:
+        with pytest.raises(RuntimeError, match="onnxruntime failed"):
+            await vad.process_async(window)
+        monkeypatch.setattr(model, "run_batch", real_run_batch)
+        assert len(await BatchedSileroVAD(batcher).process_async(window)) == 1
+    finally:
+        batcher.close()
+
+
+def test_bad_batcher_arguments_are_rejected(model: SileroVADModel) -> None:
+    with pytest.raises(ValueError, match="max_delay_s"):
+        SileroBatcher(model, max_delay_s=0)
+    with pytest.raises(ValueError, match="max_batch"):
+        SileroBatcher(model, max_batch=0)
+    with pytest.raises(ValueError, match="'silero' or 'energy'"):
+        shared_vad("webrtc")
+    with pytest.raises(ValueError, match=">= 0 ms"):
+        shared_vad("silero", batch_ms=-1)
+
+
+def test_shared_vad_builds_what_the_options_name() -> None:
+    assert shared_vad("energy") is None
+    assert isinstance(shared_vad("silero", batch_ms=0), SileroVADModel)
+    batcher = shared_vad("silero", batch_ms=4)
+    assert isinstance(batcher, SileroBatcher) and batcher.max_delay_s == pytest.approx(0.004)
