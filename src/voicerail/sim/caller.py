@@ -239,16 +239,17 @@ class SimulatedTwilioCall:
                         )
                     )
             elif turn.silence_s:
-                await asyncio.wait(
-                    [asyncio.create_task(self._closed.wait())], timeout=turn.silence_s
-                )
+                await self._until(None, timeout_s=turn.silence_s)
             else:
                 self._speech_drained.clear()
                 self._speech.extend(
                     turn.ulaw[k : k + FRAME_NUM_BYTES].ljust(FRAME_NUM_BYTES, b"\xff")
                     for k in range(0, len(turn.ulaw), FRAME_NUM_BYTES)
                 )
-                await self._speech_drained.wait()
+                await self._until(self._speech_drained)
+                if not self._speech_drained.is_set():  # the agent hung up mid-utterance
+                    self.result.hung_up_by = "agent"
+                    return
             timing.ended_at = time.time()
             self._after_clear = False
             self._current = timing
@@ -258,16 +259,25 @@ class SimulatedTwilioCall:
         if not self._closed.is_set():
             await asyncio.sleep(0.3)
 
+    async def _until(self, event: asyncio.Event | None, timeout_s: float | None = None) -> None:
+        """Wait for ``event`` (None: only the timeout), the call closing, or ``timeout_s``.
+
+        Every wait of the script goes through here: a wait on an event alone would
+        never end if the agent hangs up first (the frame clock stops with the socket).
+        """
+        waiters = [asyncio.create_task(self._closed.wait())]
+        if event is not None:
+            waiters.append(asyncio.create_task(event.wait()))
+        try:
+            await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waiters:
+                task.cancel()
+
     async def _wait_agent_audio(self, after_s: float) -> None:
         """Wait until the agent has been audible for ``after_s`` seconds."""
         self._agent_audio.clear()
-        closed = asyncio.create_task(self._closed.wait())
-        audio = asyncio.create_task(self._agent_audio.wait())
-        await asyncio.wait(
-            [closed, audio], timeout=self.max_reply_wait_s, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in (closed, audio):
-            task.cancel()
+        await self._until(self._agent_audio, timeout_s=self.max_reply_wait_s)
         await asyncio.sleep(after_s)
 
     async def _wait_for_reply_end(self, *, since_count: int) -> None:
