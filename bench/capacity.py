@@ -8,6 +8,8 @@ increasing concurrency; at each step it reports:
 
 * the runtime's own share of turn latency (p50 / p99): time from the end of the
   caller's turn to the first agent audio, minus the providers' time;
+* how late the server saw each turn's end, p99 (``inbound_lag_ms``: backlog
+  that the runtime share, which starts at detection, cannot see);
 * inbound frame jitter at the server and outbound frame jitter at the caller
   (|inter-arrival - 20 ms| of paced frames), audio gaps at the caller's ear;
 * the server's CPU (% of one core) and memory per call;
@@ -57,6 +59,7 @@ def step_figures(report: dict[str, Any]) -> dict[str, Any]:
         "failures": s["failures_by_check"],
         "runtime_share_p50_ms": s["runtime_share_ms"]["p50"],
         "runtime_share_p99_ms": s["runtime_share_ms"]["p99"],
+        "inbound_lag_p99_ms": (s.get("inbound_lag_ms") or {}).get("p99"),
         "latency_p50_ms": s["latency_ms"]["p50"],
         "latency_p99_ms": s["latency_ms"]["p99"],
         "inbound_jitter_p99_ms": (s["inbound_jitter_ms"] or {}).get("p99"),
@@ -121,7 +124,7 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The per-step table."""
     head = (
-        f"{'conc':>5} {'share p50':>9} {'p99':>6} {'v2v p50':>8} {'in jit':>7} "
+        f"{'conc':>5} {'share p50':>9} {'p99':>6} {'v2v p50':>8} {'in lag':>7} {'in jit':>7} "
         f"{'out jit':>7} {'gaps':>5} {'fail':>5} {'cpu%/call':>9} {'MB/call':>8} "
         f"{'srv lag':>8} {'sim lag':>8} ok"
     )
@@ -130,6 +133,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         print(
             f"{r['concurrency']:>5} {_fmt(r['runtime_share_p50_ms'], 2):>9} "
             f"{_fmt(r['runtime_share_p99_ms']):>6} {_fmt(r['latency_p50_ms'], 0):>8} "
+            f"{_fmt(r['inbound_lag_p99_ms']):>7} "
             f"{_fmt(r['inbound_jitter_p99_ms']):>7} {_fmt(r['outbound_jitter_p99_ms']):>7} "
             f"{r['audio_gaps']:>5} {r['failed']:>5} {_fmt(r['server_cpu_percent_per_call'], 2):>9} "
             f"{_fmt(r['server_rss_mb_per_call'], 2):>8} {_fmt(r['server_loop_lag_p99_ms']):>8} "

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from voicerail.sim.caller import CallResult, TurnTiming
-from voicerail.sim.checks import check_call, find_contamination, runtime_shares_ms
+from voicerail.sim.checks import (
+    check_call,
+    find_contamination,
+    inbound_lags_ms,
+    runtime_shares_ms,
+)
 from voicerail.sim.scenario import expand, parse_suite
 
 GREETING = "Hello, you're talking to an AI assistant, and this call may be recorded."
@@ -167,3 +172,16 @@ def test_runtime_share_subtracts_provider_time() -> None:
     ]
     (share,) = runtime_shares_ms(events)
     assert abs(share - 3.0) < 1e-6
+
+
+def test_inbound_lag_is_detection_time_minus_the_audio_clock() -> None:
+    """A turn whose audio ended 10.0 s into the stream, with a 0.5 s endpointing
+    window, is due at start + 10.5 s; seen 40 ms later, then 2.5 s later."""
+    events = [
+        event("StreamStarted", at_mono=100.0),
+        event("UserTurnEnded", data={"speech_end_s": 10.0, "endpoint_wait_s": 0.5}, at_mono=110.54),
+        event("UserTurnEnded", data={"speech_end_s": 20.0, "endpoint_wait_s": 0.5}, at_mono=123.0),
+    ]
+    lags = inbound_lags_ms(events)
+    assert [round(ms) for ms in lags] == [40, 2500]
+    assert inbound_lags_ms(events[1:]) == []  # no stream start: nothing to measure against

@@ -38,6 +38,8 @@ class CallCheck:
         latencies_ms: latency at the caller's ear per answered speech/DTMF turn.
         runtime_share_ms: per answered turn, the server's own time (see
             :func:`runtime_shares_ms`).
+        inbound_lag_ms: per caller turn, how late the server saw its end (see
+            :func:`inbound_lags_ms`).
         outcome: the server's outcome label, when known.
     """
 
@@ -46,6 +48,7 @@ class CallCheck:
     unchecked: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
     runtime_share_ms: list[float] = field(default_factory=list)
+    inbound_lag_ms: list[float] = field(default_factory=list)
     outcome: str | None = None
 
     @property
@@ -119,6 +122,32 @@ def runtime_shares_ms(events: Sequence[Mapping[str, Any]]) -> list[float]:
     return shares
 
 
+def inbound_lags_ms(events: Sequence[Mapping[str, Any]]) -> list[float]:
+    """How late the server detected the end of each caller turn, milliseconds.
+
+    The caller's audio has its own clock: ``UserTurnEnded.data.speech_end_s`` is
+    seconds of received audio since the stream started. Received in real time
+    and processed at once, the end would be detected at ``StreamStarted.at_mono +
+    speech_end_s + endpoint_wait_s``; the lag is the detection's ``at_mono`` minus
+    that. It is what :func:`runtime_shares_ms` cannot see, because that share
+    starts at detection: a server too busy to keep up with inbound audio
+    detects every turn late, and the lag grows through the call. It includes the
+    network, the caller's own send lag, and up to one VAD window (32 ms) of
+    rounding; frames lost on the way make it look larger by their duration.
+    """
+    started = next((e.get("at_mono") for e in events if e.get("kind") == "StreamStarted"), None)
+    if started is None:
+        return []
+    lags = []
+    for event in events:
+        data = event.get("data") or {}
+        if event.get("kind") != "UserTurnEnded" or data.get("speech_end_s") is None:
+            continue
+        due = float(started) + float(data["speech_end_s"]) + float(data.get("endpoint_wait_s") or 0)
+        lags.append((float(event["at_mono"]) - due) * 1000)
+    return lags
+
+
 def check_call(
     plan: CallPlan,
     result: CallResult | None,
@@ -152,6 +181,7 @@ def check_call(
     events = list(server.get("events") or [])
     check.outcome = server.get("outcome")
     check.runtime_share_ms = runtime_shares_ms(events)
+    check.inbound_lag_ms = inbound_lags_ms(events)
     _check_server_side(check, server, events, booking_rows)
     return check
 

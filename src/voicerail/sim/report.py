@@ -27,6 +27,7 @@ def build_report(run: RunResult, *, suite: str = "suite") -> dict[str, Any]:
     calls = [_call_entry(run, check) for check in run.checks]
     latencies = [ms for c in run.checks for ms in c.latencies_ms]
     shares = [ms for c in run.checks for ms in c.runtime_share_ms]
+    inbound_lags = [ms for c in run.checks for ms in c.inbound_lag_ms]
     jitter = Histogram()
     for result in run.results.values():
         jitter.extend(result.arrival_jitter_ms)
@@ -66,6 +67,7 @@ def build_report(run: RunResult, *, suite: str = "suite") -> dict[str, Any]:
             "failures_by_check": dict(failures),
             "latency_ms": summarize(latencies),
             "runtime_share_ms": summarize(shares),
+            "inbound_lag_ms": summarize(inbound_lags),
             "audio_gaps": {
                 "count": len(gaps),
                 "calls": sum(1 for r in run.results.values() if r.audio_gaps_s),
@@ -118,6 +120,7 @@ def _call_entry(run: RunResult, check: Any) -> dict[str, Any]:
         "unchecked": check.unchecked,
         "latencies_ms": [round(ms, 1) for ms in check.latencies_ms],
         "runtime_share_ms": [round(ms, 2) for ms in check.runtime_share_ms],
+        "inbound_lag_ms": [round(ms, 1) for ms in check.inbound_lag_ms],
         "error": run.errors.get(plan.index),
     }
     if result is not None:
@@ -199,6 +202,11 @@ def summary_table(report: dict[str, Any]) -> Any:
     table.add_row(
         "runtime's own share (ms)",
         f"p50 {_ms(share['p50'], 1)}  p99 {_ms(share['p99'], 1)}  max {_ms(share['max'], 1)}",
+    )
+    lag = s.get("inbound_lag_ms") or {}
+    table.add_row(
+        "turn end seen late by (ms)",
+        f"p50 {_ms(lag.get('p50'), 1)}  p99 {_ms(lag.get('p99'), 1)}  max {_ms(lag.get('max'), 1)}",
     )
     gaps = s["audio_gaps"]
     table.add_row("audio gaps at the ear", f"{gaps['count']} in {gaps['calls']} calls")
@@ -383,6 +391,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("failed checks", _esc(json.dumps(s["failures_by_check"]))),
         ("latency at the ear (ms)", _esc(_fmt_summary(s["latency_ms"]))),
         ("runtime's own share (ms)", _esc(_fmt_summary(s["runtime_share_ms"], 2))),
+        ("turn end seen late by (ms)", _esc(_fmt_summary(s.get("inbound_lag_ms") or {}, 1))),
         ("audio gaps", f"{s['audio_gaps']['count']} in {s['audio_gaps']['calls']} calls"),
         ("outbound frame jitter (ms)", _esc(_fmt_summary(s["outbound_jitter_ms"], 1))),
         ("inbound frame jitter (ms)", _esc(_fmt_summary(s["inbound_jitter_ms"] or {}, 1))),
