@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,7 +106,12 @@ class CallSession:
         self._vad: SileroVAD | EnergyVAD
         self._batched_vad: BatchedSileroVAD | None = None
         if isinstance(runtime.vad_model, SileroBatcher):
-            self._batched_vad = BatchedSileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
+            self._batched_vad = BatchedSileroVAD(
+                runtime.vad_model,
+                sample_rate_hz=TWILIO_RATE_HZ,
+                on_scores=self._on_vad_scores,
+                on_error=self._on_vad_error,
+            )
             self._vad = self._batched_vad
         elif isinstance(runtime.vad_model, SileroVADModel):
             self._vad = SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
@@ -157,6 +162,8 @@ class CallSession:
             asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
         ]
         await self._done.wait()
+        if self._batched_vad is not None:
+            self._batched_vad.close()
         if self._speculation is not None:
             self._speculation.cancel()
         if self._job is not None:
@@ -242,7 +249,7 @@ class CallSession:
             pcm = ulaw_to_pcm16(message.payload)
             self._ring.append(pcm)
             if self._batched_vad is not None:
-                self._on_speech_probabilities(await self._batched_vad.process_async(pcm), now)
+                self._batched_vad.feed(pcm, now)  # scores arrive in _on_vad_scores
             else:
                 self._on_speech_probabilities(self._vad.process(pcm), now)
         elif isinstance(message, twilio.Mark):
@@ -278,7 +285,22 @@ class CallSession:
         )
         self._start_job(self._greet())
 
-    def _on_speech_probabilities(self, probabilities: list[float], now: float) -> None:
+    def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
+        """Batched VAD results, in order, each with its frame's arrival time."""
+        if self._done.is_set():
+            return
+        try:
+            for probability, arrived in scores:
+                self._on_speech_probabilities((probability,), arrived)
+        except Exception as exc:  # callback boundary: fail this call only
+            log.exception("call %s: turn taking failed", self.call_id)
+            self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
+
+    def _on_vad_error(self, error: BaseException) -> None:
+        log.error("call %s: vad batch failed: %s", self.call_id, error)
+        self._end("error", error=f"vad failed: {type(error).__name__}: {error}", close_code=1011)
+
+    def _on_speech_probabilities(self, probabilities: Sequence[float], now: float) -> None:
         endpointer = self._endpointer
         for probability in probabilities:
             for change in endpointer.process(probability):
