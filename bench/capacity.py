@@ -24,6 +24,7 @@ Usage::
     .venv/bin/python bench/capacity.py [--steps 10,25,50,100,150,200] [--vad energy]
         [--vad-batch-ms 0]
         [--calls-per-step N] [--frames-per-media 5] [--out var/bench/capacity.json]
+        [--report-dir DIR]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from voicerail.sim.audio import AudioLibrary
 from voicerail.sim.cli import run_event_loop
 from voicerail.sim.fake_server import FakeServerConfig, fake_server_process
 from voicerail.sim.fakes import CloudLatency
-from voicerail.sim.report import build_report
+from voicerail.sim.report import build_report, write_report
 from voicerail.sim.runner import RunOptions, Target, probe_target, run_calls
 from voicerail.sim.scenario import expand, load_suite
 
@@ -120,7 +121,10 @@ async def run_step(
         run = await run_calls(
             target, plans, turns, RunOptions(concurrency=concurrency, ramp_s=ramp_s)
         )
-    figures = step_figures(build_report(run, suite=f"capacity-{concurrency}"))
+    report = build_report(run, suite=f"capacity-{concurrency}")
+    if args.report_dir:
+        write_report(report, Path(args.report_dir) / f"step-{concurrency}")
+    figures = step_figures(report)
     figures["concurrency"] = concurrency
     figures["ok"] = step_ok(figures)
     return figures
@@ -180,6 +184,9 @@ def main() -> int:
     )
     parser.add_argument("--cache-dir", default="var/sim-cache")
     parser.add_argument("--out", default="var/bench/capacity.json")
+    parser.add_argument(
+        "--report-dir", default="", help="also write each step's report.json and report.html here"
+    )
     args = parser.parse_args()
     rows = run_event_loop(main_async(args))
     print()

@@ -325,6 +325,8 @@ class _WindowBuffer:
         """Append ``pcm``; return the completed windows as ``[num_windows, window]``."""
         self._pending += pcm
         num_windows = len(self._pending) // self._window_num_bytes
+        if num_windows == 0:  # most 20 ms frames complete no 32 ms window
+            return np.empty((0, self.window_num_samples), dtype=np.int16)
         num_bytes = num_windows * self._window_num_bytes
         samples = np.frombuffer(bytes(self._pending[:num_bytes]), dtype="<i2")
         del self._pending[:num_bytes]

@@ -164,7 +164,7 @@ def _load(data: str | bytes) -> tuple[str, _Fields]:
         except UnicodeDecodeError as exc:
             raise ProtocolError(f"message is not valid utf-8 (byte {exc.start})") from None
     try:
-        obj = json.loads(data, parse_constant=_reject_constant)
+        obj = _DECODER.decode(data)
     except json.JSONDecodeError as exc:
         raise ProtocolError(
             f"message is not valid json (line {exc.lineno} column {exc.colno})"
@@ -184,6 +184,10 @@ def _load(data: str | bytes) -> tuple[str, _Fields]:
 def _reject_constant(name: str) -> float:
     # NaN and Infinity are Python extensions, not JSON numbers (RFC 8259 section 6).
     raise ProtocolError(f"message is not valid json ({name} is not a json number)")
+
+
+# One decoder for every message: json.loads with an option builds a new one per call.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def _parse_connected(fields: _Fields) -> Connected:
