@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -139,6 +140,8 @@ class CallSession:
         self._done = asyncio.Event()
         self._unanswered_text = ""
         self._turn_ended_at_s: float | None = None
+        self._received_s = 0.0  # seconds of caller audio received
+        self._audio_origin = math.inf  # monotonic time of the caller's audio time 0
         self._outcome: Outcome | None = None
         self._ended_by: str | None = None
         self._error: str | None = None
@@ -247,6 +250,10 @@ class CallSession:
         now = self._clock.monotonic()
         if isinstance(message, twilio.Media):
             pcm = ulaw_to_pcm16(message.payload)
+            # The caller's audio clock: a frame's last sample exists at origin +
+            # received seconds; the earliest frame relative to that fixes the origin.
+            self._received_s += len(pcm) / (2 * TWILIO_RATE_HZ)
+            self._audio_origin = min(self._audio_origin, now - self._received_s)
             self._ring.append(pcm)
             if self._batched_vad is not None:
                 self._batched_vad.feed(pcm, now)  # scores arrive in _on_vad_scores
@@ -416,6 +423,11 @@ class CallSession:
 
     async def _answer(self, turn: tp.EndUserTurn) -> None:
         self._turn_index += 1
+        endpoint_wait_s = self.rt.audio.endpoint_silence_s
+        # How late the end is seen against the caller's audio clock: 0 when every
+        # frame is read on arrival (up to a frame and a VAD window of rounding).
+        due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
+        inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
         self._emit(
             EventKind.USER_TURN_ENDED,
             Stage.VAD,
@@ -423,7 +435,8 @@ class CallSession:
                 "turn": self._turn_index,
                 "speech_start_s": turn.speech_start_s,
                 "speech_end_s": turn.speech_end_s,
-                "endpoint_wait_s": self.rt.audio.endpoint_silence_s,
+                "endpoint_wait_s": endpoint_wait_s,
+                "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
             },
         )
         waited_from = self._clock.monotonic()

@@ -125,26 +125,32 @@ def runtime_shares_ms(events: Sequence[Mapping[str, Any]]) -> list[float]:
 def inbound_lags_ms(events: Sequence[Mapping[str, Any]]) -> list[float]:
     """How late the server detected the end of each caller turn, milliseconds.
 
-    The caller's audio has its own clock: ``UserTurnEnded.data.speech_end_s`` is
-    seconds of received audio since the stream started. Received in real time
-    and processed at once, the end would be detected at ``StreamStarted.at_mono +
-    speech_end_s + endpoint_wait_s``; the lag is the detection's ``at_mono`` minus
-    that. It is what :func:`runtime_shares_ms` cannot see, because that share
-    starts at detection: a server too busy to keep up with inbound audio
-    detects every turn late, and the lag grows through the call. It includes the
-    network, the caller's own send lag, and up to one VAD window (32 ms) of
-    rounding; frames lost on the way make it look larger by their duration.
+    The server reports it as ``UserTurnEnded.data.inbound_lag_s``: the detection
+    time minus when the end would be seen if every frame were read on arrival,
+    on the caller's audio clock (origin fixed by the earliest-arriving frame, so
+    a caller that starts its audio late does not count). It is what
+    :func:`runtime_shares_ms` cannot see, because that share starts at
+    detection: a server too busy to keep up with inbound audio detects every
+    turn late, and the lag grows through the call. It includes the network and
+    the caller's own send lag after its first frame, and up to one frame and one
+    VAD window of rounding; frames lost on the way make it look larger by their
+    duration.
+
+    For a server whose events lack ``inbound_lag_s``, the origin is the
+    ``StreamStarted`` time instead (which also counts a late first frame).
     """
     started = next((e.get("at_mono") for e in events if e.get("kind") == "StreamStarted"), None)
-    if started is None:
-        return []
     lags = []
     for event in events:
         data = event.get("data") or {}
-        if event.get("kind") != "UserTurnEnded" or data.get("speech_end_s") is None:
+        if event.get("kind") != "UserTurnEnded":
             continue
-        due = float(started) + float(data["speech_end_s"]) + float(data.get("endpoint_wait_s") or 0)
-        lags.append((float(event["at_mono"]) - due) * 1000)
+        if data.get("inbound_lag_s") is not None:
+            lags.append(float(data["inbound_lag_s"]) * 1000)
+        elif started is not None and data.get("speech_end_s") is not None:
+            wait_s = float(data.get("endpoint_wait_s") or 0)
+            due = float(started) + float(data["speech_end_s"]) + wait_s
+            lags.append((float(event["at_mono"]) - due) * 1000)
     return lags
 
 
