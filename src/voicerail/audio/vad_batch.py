@@ -177,21 +177,37 @@ class SileroBatcher:
     def _run_steps(
         self, inputs: list[Float32Array], states: list[Float32Array], sample_rate_hz: int
     ) -> list[tuple[Float32Array, Float32Array]]:
-        """On the worker thread: step ``t`` of every call with a ``t``-th window."""
-        probabilities = [np.empty(rows.shape[0], dtype=np.float32) for rows in inputs]
-        states = list(states)
-        step = 0
-        active = list(range(len(inputs)))
-        while active:
-            batch_inputs = np.concatenate([inputs[i][step : step + 1] for i in active], axis=0)
-            batch_states = np.concatenate([states[i] for i in active], axis=1)
+        """On the worker thread: step ``t`` of every call with a ``t``-th window.
+
+        A handful of numpy operations per step, none per call: the thread takes
+        the GIL once per step, between runs that release it.
+        """
+        counts = np.array([rows.shape[0] for rows in inputs])
+        steps = int(counts.max())
+        if steps == 1:
+            batch_inputs = np.concatenate(inputs, axis=0)
+            batch_states = np.concatenate(states, axis=1)
             scores, new_states = self.model.run_batch(batch_inputs, batch_states, sample_rate_hz)
-            for row, i in enumerate(active):
-                probabilities[i][step] = scores[row, 0]
-                states[i] = np.ascontiguousarray(new_states[:, row : row + 1])
-            step += 1
-            active = [i for i in active if inputs[i].shape[0] > step]
-        return list(zip(probabilities, states, strict=True))
+            return [
+                (scores[i, :1].copy(), np.ascontiguousarray(new_states[:, i : i + 1]))
+                for i in range(len(inputs))
+            ]
+        padded = np.zeros((len(inputs), steps, inputs[0].shape[1]), dtype=np.float32)
+        for i, rows in enumerate(inputs):
+            padded[i, : rows.shape[0]] = rows
+        all_states = np.concatenate(states, axis=1)  # [2, calls, 128]
+        probabilities = np.zeros((len(inputs), steps), dtype=np.float32)
+        for step in range(steps):
+            active = np.flatnonzero(counts > step)
+            scores, new_states = self.model.run_batch(
+                padded[active, step], all_states[:, active], sample_rate_hz
+            )
+            probabilities[active, step] = scores[:, 0]
+            all_states[:, active] = new_states
+        return [
+            (probabilities[i, : counts[i]].copy(), np.ascontiguousarray(all_states[:, i : i + 1]))
+            for i in range(len(inputs))
+        ]
 
 
 def _resolve(
