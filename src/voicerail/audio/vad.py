@@ -320,13 +320,14 @@ class _WindowBuffer:
         self.window_num_samples = window_num_samples
         self._window_num_bytes = 2 * window_num_samples
         self._pending = bytearray()
+        self._no_windows: npt.NDArray[np.int16] = np.empty((0, window_num_samples), np.int16)
 
     def push(self, pcm: bytes) -> npt.NDArray[np.int16]:
         """Append ``pcm``; return the completed windows as ``[num_windows, window]``."""
         self._pending += pcm
         num_windows = len(self._pending) // self._window_num_bytes
         if num_windows == 0:  # most 20 ms frames complete no 32 ms window
-            return np.empty((0, self.window_num_samples), dtype=np.int16)
+            return self._no_windows
         num_bytes = num_windows * self._window_num_bytes
         samples = np.frombuffer(bytes(self._pending[:num_bytes]), dtype="<i2")
         del self._pending[:num_bytes]
