@@ -7,6 +7,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
+import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -81,6 +82,19 @@ def test_metrics_count_calls_attempts_failovers_and_barge_ins(tmp_path):
     metrics.set_credential_expiry("never-set", None)
     assert sample(metrics, "voicerail_credential_expiry_seconds", credential="deepgram") == 0
     store.close()
+
+
+def test_inbound_lag_of_each_turn_end_feeds_a_histogram():
+    metrics = PrometheusSink()
+    for lag in (0.03, 0.4, None, -0.002):
+        data = {"turn": 1} if lag is None else {"turn": 1, "inbound_lag_s": lag}
+        metrics.receive_event(
+            {"kind": "UserTurnEnded", "stage": "vad", "data": data, "latency_s": None}
+        )
+    assert sample(metrics, "voicerail_inbound_lag_seconds_count") == 3
+    assert sample(metrics, "voicerail_inbound_lag_seconds_sum") == pytest.approx(0.43)
+    assert sample(metrics, "voicerail_inbound_lag_seconds_bucket", le="0.05") == 2
+    assert sample(metrics, "voicerail_inbound_lag_seconds_bucket", le="0.25") == 2
 
 
 def test_traces_nest_stage_spans_in_turns_in_calls(tmp_path):

@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 
 #: Voice latency buckets, seconds: the 800 ms target and the 1.5 s abandon line inside.
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
+# Inbound lag: tens of ms when the runtime keeps up (a frame and a VAD window of
+# rounding), hundreds when it falls behind.
+INBOUND_LAG_BUCKETS_S = (0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 # Numeric data fields worth carrying on spans (never free text).
 _SPAN_DATA_FIELDS = (
@@ -176,6 +179,13 @@ class PrometheusSink:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.inbound_lag = Histogram(
+            "voicerail_inbound_lag_seconds",
+            "How late each caller turn's end was seen against the caller's audio clock: "
+            "the runtime falling behind its inbound audio.",
+            buckets=INBOUND_LAG_BUCKETS_S,
+            registry=r,
+        )
         self.attempts = Counter(
             "voicerail_provider_attempts",
             "Provider attempts, by stage, provider and outcome.",
@@ -217,6 +227,10 @@ class PrometheusSink:
             ).inc()
         elif kind == EventKind.BARGE_IN:
             self.barge_ins.inc()
+        elif kind == EventKind.USER_TURN_ENDED:
+            lag = data.get("inbound_lag_s")
+            if isinstance(lag, int | float):
+                self.inbound_lag.observe(max(0.0, lag))
         elif kind in (EventKind.TRANSCRIPT_FINAL, EventKind.DIALOG_DECIDED):
             if latency is not None and event["outcome"] != "error":
                 self.stage_latency.labels(stage=stage).observe(latency)
