@@ -1,5 +1,9 @@
 """Fault injection: wrap any provider, or use a synthetic one, and make it misbehave.
 
+(Over 500 lines: the fault file's schema, the one injector, and the three
+wrappers and three synthetic providers that share it. The natural split is
+the synthetic providers (``Fake*``) into their own module.)
+
 Used by tests, benchmarks and ``voicerail serve --faults FILE``. A fault file
 maps provider names to profiles::
 
