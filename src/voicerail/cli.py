@@ -79,6 +79,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--skip-credential-check", action="store_true", help="start without checking credentials"
     )
+    serve.add_argument(
+        "--max-calls",
+        type=int,
+        default=None,
+        help="calls in progress beyond which new calls are refused (default: from the cores)",
+    )
 
     call = sub.add_parser("call", help="place a simulated Twilio call")
     call.add_argument("--url", default="ws://127.0.0.1:8080/twilio/media")
@@ -140,6 +146,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from voicerail.config import build_runtime, warm_up
     from voicerail.ops.credentials import check_at_startup, load_registry
+    from voicerail.server.admission import load_overflow
     from voicerail.server.app import ServerSettings, create_app
     from voicerail.server.auth import exposure_warning
     from voicerail.server.operations import OperationsSettings
@@ -178,6 +185,7 @@ def _serve(args: argparse.Namespace) -> int:
         prices_path=args.prices,
         validate_tts=args.validate_tts,
         lexicon_path=args.lexicon,
+        max_calls=args.max_calls,
         turns=TurnConfig(
             barge_in_s=args.barge_in,
             reprompt_after_s=args.reprompt_after,
@@ -194,6 +202,7 @@ def _serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         handoff_number=args.handoff_number,
         operations=operations,
+        overflow=load_overflow(args.agent),
     )
     app = create_app(runtime, settings)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)

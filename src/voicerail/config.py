@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicerail.dialog.base import DialogFactory
+from voicerail.errors import ConfigError
 from voicerail.events.model import Event
 from voicerail.events.store import EventStore, SQLiteEventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
+from voicerail.session.load import AdmissionConfig, LoadMonitor
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
 
@@ -48,6 +50,8 @@ class ServeOptions:
         vad_batch_ms: Silero windows of concurrent calls are batched, the first
             waiting at most this long (0: each window alone; see
             :mod:`voicerail.audio.vad_batch`).
+        max_calls: calls in progress beyond which new calls are refused; None
+            for :func:`default_max_calls`.
         turns: turn-taking timing.
         audio: audio pipeline policy.
     """
@@ -65,6 +69,7 @@ class ServeOptions:
     validate_tts: bool = False
     lexicon_path: Path | None = None
     database_url: str | None = None
+    max_calls: int | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -137,7 +142,11 @@ def build_runtime(options: ServeOptions) -> Runtime:
             ),
         },
     )
+    max_calls = options.max_calls if options.max_calls is not None else default_max_calls()
+    if max_calls < 1:
+        raise ConfigError(f"max calls must be at least 1, got {max_calls}", field="max_calls")
     return Runtime(
+        load=LoadMonitor(AdmissionConfig(max_calls=max_calls)),
         agent=agent,
         stt=stt_chain[0],
         tts=tts_chain[0],
@@ -147,6 +156,17 @@ def build_runtime(options: ServeOptions) -> Runtime:
         audio=options.audio,
         router=router,
     )
+
+
+#: Concurrent calls one core carries with the embedded models (whisper, piper,
+#: Silero) at p95 ≤ 1.5 s at the ear: bench/capacity_embedded.py measures it.
+EMBEDDED_CALLS_PER_CORE = 5
+
+
+def default_max_calls(num_cores: int | None = None) -> int:
+    """The ``--max-calls`` default: :data:`EMBEDDED_CALLS_PER_CORE` per usable core."""
+    cores = num_cores if num_cores is not None else len(os.sched_getaffinity(0))
+    return max(1, EMBEDDED_CALLS_PER_CORE * cores)
 
 
 def _validating(

@@ -221,6 +221,8 @@ class AgentSpec(_Strict):
     messages: Messages = Field(default_factory=Messages)
     max_misunderstandings: int = Field(default=2, ge=1)
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    # What callers beyond capacity get; validated by server.admission.load_overflow.
+    overflow: dict[str, str] | None = None
 
     @field_validator("intents", mode="before")
     @classmethod

@@ -104,6 +104,8 @@ class LLMAgentSpec(BaseModel):
     name: str
     greeting: str
     llm: LLMSection
+    # What callers beyond capacity get; validated by server.admission.load_overflow.
+    overflow: dict[str, str] | None = None
 
 
 def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:

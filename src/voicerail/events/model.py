@@ -56,6 +56,7 @@ class EventKind(StrEnum):
     PROTOCOL_ERROR = "ProtocolErrorReceived"
     TTS_VALIDATED = "TTSValidated"
     CALL_ENDED = "CallEnded"
+    CALL_REFUSED = "CallRefused"  # beyond capacity: refused before it became a call
 
 
 class Outcome(StrEnum):

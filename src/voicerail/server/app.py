@@ -13,6 +13,11 @@ Routes:
   requested a handoff and a handoff number is configured, else hangs up.
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`).
 * ``GET /healthz`` — liveness and calls in progress.
+* ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
+  be admitted, 503 when full, overloaded or draining; the load in the body.
+* Admission (``session/load.py``, ``server/admission.py``): beyond capacity the
+  voice webhook answers the agent's overflow TwiML and a media stream is
+  closed with 1013; both are ``CallRefused`` events.
 * ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON.
 * Operations (``server/operations.py``): ``/metrics``, ``/dashboard``,
   ``/api/ops/*``, ``/login``; API key or login when configured.
@@ -21,9 +26,11 @@ Routes:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,6 +41,8 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import StoreError
+from voicerail.events.model import Event, EventKind, Stage
+from voicerail.server.admission import OverflowPolicy
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
@@ -51,12 +60,14 @@ class ServerSettings:
             used for signature validation and the stream URL behind proxies.
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
         operations: metrics, traces, dashboard, access and credential checks.
+        overflow: what callers beyond capacity get (the agent file's ``overflow``).
     """
 
     twilio_auth_token: str | None = None
     public_url: str | None = None
     handoff_number: str | None = None
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -83,6 +94,10 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         form = await signed_form(request)
         if form is None:
             return Response("invalid X-Twilio-Signature", status_code=403)
+        decision = runtime.load.admit(reservation=form.get("CallSid") or None)
+        if not decision.admit:
+            refuse_at_webhook(form.get("CallSid"), decision.reason)
+            return Response(settings.overflow.twiml(), media_type="application/xml")
         if settings.public_url:
             host = settings.public_url.split("://", 1)[-1].rstrip("/")
         else:
@@ -95,6 +110,22 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
                 stream.parameter(name=name.lower(), value=form[name])
         response.append(connect)
         return Response(str(response), media_type="application/xml")
+
+    def refuse_at_webhook(call_sid: str | None, reason: str | None) -> None:
+        clock = runtime.clock
+        runtime.events.append(
+            Event(
+                call_id=f"refused_{call_sid or clock.wall()}",
+                kind=EventKind.CALL_REFUSED,
+                at_wall=clock.wall(),
+                at_mono=clock.monotonic(),
+                stage=Stage.TELEPHONY,
+                outcome="refused",
+                data={"where": "webhook", "reason": reason, "action": settings.overflow.action},
+                pii={"call_sid": call_sid},
+            )
+        )
+        log.warning("call %s refused at the webhook (%s)", call_sid, reason)
 
     async def connect_action(request: Request) -> Response:
         form = await signed_form(request)
@@ -123,6 +154,11 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"status": "ok", "calls_in_progress": len(active)})
+
+    async def readyz(request: Request) -> Response:
+        ready, load = runtime.load.ready()
+        body = {"ready": ready, **load.to_dict()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def list_calls(request: Request) -> Response:
         try:
@@ -159,12 +195,29 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/twilio/connect-action", connect_action, methods=["POST"]),
         WebSocketRoute("/twilio/media", media),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/api/calls", list_calls),
         Route("/api/calls/{call_id}", get_call),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
     mount_operations(app, runtime, settings.operations)
     return app
+
+
+def _sampling_load(runtime: Runtime) -> Callable[[Starlette], Any]:
+    """A lifespan that samples event-loop lag and CPU while the app runs."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(runtime.load.run(), name="load-sampler")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    return lifespan
 
 
 async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:

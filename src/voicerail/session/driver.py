@@ -60,6 +60,8 @@ STT_RATE_HZ = 16000
 FRAME_S = 0.02
 ULAW_FRAME_NUM_BYTES = 160
 TICK_S = 0.05
+#: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
+CLOSE_TRY_AGAIN_LATER = 1013
 
 SendText = Callable[[str], Awaitable[None]]
 
@@ -147,6 +149,7 @@ class CallSession:
         self._error: str | None = None
         self._close_code: int | None = None
         self._turn_index = 0
+        self._admitted = False  # a stream started and was admitted: this is a call
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self.record = CallRecord(
             call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
@@ -157,8 +160,6 @@ class CallSession:
     async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
         """Run the call until the caller hangs up, the agent ends it, or it fails."""
         current_call_id.set(self.call_id)  # inherited by every task of this call
-        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
-        self.rt.events.save_call(self.record)
         tasks = [
             asyncio.create_task(self._read(incoming), name=f"{self.call_id}-read"),
             asyncio.create_task(self._pace(), name=f"{self.call_id}-pace"),
@@ -174,7 +175,9 @@ class CallSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._finish()
+        if self._admitted:
+            self.rt.load.call_ended(self.call_id)
+            self._finish()
         if self._close_code is not None:
             try:
                 await self._close(self._close_code, self._ended_by or "")
@@ -270,6 +273,24 @@ class CallSession:
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
     def _on_start(self, start: twilio.Start) -> None:
+        # Admission (session/load.py): a stream the webhook announced holds a slot
+        # under its CallSid; one beyond capacity is refused before it is a call.
+        decision = self.rt.load.admit(reservation=start.call_sid)
+        if not decision.admit:
+            reason = f"refused: {decision.reason}"
+            self._emit(
+                EventKind.CALL_REFUSED,
+                Stage.TELEPHONY,
+                outcome="refused",
+                data={"where": "stream", "reason": decision.reason},
+                pii={"call_sid": start.call_sid},
+            )
+            log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
+            self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
+            return
+        self._admitted = True
+        self.rt.load.call_started(self.call_id, reservation=start.call_sid)
+        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.record = CallRecord(
             call_id=self.call_id,
             agent=self.record.agent,
@@ -428,6 +449,8 @@ class CallSession:
         # frame is read on arrival (up to a frame and a VAD window of rounding).
         due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
         inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
+        if inbound_lag_s is not None:
+            self.rt.load.observe_inbound_lag(inbound_lag_s)
         self._emit(
             EventKind.USER_TURN_ENDED,
             Stage.VAD,

@@ -10,6 +10,7 @@ from voicerail.dialog.base import DialogFactory
 from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
+from voicerail.session.load import LoadMonitor
 from voicerail.turns.policy import TurnConfig
 
 #: The call whose task is running: set by the driver for each call's tasks (they
@@ -66,6 +67,7 @@ class Runtime:
             failover) instead of ``stt`` and ``tts``.
         turn_budget_s: a caller turn's latency budget from its end, seconds; the
             router derives per-attempt deadlines from what is left of it.
+        load: the server's live load and admission limits (``--max-calls``).
     """
 
     agent: DialogFactory
@@ -78,3 +80,4 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     router: Router | None = None
     turn_budget_s: float = 2.5
+    load: LoadMonitor = field(default_factory=LoadMonitor)

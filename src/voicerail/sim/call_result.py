@@ -101,6 +101,8 @@ class CallResult:
         connected_at: wall time the WebSocket opened; ended_at: when it closed.
         frames_sent: inbound media frames sent; frames_dropped: dropped by impairment.
         agent_media_messages: outbound ``media`` messages received from the server.
+        refused: why the server refused the call (busy TwiML from the voice webhook,
+            or the stream closed with 1013 "Try Again Later"); None when served.
     """
 
     call_sid: str
@@ -125,3 +127,4 @@ class CallResult:
     frames_sent: int = 0
     frames_dropped: int = 0
     agent_media_messages: int = 0
+    refused: str | None = None

@@ -48,6 +48,8 @@ from voicerail.sim.impair import ImpairedLink
 FRAME_S = 0.02
 FRAME_NUM_BYTES = 160
 ULAW_SILENCE = b"\xff" * FRAME_NUM_BYTES
+#: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1): the server is full.
+CLOSE_TRY_AGAIN_LATER = 1013
 _SILENCE_B64 = base64.b64encode(ULAW_SILENCE).decode("ascii")
 # Paced agent frames skipped per reply before arrival jitter is measured: the
 # server sends its playback lead (up to ~0.2 s) in a burst when a reply starts.
@@ -77,6 +79,8 @@ class SimulatedTwilioCall:
         keep_agent_audio: keep the agent's μ-law audio (for ``--record-dir``).
         link: an impaired network path for this call's messages (None: direct).
         open_timeout_s: how long the WebSocket opening handshake may take.
+        call_sid: the call's CallSid (the one the voice webhook was asked with);
+            a new one when None.
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class SimulatedTwilioCall:
         keep_agent_audio: bool = False,
         link: ImpairedLink | None = None,
         open_timeout_s: float = 10.0,
+        call_sid: str | None = None,
     ) -> None:
         self.url = url
         self.turn_gap_s = turn_gap_s
@@ -98,7 +103,7 @@ class SimulatedTwilioCall:
         self.link = link
         self.open_timeout_s = open_timeout_s
         self.result = CallResult(
-            call_sid=f"CA{uuid.uuid4().hex}", stream_sid=f"MZ{uuid.uuid4().hex}"
+            call_sid=call_sid or f"CA{uuid.uuid4().hex}", stream_sid=f"MZ{uuid.uuid4().hex}"
         )
         self._seq = 0
         self._chunk = 0
@@ -192,6 +197,8 @@ class SimulatedTwilioCall:
             except websockets.ConnectionClosed:
                 self.result.hung_up_by = "agent"
             finally:
+                if ws.close_code == CLOSE_TRY_AGAIN_LATER:
+                    self.result.refused = f"stream closed 1013: {ws.close_reason}"
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)

@@ -41,6 +41,8 @@ class CallCheck:
         inbound_lag_ms: per caller turn, how late the server saw its end (see
             :func:`inbound_lags_ms`).
         outcome: the server's outcome label, when known.
+        refused: why the server refused the call cleanly (busy TwiML or a 1013
+            close); a refused call is neither passed nor failed.
     """
 
     plan: CallPlan
@@ -50,10 +52,11 @@ class CallCheck:
     runtime_share_ms: list[float] = field(default_factory=list)
     inbound_lag_ms: list[float] = field(default_factory=list)
     outcome: str | None = None
+    refused: str | None = None
 
     @property
     def passed(self) -> bool:
-        """True when no check failed."""
+        """True when no check failed (a cleanly refused call fails none)."""
         return not self.failures
 
     def fail(self, check: str, message: str) -> None:
@@ -177,6 +180,10 @@ def check_call(
     check = CallCheck(plan=plan)
     if result is None or error is not None:
         check.fail("call", f"call failed at the caller: {error or 'no result'}")
+        return check
+    if result.refused is not None:
+        check.refused = result.refused
+        check.outcome = "refused"
         return check
     _check_caller_side(check, result)
     if server is None:

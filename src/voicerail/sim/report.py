@@ -60,8 +60,9 @@ def build_report(run: RunResult, *, suite: str = "suite") -> dict[str, Any]:
         "duration_s": run.duration_s,
         "summary": {
             "calls": len(run.checks),
-            "passed": sum(1 for c in run.checks if c.passed),
+            "passed": sum(1 for c in run.checks if c.passed and c.refused is None),
             "failed": sum(1 for c in run.checks if not c.passed),
+            "refused": sum(1 for c in run.checks if c.refused is not None),
             "failed_at_caller": len(run.errors),
             "outcomes": dict(outcomes),
             "failures_by_check": dict(failures),
@@ -116,6 +117,7 @@ def _call_entry(run: RunResult, check: Any) -> dict[str, Any]:
         "call_id": record.get("call_id"),
         "outcome": check.outcome,
         "passed": check.passed,
+        "refused": check.refused,
         "failures": [{"check": c, "message": m} for c, m in check.failures],
         "unchecked": check.unchecked,
         "latencies_ms": [round(ms, 1) for ms in check.latencies_ms],
@@ -185,7 +187,7 @@ def summary_table(report: dict[str, Any]) -> Any:
     table.add_row("verdict", verdict)
     table.add_row(
         "calls",
-        f"{s['calls']} ({s['passed']} passed, {s['failed']} failed, "
+        f"{s['calls']} ({s['passed']} passed, {s['failed']} failed, {s['refused']} refused, "
         f"{s['failed_at_caller']} not placed) at concurrency {report['options']['concurrency']}",
     )
     table.add_row("outcomes", ", ".join(f"{k}: {v}" for k, v in sorted(s["outcomes"].items())))
@@ -385,7 +387,10 @@ def render_html(report: dict[str, Any]) -> str:
     )
     rows = [
         ("verdict", verdict),
-        ("calls", f"{s['calls']} ({s['passed']} passed, {s['failed']} failed)"),
+        (
+            "calls",
+            f"{s['calls']} ({s['passed']} passed, {s['failed']} failed, {s['refused']} refused)",
+        ),
         ("concurrency", str(report["options"]["concurrency"])),
         ("outcomes", _esc(", ".join(f"{k}: {v}" for k, v in sorted(s["outcomes"].items())))),
         ("failed checks", _esc(json.dumps(s["failures_by_check"]))),

@@ -19,6 +19,7 @@ import asyncio
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,8 +168,10 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        """True when every call passed and nothing leaked between sessions."""
-        return all(c.passed for c in self.checks) and not self.contamination.findings
+        """True when every call passed or was cleanly refused, at least one was
+        served, and nothing leaked between sessions."""
+        served = [c for c in self.checks if c.refused is None]
+        return bool(served) and all(c.passed for c in served) and not self.contamination.findings
 
 
 def custom_parameters(plan: CallPlan) -> dict[str, str]:
@@ -268,6 +271,11 @@ async def run_calls(
 async def _place(
     target: Target, plan: CallPlan, call_turns: Sequence[CallerTurn], options: RunOptions
 ) -> CallResult:
+    call_sid = f"CA{uuid.uuid4().hex}"
+    if target.has_api:
+        refusal = await ask_voice_webhook(target, call_sid)
+        if refusal is not None:
+            return CallResult(call_sid=call_sid, stream_sid="", refused=refusal)
     link = None
     if options.impairment.active:
         link = ImpairedLink(options.impairment, seed=plan.index)
@@ -278,8 +286,38 @@ async def _place(
         custom_parameters=custom_parameters(plan),
         link=link,
         open_timeout_s=options.open_timeout_s,
+        call_sid=call_sid,
     )
     return await caller.run(call_turns)
+
+
+async def ask_voice_webhook(target: Target, call_sid: str) -> str | None:
+    """Ring the server as Twilio does: ``POST /twilio/voice`` with the call's form.
+
+    Returns:
+        None when the TwiML connects a stream (the caller goes on to the
+        WebSocket), else why the call was refused (the TwiML verbs it got:
+        ``Say`` + ``Hangup``, ``Reject``, or ``Dial`` to an overflow number).
+
+    Raises:
+        httpx.HTTPError: the webhook could not be reached or did not answer 200.
+    """
+    import xml.etree.ElementTree as ET
+
+    form = {
+        "CallSid": call_sid,
+        "AccountSid": "AC" + "0" * 32,
+        "From": "+15550100",
+        "To": "+15550199",
+    }
+    async with httpx.AsyncClient(base_url=target.base_url, timeout=10.0) as client:
+        response = await client.post("/twilio/voice", data=form)
+        response.raise_for_status()
+    root = ET.fromstring(response.text)
+    verbs = [child.tag for child in root]
+    if "Connect" in verbs:
+        return None
+    return "webhook: " + " + ".join(verbs)
 
 
 async def _sim_stats(target: Target, *, reset: bool = False) -> dict[str, Any] | None:
