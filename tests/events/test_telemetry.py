@@ -97,6 +97,28 @@ def test_inbound_lag_of_each_turn_end_feeds_a_histogram():
     assert sample(metrics, "voicerail_inbound_lag_seconds_bucket", le="0.25") == 2
 
 
+def test_refused_calls_are_counted_by_where_and_reason_kind():
+    metrics = PrometheusSink()
+    for where, reason in [
+        ("webhook", "full: 10 of 10 calls"),
+        ("webhook", "full: 10 of 10 calls"),
+        ("stream", "overloaded: cpu 0.990>0.950"),
+    ]:
+        metrics.receive_event(
+            {
+                "kind": "CallRefused",
+                "stage": "telephony",
+                "data": {"where": where, "reason": reason},
+                "latency_s": None,
+            }
+        )
+    assert sample(metrics, "voicerail_calls_refused_total", where="webhook", reason="full") == 2
+    assert (
+        sample(metrics, "voicerail_calls_refused_total", where="stream", reason="overloaded") == 1
+    )
+    assert sample(metrics, "voicerail_calls_in_progress") == 0
+
+
 def test_traces_nest_stage_spans_in_turns_in_calls(tmp_path):
     exporter = InMemorySpanExporter()
     telemetry = build_telemetry(span_processor=SimpleSpanProcessor(exporter), log_events=False)

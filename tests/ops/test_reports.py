@@ -11,6 +11,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
+from voicerail.events.model import Event, EventKind, Stage
 from voicerail.events.postgres import PostgresEventStore
 from voicerail.events.store import SQLiteEventStore
 from voicerail.ops import reports
@@ -33,12 +34,28 @@ CAUSES = {
 }
 
 
+# Calls refused beyond capacity, seconds before NOW: 3 in the last day, 2 the day before.
+REFUSED_AGO_S = [10.0, 3600.0, DAY - 1, DAY + 5, 2 * DAY - 5]
+
+
 def fill(store) -> None:
     for plan in PLANS:
         call, events = events_for(plan)
         store.save_call(call)
         for e in events:
             store.append(e)
+    for i, ago in enumerate(REFUSED_AGO_S):
+        store.append(
+            Event(
+                call_id=f"refused_CA{i}",
+                kind=EventKind.CALL_REFUSED,
+                at_wall=NOW - ago,
+                at_mono=0.0,
+                stage=Stage.TELEPHONY,
+                outcome="refused",
+                data={"where": "webhook", "reason": "full: 10 of 10 calls"},
+            )
+        )
     store.flush()
 
 
@@ -104,6 +121,7 @@ def test_failures_by_provider_and_stage_now_and_before(db):
         expected = expected_window(start, end)
         got = answer[label]
         assert (got["calls"], got["failed_calls"]) == (expected["calls"], expected["failed_calls"])
+        assert got["refused_calls"] == sum(start <= NOW - ago < end for ago in REFUSED_AGO_S)
         assert got["call_failure_rate"] == pytest.approx(
             expected["failed_calls"] / expected["calls"]
         )

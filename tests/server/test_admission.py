@@ -82,22 +82,29 @@ def test_the_overflow_policy_decides_what_a_refused_caller_gets(store, policy, e
 
 
 def test_a_stream_beyond_capacity_is_closed_with_1013_and_recorded(store):
-    with client_for(store, max_calls=1) as client:
-        with client.websocket_connect("/twilio/media") as first:
-            first.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
-            first.send_text(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")))
-            assert isinstance(twilio.parse_outbound(first.receive_text()), twilio.OutboundMedia)
-            with client.websocket_connect("/twilio/media") as second:
-                second.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
-                second.send_text(twilio.serialize_inbound(twilio.build_start("MZ2", "CA2")))
-                with pytest.raises(WebSocketDisconnect) as closed:
-                    second.receive_text()
-            assert closed.value.code == 1013
-            assert "full: 1 of 1 calls" in closed.value.reason
-            first.send_text(twilio.serialize_inbound(twilio.Stop(3, "MZ1", "AC" + "0" * 32, "CA1")))
+    start = twilio.serialize_inbound
+    with client_for(store, max_calls=1) as client, client.websocket_connect("/twilio/media") as one:
+        one.send_text(start(twilio.Connected("Call", "1.0.0")))
+        one.send_text(start(twilio.build_start("MZ1", "CA1")))
+        assert isinstance(twilio.parse_outbound(one.receive_text()), twilio.OutboundMedia)
+        with client.websocket_connect("/twilio/media") as two:
+            two.send_text(start(twilio.Connected("Call", "1.0.0")))
+            two.send_text(start(twilio.build_start("MZ2", "CA2")))
+            with pytest.raises(WebSocketDisconnect) as closed:
+                two.receive_text()
+        assert closed.value.code == 1013
+        assert closed.value.reason == "refused: full: 1 of 1 calls"
+        one.send_text(start(twilio.Stop(3, "MZ1", "AC" + "0" * 32, "CA1")))
     calls = store.calls(limit=10)
     assert [c.call_sid for c in calls] == ["CA1"]  # the refused stream is not a call
     assert calls[0].outcome == "abandoned"
+    refusals = [e for e in _all_events(store) if e.kind == EventKind.CALL_REFUSED]
+    assert [e.data["where"] for e in refusals] == ["stream"]
+
+
+def _all_events(store):
+    rows = store._db.execute("SELECT DISTINCT call_id FROM events").fetchall()
+    return [e for (call_id,) in rows for e in store.events(call_id)]
 
 
 def test_a_stream_announced_by_the_webhook_uses_its_reserved_slot(store):

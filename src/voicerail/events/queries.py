@@ -66,6 +66,15 @@ def call_counts(db: SQLReader, start_s: float, end_s: float) -> CallCounts:
     return CallCounts(_int(row[0]), _int(row[1]), _int(row[2]))
 
 
+def refused_count(db: SQLReader, start_s: float, end_s: float) -> int:
+    """Calls refused beyond capacity (``CallRefused`` events) in ``[start_s, end_s)``."""
+    [row] = db.fetch(
+        "SELECT COUNT(*) FROM events WHERE kind = 'CallRefused' AND at_wall >= ? AND at_wall < ?",
+        (start_s, end_s),
+    )
+    return _int(row[0])
+
+
 @dataclass(frozen=True)
 class AttemptCounts:
     """Finished attempts (``ok`` or ``error``) of one provider in one stage.

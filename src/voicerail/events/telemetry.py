@@ -198,6 +198,13 @@ class PrometheusSink:
             ["stage", "from_provider", "to_provider", "reason"],
             registry=r,
         )
+        self.refused = Counter(
+            "voicerail_calls_refused",
+            "Calls refused beyond capacity, by where (webhook, stream) and why "
+            "(full, overloaded, draining).",
+            ["where", "reason"],
+            registry=r,
+        )
         self.barge_ins = Counter(
             "voicerail_barge_ins", "Caller speech that interrupted the agent.", registry=r
         )
@@ -225,6 +232,9 @@ class PrometheusSink:
             self.failovers.labels(
                 stage, str(data.get("from")), str(data.get("to")), str(data.get("reason"))
             ).inc()
+        elif kind == EventKind.CALL_REFUSED:
+            reason = str(data.get("reason") or "unknown").split(":", 1)[0]
+            self.refused.labels(str(data.get("where")), reason).inc()
         elif kind == EventKind.BARGE_IN:
             self.barge_ins.inc()
         elif kind == EventKind.USER_TURN_ENDED:

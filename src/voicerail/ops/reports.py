@@ -111,6 +111,8 @@ def _window_failures(db: SQLReader, start_s: float, end_s: float) -> dict[str, A
         "calls": counts.calls,
         "failed_calls": counts.failed,
         "call_failure_rate": _rate(counts.failed, counts.calls),
+        # Refused beyond capacity: never started, so not in ``calls`` (session/load.py).
+        "refused_calls": q.refused_count(db, start_s, end_s),
         "providers": providers,
     }
 

@@ -41,7 +41,7 @@ def _failures(answer: dict[str, Any], console: Console) -> None:
         window = answer[label]
         console.print(
             f"[bold]{label}[/bold]: {window['failed_calls']}/{window['calls']} calls failed "
-            f"({window['call_failure_rate']:.1%})"
+            f"({window['call_failure_rate']:.1%}); {window['refused_calls']} refused at capacity"
         )
         table = Table(
             "stage", "provider", "attempts", "failed", "first-attempt rate", "calls failed here"
