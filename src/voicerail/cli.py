@@ -80,6 +80,12 @@ def _parser() -> argparse.ArgumentParser:
         "--skip-credential-check", action="store_true", help="start without checking credentials"
     )
     serve.add_argument(
+        "--no-phrase-cache", action="store_true", help="synthesize fixed sentences per call"
+    )
+    serve.add_argument(
+        "--cache-dir", type=Path, default=None, help="phrase cache ($VOICERAIL_CACHE_DIR)"
+    )
+    serve.add_argument(
         "--max-calls",
         type=int,
         default=None,
@@ -186,6 +192,8 @@ def _serve(args: argparse.Namespace) -> int:
         validate_tts=args.validate_tts,
         lexicon_path=args.lexicon,
         max_calls=args.max_calls,
+        phrase_cache=not args.no_phrase_cache,
+        cache_dir=args.cache_dir,
         turns=TurnConfig(
             barge_in_s=args.barge_in,
             reprompt_after_s=args.reprompt_after,

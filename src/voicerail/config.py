@@ -14,6 +14,7 @@ from voicerail.events.model import Event
 from voicerail.events.store import EventStore, SQLiteEventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.load import AdmissionConfig, LoadMonitor
+from voicerail.session.phrase_cache import HOLDING_PHRASE, PhraseCache, default_cache_dir
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
 
@@ -52,6 +53,10 @@ class ServeOptions:
             :mod:`voicerail.audio.vad_batch`).
         max_calls: calls in progress beyond which new calls are refused; None
             for :func:`default_max_calls`.
+        phrase_cache: synthesize the agent's fixed sentences once, at start-up
+            (:mod:`voicerail.session.phrase_cache`).
+        cache_dir: where cached phrases persist (default
+            :func:`~voicerail.session.phrase_cache.default_cache_dir`).
         turns: turn-taking timing.
         audio: audio pipeline policy.
     """
@@ -70,6 +75,8 @@ class ServeOptions:
     lexicon_path: Path | None = None
     database_url: str | None = None
     max_calls: int | None = None
+    phrase_cache: bool = True
+    cache_dir: Path | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
 
@@ -145,8 +152,13 @@ def build_runtime(options: ServeOptions) -> Runtime:
     max_calls = options.max_calls if options.max_calls is not None else default_max_calls()
     if max_calls < 1:
         raise ConfigError(f"max calls must be at least 1, got {max_calls}", field="max_calls")
+    phrases = None
+    if options.phrase_cache:
+        primary = getattr(tts_chain[0], "inner", tts_chain[0])  # not through a fault rehearsal
+        phrases = PhraseCache(primary, options.cache_dir or default_cache_dir())
     return Runtime(
         load=LoadMonitor(AdmissionConfig(max_calls=max_calls)),
+        phrases=phrases,
         agent=agent,
         stt=stt_chain[0],
         tts=tts_chain[0],
@@ -265,3 +277,7 @@ async def warm_up(runtime: Runtime) -> None:
                     pass
         except ProviderError as exc:
             logging.getLogger(__name__).warning("warm-up of %s failed: %s", provider.name, exc)
+    if runtime.phrases is not None:
+        fixed_texts: Callable[[], list[str]] = getattr(runtime.agent, "fixed_texts", list)
+        result = await runtime.phrases.warm([*fixed_texts(), HOLDING_PHRASE])
+        logging.getLogger(__name__).info("phrase cache: %s", result)

@@ -286,8 +286,8 @@ class AgentSpec(_Strict):
                 seen.append(node.next)
                 node = self.nodes[node.next]
 
-    def _check_templates(self) -> None:
-        known = set(self.slots) | BUILT_IN_FIELDS
+    def template_texts(self) -> list[tuple[str, str]]:
+        """Every text template the agent may speak, as ``(field path, template)``."""
         texts: list[tuple[str, str | None]] = [
             ("greeting", self.greeting),
             ("handoff.text", self.handoff.text),
@@ -299,9 +299,11 @@ class AgentSpec(_Strict):
             for key in ("say", "prompt", "confirm", "declined", "done", "not_found"):
                 texts.append((f"nodes.{name}.{key}", getattr(node, key)))
             texts.extend((f"nodes.{name}.ask.{k}", v) for k, v in node.ask.items())
-        for where, text in texts:
-            if text is None:
-                continue
+        return [(where, text) for where, text in texts if text is not None]
+
+    def _check_templates(self) -> None:
+        known = set(self.slots) | BUILT_IN_FIELDS
+        for where, text in self.template_texts():
             try:
                 fields = {f for _, f, _, _ in string.Formatter().parse(text) if f is not None}
             except ValueError as exc:

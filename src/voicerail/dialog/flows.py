@@ -113,6 +113,20 @@ class FlowAgent:
         """A fresh conversation for ``call_id``."""
         return FlowDialog(self, call_id)
 
+    def fixed_texts(self) -> list[str]:
+        """Every template with the agent's own fields filled in (disclosure, name);
+        caller-dependent placeholders stay as ``{slot}``. The phrase cache
+        synthesizes the sentences of these that have none left."""
+        values = _Keep(disclosure=self.spec.disclosure, agent=self.spec.name)
+        return [text.format_map(values) for _, text in self.spec.template_texts()]
+
+
+class _Keep(dict[str, str]):
+    """Leaves unknown placeholders as they are."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
 
 class FlowDialog:
     """One call's conversation with a :class:`FlowAgent` (see the module rules)."""

@@ -168,6 +168,10 @@ class LLMAgent:
         self.today = today
         self.tools = [TOOLS[name] for name in spec.llm.tools]
 
+    def fixed_texts(self) -> list[str]:
+        """What this agent says whatever the caller said: the greeting."""
+        return [self.spec.greeting]
+
     def new_dialog(self, call_id: str) -> LLMDialog:
         """A fresh conversation for ``call_id``."""
         return LLMDialog(self, call_id)

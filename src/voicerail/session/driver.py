@@ -37,8 +37,8 @@ from typing import Any
 
 import voicerail.wire.twilio as twilio
 from voicerail.audio import endpointing
-from voicerail.audio.g711 import pcm16_to_ulaw, ulaw_to_pcm16
-from voicerail.audio.resample import StreamResampler, resample
+from voicerail.audio.g711 import ulaw_to_pcm16
+from voicerail.audio.resample import resample
 from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
 from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
@@ -47,6 +47,7 @@ from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
+from voicerail.session.phrase_cache import ulaw_frames
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
@@ -614,15 +615,29 @@ class CallSession:
         for index, sentence in enumerate(split_sentences(reply.text)):
             started = self._clock.monotonic()
             num_bytes = 0
-            async with closing_stream(self._synthesize(sentence)) as pieces:
-                async for frames in pieces:
-                    if first_audio:
-                        first_audio = False
-                        self._on_first_audio(started)
-                    for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
-                        frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
-                        self._out.put_nowait((generation, frame))
-                    num_bytes += len(frames)
+            try:
+                async with closing_stream(self._synthesize(sentence)) as pieces:
+                    async for frames in pieces:
+                        if first_audio:
+                            first_audio = False
+                            self._on_first_audio(started)
+                        for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
+                            frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
+                            self._out.put_nowait((generation, frame))
+                        num_bytes += len(frames)
+            except ProviderError as exc:
+                # No TTS could speak this sentence: the call goes on without it
+                # (an accepted call is never failed by a provider); the caller
+                # hears the rest of the reply, and the event says what was lost.
+                self._emit(
+                    EventKind.PROVIDER_ATTEMPTED,
+                    Stage.TTS,
+                    provider=exc.provider,
+                    outcome="error",
+                    error_class=str(exc.error_class),
+                    data={"error": str(exc), "sentence_skipped": index},
+                )
+                log.warning("call %s: sentence %d not spoken: %s", self.call_id, index, exc)
             mark = f"r{self._reply_index}.s{index}"
             tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
             self._out.put_nowait((generation, mark))
@@ -653,23 +668,15 @@ class CallSession:
         self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
 
     async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
-        """Yield whole 20 ms μ-law frames (concatenated) for one sentence."""
-        resampler: StreamResampler | None = None
-        leftover = b""
-        async with closing_stream(self.tts.synthesize(sentence)) as chunks:
-            async for chunk in chunks:
-                if resampler is None:
-                    resampler = StreamResampler(chunk.sample_rate_hz, TWILIO_RATE_HZ)
-                ulaw = leftover + pcm16_to_ulaw(resampler.process(chunk.pcm))
-                whole = len(ulaw) - len(ulaw) % ULAW_FRAME_NUM_BYTES
-                leftover = ulaw[whole:]
-                if whole:
-                    yield ulaw[:whole]
-        if resampler is not None:
-            leftover += pcm16_to_ulaw(resampler.flush())
-        if leftover:
-            padding = (-len(leftover)) % ULAW_FRAME_NUM_BYTES
-            yield leftover + b"\xff" * padding
+        """Yield whole 20 ms μ-law frames (concatenated) for one sentence: from the
+        phrase cache when the sentence is fixed, else from the TTS."""
+        cached = self.rt.phrases.get(sentence) if self.rt.phrases is not None else None
+        if cached is not None:
+            yield cached
+            return
+        async with closing_stream(ulaw_frames(self.tts.synthesize(sentence))) as frames:
+            async for piece in frames:
+                yield piece
 
     # -- outbound --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
 from voicerail.session.load import LoadMonitor
+from voicerail.session.phrase_cache import PhraseCache
 from voicerail.turns.policy import TurnConfig
 
 #: The call whose task is running: set by the driver for each call's tasks (they
@@ -68,6 +69,7 @@ class Runtime:
         turn_budget_s: a caller turn's latency budget from its end, seconds; the
             router derives per-attempt deadlines from what is left of it.
         load: the server's live load and admission limits (``--max-calls``).
+        phrases: the fixed sentences of the agent, synthesized once (None: off).
     """
 
     agent: DialogFactory
@@ -81,3 +83,4 @@ class Runtime:
     router: Router | None = None
     turn_budget_s: float = 2.5
     load: LoadMonitor = field(default_factory=LoadMonitor)
+    phrases: PhraseCache | None = None
