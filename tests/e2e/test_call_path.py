@@ -43,11 +43,12 @@ async def test_demo_call_books_an_appointment(clinic_server, caller_audio):
     result, server = await place(base_url, demo_turns(caller_audio))
     summary = summarize(result, server)
     assert server["outcome"] == "completed", json.dumps(summary, indent=1)
+    assert "booking_id" in server["data"], json.dumps(summary, indent=1)
     booking_id = server["data"]["booking_id"]
     with sqlite3.connect(data_dir / "bookings.sqlite3") as db:
         rows = db.execute("SELECT * FROM bookings").fetchall()
     assert any(booking_id in map(str, row) for row in rows)
-    assert any("maria" in " ".join(map(str, row)).lower() for row in rows)
+    assert any("maria" in " ".join(map(str, row)).lower() for row in rows), rows
     got = kinds(server["events"])
     for kind in [
         "CallStarted",

@@ -12,6 +12,13 @@ Decoding settings, and why:
   utterance per request; timestamp tokens and cross-window prompts only cost time
   and invite repetition loops.
 * ``beam_size=1`` (greedy) by default: the latency budget of a phone turn.
+
+With ``batched=True`` (the default for greedy decoding) utterances of up to
+30 s go to one :class:`~voicerail.providers.whisper_batch.WhisperBatcher` per
+instance: concurrent calls' utterances are decoded together on one thread, on
+an encoder window sized to the utterance (``encoder_window_s``), with a token
+cap that stops repetition loops. Longer audio, and beam search, use
+``WhisperModel.transcribe`` as before.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import numpy as np
 from voicerail.errors import ErrorClass, ProviderError
 from voicerail.providers.base import STTCapabilities, Transcript, Usage
 from voicerail.providers.models import resolve_whisper_model
+from voicerail.providers.whisper_batch import MAX_FRAMES, SAMPLE_RATE_HZ, WhisperBatcher
 
 # faster_whisper is imported where it is used: it is an optional extra ("speech"),
 # and importing it loads CTranslate2.
@@ -35,6 +43,7 @@ if TYPE_CHECKING:
 
 _SAMPLE_RATE_HZ = 16000  # Whisper's only input rate
 _INT16_SCALE = 32768.0
+_BATCH_MAX_SAMPLES = MAX_FRAMES // 100 * SAMPLE_RATE_HZ  # 30 s
 
 
 class FasterWhisperSTT:
@@ -55,6 +64,9 @@ class FasterWhisperSTT:
             toward domain words ("Dr. Okafor, MRI, copay").
         hotwords: words to bias toward, without the prompt's context framing.
         name: configured provider name, used in events, usage and errors.
+        batched: decode through the cross-call batcher (greedy only).
+        encoder_window_s: the batcher's shortest encoder window, seconds (30
+            for Whisper's full window; see ``whisper_batch`` rule 1).
     """
 
     def __init__(
@@ -68,6 +80,8 @@ class FasterWhisperSTT:
         initial_prompt: str | None = None,
         hotwords: str | None = None,
         name: str = "faster-whisper",
+        batched: bool = True,
+        encoder_window_s: float = 15.0,
     ) -> None:
         self.name = name
         self.model = model
@@ -83,6 +97,15 @@ class FasterWhisperSTT:
         self._hotwords = hotwords
         self._whisper: WhisperModel | None = None
         self._load_lock = threading.Lock()
+        self._batcher: WhisperBatcher | None = None
+        if batched and beam_size == 1:
+            self._batcher = WhisperBatcher(
+                self._loaded_model,
+                window_s=encoder_window_s,
+                prompt_text=initial_prompt,
+                hotwords=hotwords,
+                name=f"{name}-batch",
+            )
 
     def preload(self) -> None:
         """Load the model now instead of on the first request (blocking, seconds).
@@ -126,7 +149,15 @@ class FasterWhisperSTT:
             raise ValueError(f"s16le audio must have an even number of bytes, got {len(pcm)}")
         samples = np.frombuffer(bytes(pcm), dtype="<i2").astype(np.float32) / _INT16_SCALE
         whisper_language = language.split("-")[0].lower()
-        text, mean_logprob = await asyncio.to_thread(self._decode, samples, whisper_language)
+        batcher = self._batcher
+        if (
+            batcher is not None
+            and samples.size <= _BATCH_MAX_SAMPLES
+            and whisper_language == batcher.language
+        ):
+            text, mean_logprob = await self._decode_batched(samples)
+        else:
+            text, mean_logprob = await asyncio.to_thread(self._decode, samples, whisper_language)
         yield Transcript(
             text=text,
             is_final=True,
@@ -137,6 +168,24 @@ class FasterWhisperSTT:
                 provider=self.name, model=self.model, audio_s=samples.size / _SAMPLE_RATE_HZ
             ),
         )
+
+    async def _decode_batched(self, samples: np.ndarray) -> tuple[str, float | None]:
+        """Decode through the batcher; silence rule as faster-whisper's defaults
+        (``no_speech_threshold`` 0.6 with ``log_prob_threshold`` -1.0)."""
+        assert self._batcher is not None
+        try:
+            decoded = await self._batcher.decode(samples)
+        except ProviderError:
+            raise
+        except (RuntimeError, ValueError) as error:
+            raise ProviderError(
+                f"decoding {samples.size} samples failed: {type(error).__name__}",
+                provider=self.name,
+            ) from error
+        logprob = decoded.avg_logprob
+        if decoded.no_speech_prob > 0.6 and (logprob is None or logprob < -1.0):
+            return "", logprob
+        return decoded.text, logprob
 
     def _decode(self, samples: np.ndarray, language: str) -> tuple[str, float | None]:
         """Run Whisper (blocking); the text and the mean segment log probability."""
