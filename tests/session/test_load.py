@@ -116,3 +116,16 @@ def test_the_sampler_measures_event_loop_lag_and_cpu_per_core():
     m.sample(1.9, 0.1)
     assert m.snapshot().signals.loop_lag_s == pytest.approx((0.2 + 0.0) / 2)
     assert m.snapshot().signals.cpu == pytest.approx(0.4)
+
+
+def test_optional_work_gives_way_on_cpu_or_on_half_the_ceiling():
+    clock = FakeClock()
+    m = monitor(clock, max_calls=4, busy_cpu=0.6, busy_calls_ratio=0.5)
+    assert not m.busy()
+    m.call_started("vr_1")
+    m.observe_cpu(0.7)
+    assert m.busy()
+    clock.advance(10.0)  # the CPU sample left the window
+    assert not m.busy()
+    m.call_started("vr_2")
+    assert m.busy()

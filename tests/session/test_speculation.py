@@ -53,3 +53,29 @@ async def test_the_end_of_the_utterance_keeps_the_speculation_for_the_turn():
     spec.observe(None, None, 1.5)  # the endpointer just ended the utterance
     task = spec.take(0.0, 1.0)
     assert task is not None and await task == "done"
+
+
+async def test_a_busy_server_skips_speculation_once_per_pause_and_the_turn_transcribes_after():
+    calls = []
+    busy = {"now": True}
+    asked = []
+
+    async def transcribe(start_s, end_s):
+        calls.append((start_s, end_s))
+        return "text"
+
+    def allowed() -> bool:
+        asked.append(1)
+        return not busy["now"]
+
+    spec = SpeculativeSTT(transcribe, after_s=0.1, allowed=allowed)
+    spec.observe(0.0, 1.0, 1.2)
+    spec.observe(0.0, 1.0, 1.3)  # same pause: not asked again
+    assert (spec.started, spec.skipped, len(asked)) == (0, 1, 1)
+    assert spec.take(0.0, 1.0) is None  # the driver transcribes after the window
+    busy["now"] = False
+    spec.observe(0.0, 2.0, 2.2)  # a new pause on an idle server speculates
+    assert spec.started == 1
+    task = spec.take(0.0, 2.0)
+    assert task is not None and await task == "text"
+    assert calls == [(0.0, 2.0)]

@@ -44,6 +44,7 @@ class EventKind(StrEnum):
     TRANSCRIPT_FINAL = "TranscriptFinal"
     DIALOG_DECIDED = "DialogDecided"
     TTS_FIRST_AUDIO = "TTSFirstAudio"
+    HOLDING_PHRASE_PLAYED = "HoldingPhrasePlayed"
     MARK_PLAYED = "MarkPlayed"
     BARGE_IN = "BargeIn"
     REPROMPTED = "Reprompted"

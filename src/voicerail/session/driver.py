@@ -47,7 +47,7 @@ from voicerail.errors import ProtocolError, ProviderError
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
-from voicerail.session.phrase_cache import ulaw_frames
+from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
@@ -131,7 +131,9 @@ class CallSession:
         self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
         if cfg.speculative_stt_after_s is not None:
             self._speculation = SpeculativeSTT(
-                self._transcribe_span, after_s=cfg.speculative_stt_after_s
+                self._transcribe_span,
+                after_s=cfg.speculative_stt_after_s,
+                allowed=lambda: not runtime.load.busy(),
             )
         self._send_lock = asyncio.Lock()
         self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
@@ -151,6 +153,7 @@ class CallSession:
         self._close_code: int | None = None
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
+        self._holding: asyncio.TimerHandle | None = None
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self.record = CallRecord(
             call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
@@ -176,6 +179,8 @@ class CallSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._holding is not None:
+            self._holding.cancel()
         if self._admitted:
             self.rt.load.call_ended(self.call_id)
             self._finish()
@@ -373,6 +378,7 @@ class CallSession:
                 self._turn_ended_at_s = self._clock.monotonic()
                 self._turn_deadline_s = self._turn_ended_at_s + self.rt.turn_budget_s
                 self._start_job(self._answer(action))
+                self._arm_holding_phrase()
             elif isinstance(action, tp.BargeIn):
                 await self._barge_in()
             elif isinstance(action, tp.CancelReply):
@@ -393,6 +399,9 @@ class CallSession:
         self._job = asyncio.get_running_loop().create_task(self._guard(coro))
 
     def _cancel_job(self) -> None:
+        if self._holding is not None:  # the reply it stood in for is gone
+            self._holding.cancel()
+            self._holding = None
         if self._job is not None and not self._job.done():
             self._job.cancel()
         self._job = None
@@ -415,6 +424,28 @@ class CallSession:
         except Exception as exc:  # task boundary: record, fail this call only
             log.exception("call %s: agent job failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
+
+    def _arm_holding_phrase(self) -> None:
+        """Play the holding phrase if this turn's reply is late (``holding_after_s``)."""
+        after_s = self.rt.audio.holding_after_s
+        if after_s is None or self.rt.phrases is None:
+            return
+        audio = self.rt.phrases.get_quietly(HOLDING_PHRASE)
+        if audio is None:
+            return
+        turn_ended_at_s = self._turn_ended_at_s
+
+        def hold() -> None:
+            self._holding = None
+            if self._turn_ended_at_s != turn_ended_at_s or not self._streaming:
+                return  # the reply started, or another turn began
+            generation = self._generation
+            for k in range(0, len(audio), ULAW_FRAME_NUM_BYTES):
+                self._out.put_nowait((generation, audio[k : k + ULAW_FRAME_NUM_BYTES]))
+            self._out.put_nowait((generation, f"hold{self._turn_index}"))
+            self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
+
+        self._holding = asyncio.get_running_loop().call_later(after_s, hold)
 
     async def _barge_in(self) -> None:
         now = self._clock.monotonic()

@@ -47,6 +47,9 @@ class AdmissionConfig:
         reopen_ratio: a closed server reopens when every signal is under this
             share of its limit (rule 3).
         reservation_s: how long the webhook's promise of a slot is kept (rule 4).
+        busy_cpu: smoothed CPU above which optional work (speculative STT) gives
+            way; also when ``busy_calls_ratio`` of ``max_calls`` are in progress.
+        busy_calls_ratio: see ``busy_cpu``.
     """
 
     max_calls: int = 10
@@ -57,6 +60,8 @@ class AdmissionConfig:
     window_s: float = 5.0
     reopen_ratio: float = 0.7
     reservation_s: float = 15.0
+    busy_cpu: float = 0.6
+    busy_calls_ratio: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -236,6 +241,14 @@ class LoadMonitor:
         elif reservation is not None:
             self._reservations[reservation] = self.monotonic() + self.config.reservation_s
         return decision
+
+    def busy(self) -> bool:
+        """Whether optional work (work that only saves time when cores are idle,
+        such as speculative STT) should give way now."""
+        config = self.config
+        if len(self._calls) >= config.busy_calls_ratio * config.max_calls:
+            return True
+        return self._cpu.mean(self.monotonic()) > config.busy_cpu
 
     def ready(self) -> tuple[bool, Load]:
         """Readiness for a load balancer: whether a new call would be admitted now."""

@@ -131,6 +131,10 @@ class PhraseCache:
             self.hits += 1
         return audio
 
+    def get_quietly(self, text: str) -> bytes | None:
+        """As :meth:`get`, without counting a hit (audio kept ready in case)."""
+        return self._audio.get(text)
+
     def __contains__(self, text: str) -> bool:
         return text in self._audio
 

@@ -39,6 +39,9 @@ class AudioConfig:
             they are already queued (never across a mark). Twilio plays the bytes
             whatever their grouping; more per message costs the server less CPU
             per call (fewer sends and wake-ups), at the same lead.
+        holding_after_s: when a reply has not started this long after the caller's
+            turn ended (a slow provider, a loaded server), the cached holding
+            phrase ("One moment, please.") is played once; None: never.
     """
 
     vad_threshold: float = 0.5
@@ -48,6 +51,7 @@ class AudioConfig:
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
     frames_per_media: int = 1
+    holding_after_s: float | None = 1.2
 
 
 @dataclass

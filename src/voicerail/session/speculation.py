@@ -8,7 +8,9 @@ there or on its way, so the endpointing wait and the STT time overlap instead
 of adding up. If the caller speaks again, the speculation is dropped (and
 cancelled) and a new one starts at the next pause.
 
-Cost: one extra STT request per pause that does not end a turn.
+Cost: one extra STT request per pause that does not end a turn. When CPU is the
+bottleneck that extra work slows every call, so speculation gives way under
+load (``allowed``): the turn then waits for STT after the window, as without it.
 """
 
 from __future__ import annotations
@@ -35,13 +37,21 @@ class SpeculativeSTT(Generic[T]):
         transcribe: ``transcribe(speech_start_s, speech_end_s)`` runs STT on that span
             of the call's audio (stream seconds) and returns its result.
         after_s: how long a pause must last before speculating.
+        allowed: asked before each speculation; False skips it (the server is busy).
     """
 
     def __init__(
-        self, transcribe: Callable[[float, float], Awaitable[T]], *, after_s: float
+        self,
+        transcribe: Callable[[float, float], Awaitable[T]],
+        *,
+        after_s: float,
+        allowed: Callable[[], bool] = lambda: True,
     ) -> None:
         self._transcribe = transcribe
         self.after_s = after_s
+        self._allowed = allowed
+        self._skipped_pause: float | None = None
+        self.skipped = 0
         self._pending: _Pending[T] | None = None
         self.started = 0
         self.used = 0
@@ -58,7 +68,13 @@ class SpeculativeSTT(Generic[T]):
             pending = None
         if speech_start_s is None or pause_start_s is None or pending is not None:
             return
+        if pause_start_s == self._skipped_pause:
+            return
         if now_s - pause_start_s < self.after_s:
+            return
+        if not self._allowed():
+            self.skipped += 1
+            self._skipped_pause = pause_start_s  # ask once per pause, not per window
             return
         task = asyncio.ensure_future(self._transcribe(speech_start_s, pause_start_s))
         self._pending = _Pending(speech_start_s, pause_start_s, task)
