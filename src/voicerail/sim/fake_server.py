@@ -72,6 +72,7 @@ class FakeServerConfig:
         reprompt_after_s: silence before a reprompt.
         hangup_after_s: silence before the agent hangs up.
         frames_per_media: 20 ms frames per outbound media message (``AudioConfig``).
+        max_calls: the admission ceiling (cloud-like providers carry hundreds).
     """
 
     agent: str = "echo"
@@ -84,6 +85,7 @@ class FakeServerConfig:
     reprompt_after_s: float = 7.0
     hangup_after_s: float = 20.0
     frames_per_media: int = 1
+    max_calls: int = 1000
 
     def to_args(self) -> list[str]:
         """The command-line arguments that rebuild this config in ``main``."""
@@ -98,6 +100,7 @@ class FakeServerConfig:
         args += ["--reprompt-after", str(self.reprompt_after_s)]
         args += ["--hangup-after", str(self.hangup_after_s)]
         args += ["--frames-per-media", str(self.frames_per_media)]
+        args += ["--max-calls", str(self.max_calls)]
         return args
 
 
@@ -109,6 +112,7 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
     """
     from voicerail.audio.vad_batch import shared_vad
     from voicerail.events.store import SQLiteEventStore
+    from voicerail.session.load import AdmissionConfig, LoadMonitor
     from voicerail.session.runtime import AudioConfig, Runtime
     from voicerail.turns.policy import TurnConfig
 
@@ -143,6 +147,7 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
             endpoint_silence_s=config.endpoint_silence_s,
             frames_per_media=config.frames_per_media,
         ),
+        load=LoadMonitor(AdmissionConfig(max_calls=config.max_calls)),
     )
     return runtime, fakes
 
@@ -379,6 +384,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--reprompt-after", type=float, default=7.0, help="seconds")
     parser.add_argument("--hangup-after", type=float, default=20.0, help="seconds")
     parser.add_argument("--frames-per-media", type=int, default=1, help="20 ms frames")
+    parser.add_argument("--max-calls", type=int, default=1000, help="admission ceiling")
     return parser
 
 
@@ -400,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         reprompt_after_s=args.reprompt_after,
         hangup_after_s=args.hangup_after,
         frames_per_media=args.frames_per_media,
+        max_calls=args.max_calls,
     )
     app, runtime = create_sim_app(config)
     print(f"fake server: agent {config.agent} on http://{args.host}:{args.port}", flush=True)
