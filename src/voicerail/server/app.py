@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import StoreError
 from voicerail.server.operations import OperationsSettings, mount_operations
+from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
 
@@ -102,9 +103,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
-        wants_human = any(
-            c.call_sid == call_sid and c.data.get("handoff")
-            for c in runtime.events.calls(limit=200)
+        wants_human = bool(call_sid) and any(
+            c.data.get("handoff") for c in runtime.events.calls(limit=10, call_sid=call_sid)
         )
         if wants_human and settings.handoff_number:
             response.dial(settings.handoff_number)
@@ -126,16 +126,19 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
 
     async def list_calls(request: Request) -> Response:
         try:
-            limit = int(request.query_params.get("limit", "50"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
-        outcome = request.query_params.get("outcome")
-        call_sid = request.query_params.get("call_sid")
+            query = parse_calls_query(request.query_params)
+        except BadParameter as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            calls = await asyncio.to_thread(runtime.events.calls, limit=limit, outcome=outcome)
+            calls = await asyncio.to_thread(
+                runtime.events.calls,
+                limit=query.limit,
+                outcome=query.outcome,
+                call_sid=query.call_sid,
+            )
         except StoreError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        rows = [c.to_dict() for c in calls if call_sid is None or c.call_sid == call_sid]
+        rows = [c.to_dict() for c in calls]
         for row in rows:
             row["in_progress"] = row["call_id"] in active
         return JSONResponse({"calls": rows})
