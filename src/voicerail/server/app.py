@@ -33,7 +33,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from voicerail.errors import StoreError
+from voicerail.errors import ProtocolError, StoreError
+from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.session.driver import CallSession
@@ -52,12 +53,14 @@ class ServerSettings:
             used for signature validation and the stream URL behind proxies.
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
         operations: metrics, traces, dashboard, access and credential checks.
+        limits: deadlines, rates and sizes that bound abusive or idle peers.
     """
 
     twilio_auth_token: str | None = None
     public_url: str | None = None
     handoff_number: str | None = None
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -72,10 +75,12 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         return str(request.url)
 
     async def signed_form(request: Request) -> dict[str, str] | None:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if validator is not None and not signature:
+            return None  # refused before the body is read
         form = {k: str(v) for k, v in (await request.form()).items()}
         if validator is None:
             return form
-        signature = request.headers.get("X-Twilio-Signature", "")
         if not validator.validate(external_url(request), form, signature):
             return None
         return form
@@ -113,8 +118,16 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         return Response(str(response), media_type="application/xml")
 
     async def media(websocket: WebSocket) -> None:
+        pending = sum(1 for s in active.values() if not s.started)
+        if pending >= settings.limits.max_pending_streams:
+            # Refused before the handshake completes (uvicorn answers 403).
+            log.warning("media stream refused: %d sockets already wait for 'start'", pending)
+            await websocket.close(code=1013)
+            return
         await websocket.accept()
-        session = CallSession(runtime, websocket.send_text, _closer(websocket))
+        session = CallSession(
+            runtime, websocket.send_text, _closer(websocket), settings.limits.stream
+        )
         active[session.call_id] = session
         try:
             await session.run(_incoming(websocket))
@@ -122,7 +135,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             active.pop(session.call_id, None)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "calls_in_progress": len(active)})
+        calls = sum(1 for s in active.values() if s.started)
+        return JSONResponse({"status": "ok", "calls_in_progress": calls})
 
     async def list_calls(request: Request) -> Response:
         try:
@@ -167,12 +181,22 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     ]
     app = Starlette(routes=routes)
     mount_operations(app, runtime, settings.operations)
+    limits = settings.limits
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout_s=limits.body_timeout_s,
+    )
     return app
 
 
 async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
-    """Text messages until the peer disconnects; binary frames are passed on as text
-    so the protocol layer rejects them with a precise error."""
+    """Text messages until the peer disconnects.
+
+    Raises:
+        ProtocolError: a binary frame: Twilio sends JSON in text frames only
+            (https://www.twilio.com/docs/voice/media-streams/websocket-messages).
+    """
     while True:
         try:
             message = await websocket.receive()
@@ -182,8 +206,8 @@ async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
             return
         text = message.get("text")
         if text is None:
-            data = message.get("bytes") or b""
-            text = data.decode("utf-8", errors="replace")
+            num_bytes = len(message.get("bytes") or b"")
+            raise ProtocolError(f"binary frame of {num_bytes} bytes; twilio sends text frames only")
         yield text
 
 
