@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import ProtocolError, StoreError
 from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
+from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.session.driver import CallSession
@@ -180,8 +181,14 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls/{call_id}", get_call),
     ]
     app = Starlette(routes=routes)
-    mount_operations(app, runtime, settings.operations)
     limits = settings.limits
+    throttle = LoginThrottle(
+        per_client=limits.login_failures_per_client,
+        per_account=limits.login_failures_per_account,
+        window_s=limits.login_window_s,
+        lockout_s=limits.login_lockout_s,
+    )
+    mount_operations(app, runtime, settings.operations, login_throttle=throttle)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=limits.max_body_bytes,
