@@ -69,6 +69,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     settings = settings or ServerSettings()
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
     active: dict[str, CallSession] = {}
+    refused = [0]  # media streams refused at the handshake, for the log
 
     def external_url(request: Request) -> str:
         if settings.public_url:
@@ -121,8 +122,15 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     async def media(websocket: WebSocket) -> None:
         pending = sum(1 for s in active.values() if not s.started)
         if pending >= settings.limits.max_pending_streams:
-            # Refused before the handshake completes (uvicorn answers 403).
-            log.warning("media stream refused: %d sockets already wait for 'start'", pending)
+            # Refused before the handshake completes (uvicorn answers 403). Logged
+            # once per 100 refusals, so a flood of sockets is not a flood of lines.
+            refused[0] += 1
+            if refused[0] % 100 == 1:
+                log.warning(
+                    "media stream refused: %d sockets already wait for 'start' (%d refused so far)",
+                    pending,
+                    refused[0],
+                )
             await websocket.close(code=1013)
             return
         await websocket.accept()
