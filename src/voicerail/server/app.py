@@ -7,15 +7,21 @@ Routes:
   (https://www.twilio.com/docs/voice/twiml/stream). When an auth token is
   configured the ``X-Twilio-Signature`` header is validated with the twilio
   SDK's ``RequestValidator`` (https://www.twilio.com/docs/usage/webhooks/webhooks-security)
-  and a bad or missing signature gets 403.
+  and a bad or missing signature gets 403 (a missing one before the body is read).
 * ``POST /twilio/connect-action`` — requested by Twilio when the stream ends
   (``<Connect action>``); transfers the call with ``<Dial>`` when the agent
   requested a handoff and a handoff number is configured, else hangs up.
-* ``WS /twilio/media`` — one call per connection (:class:`CallSession`).
-* ``GET /healthz`` — liveness and calls in progress.
+* ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
+  ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
+  and at most ``max_pending_streams`` sockets may wait for ``start``.
+* ``GET /healthz`` — liveness and calls in progress (streams past ``start``).
 * ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON.
 * Operations (``server/operations.py``): ``/metrics``, ``/dashboard``,
   ``/api/ops/*``, ``/login``; API key or login when configured.
+
+Every request body is capped and must arrive within a deadline
+(``server/limits.py``); request heads have their own deadline in the uvicorn
+protocol ``voicerail serve`` runs (``server/http_limits.py``).
 """
 
 from __future__ import annotations
