@@ -105,7 +105,7 @@ class CallSession:
         self._send_text = send_text
         self._close = close
         self._clock = runtime.clock
-        self._limits = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
+        self._stream_guard = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
         self.proto = twilio.TwilioStreamProtocol()
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
         self._turn_deadline_s: float | None = None
@@ -161,6 +161,7 @@ class CallSession:
         self._ended_by: str | None = None
         self._error: str | None = None
         self._close_code: int | None = None
+        self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self.record = CallRecord(
@@ -190,7 +191,8 @@ class CallSession:
         self._finish()
         if self._close_code is not None:
             try:
-                await self._close(self._close_code, self._error or self._ended_by or "")
+                reason = self._close_reason or self._ended_by or ""
+                await self._close(self._close_code, reason)
             except Exception:  # task boundary: the socket may already be gone
                 log.debug("close after call end failed", exc_info=True)
         return self.record
@@ -279,14 +281,15 @@ class CallSession:
                 outcome="error",
                 data={"error": exc.message, "event": exc.event, "limit": limit},
             )
-        self._end(
-            limit or "protocol_error", error=f"protocol error: {exc.message}", close_code=1008
-        )
+        error = f"protocol error: {exc.message}"
+        if not self._done.is_set():
+            self._close_reason = error  # only the peer's own fault goes back to it
+        self._end(limit or "protocol_error", error=error, close_code=1008)
 
     async def _on_message(self, message: twilio.InboundMessage) -> None:
         now = self._clock.monotonic()
         if isinstance(message, twilio.Media):
-            self._limits.receive_media(len(message.payload), now)
+            self._stream_guard.receive_media(len(message.payload), now)
             pcm = ulaw_to_pcm16(message.payload)
             # The caller's audio clock: a frame's last sample exists at origin +
             # received seconds; the earliest frame relative to that fixes the origin.
@@ -300,13 +303,13 @@ class CallSession:
         elif isinstance(message, twilio.Mark):
             self._on_mark(message.name, now)
         elif isinstance(message, twilio.Start):
-            self._limits.receive_start(now)
+            self._stream_guard.receive_start(now)
             self._on_start(message)
         elif isinstance(message, twilio.DTMF):
             self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
             await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
         elif isinstance(message, twilio.Stop):
-            self._limits.receive_stop()
+            self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
     def _on_start(self, start: twilio.Start) -> None:
@@ -377,7 +380,7 @@ class CallSession:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
-            expired = self._limits.expired(self._clock.monotonic())
+            expired = self._stream_guard.expired(self._clock.monotonic())
             if expired is not None:
                 self._on_protocol_error(expired)
                 return
