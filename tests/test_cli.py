@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+
 from voicerail.cli import main
 
 
@@ -42,3 +44,10 @@ def test_a_data_dir_that_cannot_be_created_is_one_line(tmp_path, capsys):
     assert err.splitlines() == [
         f"voicerail: --data-dir: cannot create {parent / 'sub'}: Not a directory"
     ]
+
+
+def test_calls_list_limit_is_bounded_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["calls", "list", "--limit", "-1"])
+    assert exited.value.code == 2
+    assert "--limit: must be an integer from 1 to 1000" in capsys.readouterr().err

@@ -100,7 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     lst = calls_sub.add_parser("list")
     lst.add_argument("--data-dir", type=Path, default=None)
     lst.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
-    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--limit", type=_calls_limit, default=20, help="1 to 1000")
     lst.add_argument("--json", action="store_true")
     show = calls_sub.add_parser("show")
     show.add_argument("call_id")
@@ -108,6 +108,19 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
     show.add_argument("--json", action="store_true")
     return parser
+
+
+def _calls_limit(text: str) -> int:
+    """``--limit`` of ``calls list``: an integer the store accepts.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer from 1 to ``MAX_CALLS_LIMIT``.
+    """
+    from voicerail.events.store import MAX_CALLS_LIMIT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CALLS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_CALLS_LIMIT}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:

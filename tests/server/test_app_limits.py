@@ -191,6 +191,22 @@ async def test_stream_limits_come_from_the_server_settings(store):
     assert (await ws.closed())["reason"].startswith("protocol error: no 'start' within 1.0 s")
 
 
+@pytest.mark.parametrize(
+    ("limits", "message"),
+    [
+        ({"max_pending_streams": 0}, "max_pending_streams must be at least 1, got 0"),
+        ({"body_timeout_s": 0.0}, "body_timeout_s must be above 0 s, got 0.0"),
+        (
+            {"stream": StreamLimits(media_burst_s=-1.0)},
+            "stream.media_burst_s must be above 0 s, got -1.0",
+        ),
+    ],
+)
+def test_limits_out_of_range_are_refused_by_name(limits, message):
+    with pytest.raises(ValueError, match=message):
+        ServerLimits(**limits)
+
+
 # -- HTTP bodies -----------------------------------------------------------------
 
 

@@ -24,7 +24,7 @@ Rules :class:`BodyLimitMiddleware` keeps:
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,6 +64,20 @@ class ServerLimits:
     login_failures_per_account: int = 20
     login_window_s: float = 300.0
     login_lockout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        """Check every limit.
+
+        Raises:
+            ValueError: a count below 1 or a duration not above 0, named.
+        """
+        values = {k: v for k, v in asdict(self).items() if k != "stream"}
+        values.update({f"stream.{k}": v for k, v in asdict(self.stream).items()})
+        for name, value in values.items():
+            if name.endswith("_s") and not value > 0:
+                raise ValueError(f"{name} must be above 0 s, got {value}")
+            if not name.endswith("_s") and value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 class _BodyRefused(Exception):
