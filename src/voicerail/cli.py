@@ -112,7 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     lst = calls_sub.add_parser("list")
     lst.add_argument("--data-dir", type=Path, default=None)
     lst.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
-    lst.add_argument("--limit", type=int, default=20)
+    lst.add_argument("--limit", type=_calls_limit, default=20, help="1 to 1000")
     lst.add_argument("--json", action="store_true")
     show = calls_sub.add_parser("show")
     show.add_argument("call_id")
@@ -120,6 +120,19 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
     show.add_argument("--json", action="store_true")
     return parser
+
+
+def _calls_limit(text: str) -> int:
+    """``--limit`` of ``calls list``: an integer the store accepts.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer from 1 to ``MAX_CALLS_LIMIT``.
+    """
+    from voicerail.events.store import MAX_CALLS_LIMIT
+
+    if not text.isdigit() or not 1 <= int(text) <= MAX_CALLS_LIMIT:
+        raise argparse.ArgumentTypeError(f"must be an integer from 1 to {MAX_CALLS_LIMIT}")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +158,64 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """Check the data directory, bind the port, then load models and serve.
+
+    The port is bound before anything slow or noisy happens, so a port in use is
+    one line and a non-zero exit, and "serving" is printed only once it is true.
+    """
+    data_dir = _data_dir_for_serving(args.data_dir or default_data_dir())
+    sock = _listen(args.host, args.port)
+    try:
+        return _serve_on(args, data_dir, sock)
+    finally:
+        sock.close()
+
+
+def _data_dir_for_serving(path: Path) -> Path:
+    """Create the data directory if needed.
+
+    Raises:
+        ConfigError: ``path`` is a file, or cannot be created.
+    """
+    from voicerail.errors import ConfigError
+
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} is not a directory", source="--data-dir")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {path}: {_reason(exc)}", source="--data-dir") from None
+    return path
+
+
+def _listen(host: str, port: int) -> Any:
+    """A listening socket on ``host:port``.
+
+    Raises:
+        ConfigError: the address cannot be bound (in use, not local, no permission).
+    """
+    import socket
+
+    from voicerail.errors import ConfigError
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {_reason(exc)}", source="--port"
+        ) from None
+
+
+def _reason(exc: OSError) -> str:
+    """The OS's short reason ("Address already in use"), without Python's additions."""
+    import os
+
+    return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
+    import logging
     import os
     import time
 
@@ -155,7 +226,13 @@ def _serve(args: argparse.Namespace) -> int:
     from voicerail.server.admission import load_overflow
     from voicerail.server.app import ServerSettings, create_app
     from voicerail.server.auth import exposure_warning
+    from voicerail.server.http_limits import header_timeout_protocol
     from voicerail.server.operations import OperationsSettings
+
+    # One line per failed call and per refused stream reaches stderr (issue 11).
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     overrides: dict[str, Any] = {}
     if args.otlp_endpoint:
@@ -164,7 +241,6 @@ def _serve(args: argparse.Namespace) -> int:
         overrides["credentials_path"] = args.credentials
     if args.alert_webhook:
         overrides["alert_webhook_url"] = args.alert_webhook
-    data_dir = args.data_dir or default_data_dir()
     operations = OperationsSettings.from_env(data_dir=data_dir, **overrides)
     if args.api_key:
         from dataclasses import replace
@@ -213,9 +289,16 @@ def _serve(args: argparse.Namespace) -> int:
         overflow=load_overflow(args.agent),
     )
     app = create_app(runtime, settings)
+    config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        http=header_timeout_protocol(settings.limits.header_timeout_s),
+    )
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         runtime.events.close()
     return 0

@@ -4,6 +4,7 @@
 
     VoicerailError
     ├── ProtocolError            the peer (Twilio, a caller, a provider) sent something invalid
+    │   └── StreamLimitExceeded  a media stream broke a deadline or the real-time rate
     ├── LocalProtocolError       we tried to send something invalid (a bug on our side)
     ├── ConfigError              a configuration or agent file is invalid; names the file and field
     │   └── CredentialError      a configured credential is missing, refused or expired; names it
@@ -47,6 +48,18 @@ class ProtocolError(VoicerailError):
         super().__init__(message)
         self.message = message
         self.event = event
+
+
+class StreamLimitExceeded(ProtocolError):
+    """A media stream broke one of its limits (``wire/stream_limits.py``).
+
+    Attributes:
+        limit: which one: ``"start_deadline"``, ``"media_silence"`` or ``"media_rate"``.
+    """
+
+    def __init__(self, message: str, *, limit: str, event: str | None = None) -> None:
+        super().__init__(message, event=event)
+        self.limit = limit
 
 
 class ConfigError(VoicerailError):

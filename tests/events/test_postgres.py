@@ -57,6 +57,16 @@ def test_calls_newest_first_filtered_by_outcome_last_save_wins(store):
     assert store.call("zzz") is None
 
 
+def test_calls_by_call_sid_finds_a_call_older_than_the_limit(store):
+    """The SID filter applies in SQL, before LIMIT, as in the SQLite store."""
+    store.save_call(CallRecord("old", "clinic", 1.0, 2.0, "completed", call_sid="CA_OLD"))
+    for k in range(5):
+        store.save_call(CallRecord(f"new{k}", "clinic", 10.0 + k, None, None, call_sid=f"CA{k}"))
+    assert [c.call_id for c in store.calls(limit=2, call_sid="CA_OLD")] == ["old"]
+    with pytest.raises(ValueError):
+        store.calls(limit=-1)
+
+
 def test_reopened_store_continues_the_sequence_of_an_open_call(postgres_url):
     first = PostgresEventStore(postgres_url)
     first.save_call(CallRecord("open", "clinic", 1.0))

@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.events.store import CallRecord, SQLiteEventStore
 
@@ -53,6 +55,25 @@ def test_calls_newest_first_filtered_by_outcome(tmp_path):
     assert store.calls(outcome="completed")[0].data == {"booking_id": "b1"}
     assert store.call("b").error == "boom2"
     assert store.call("zzz") is None
+    store.close()
+
+
+def test_calls_by_call_sid_finds_a_call_older_than_the_limit(tmp_path):
+    """The SID filter applies in SQL, before LIMIT (issue 11: `voicerail call` after 500 calls)."""
+    store = SQLiteEventStore(tmp_path / "e.sqlite3")
+    store.save_call(CallRecord("old", "clinic", 1.0, 2.0, "completed", call_sid="CA_OLD"))
+    for k in range(5):
+        store.save_call(CallRecord(f"new{k}", "clinic", 10.0 + k, None, None, call_sid=f"CA{k}"))
+    assert [c.call_id for c in store.calls(limit=2, call_sid="CA_OLD")] == ["old"]
+    assert store.calls(limit=2, call_sid="CA_OLD", outcome="failed") == []
+    store.close()
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1001, 9223372036854775808])
+def test_calls_rejects_an_unbounded_limit(tmp_path, limit):
+    store = SQLiteEventStore(tmp_path / "e.sqlite3")
+    with pytest.raises(ValueError, match=f"limit must be from 1 to 1000, got {limit}"):
+        store.calls(limit=limit)
     store.close()
 
 

@@ -126,6 +126,24 @@ def test_rest_api_lists_and_shows_calls(store):
     assert client.get("/healthz").json() == {"status": "ok", "calls_in_progress": 0}
 
 
+@pytest.mark.parametrize("limit", ["-1", "0", "1001", "9223372036854775808"])
+def test_calls_api_refuses_an_unbounded_limit_with_400(store, limit):
+    """Issue 11: limit=-1 returned every row and 2**63 was a 500."""
+    store.save_call(CallRecord("vr_1", "quiet", 1.0, 2.0, "completed", call_sid="CA1"))
+    response = client_for(store).get("/api/calls", params={"limit": limit})
+    assert response.status_code == 400
+    assert response.json()["error"] == "limit: must be an integer from 1 to 1000"
+
+
+def test_calls_api_finds_a_call_by_sid_beyond_the_limit(store):
+    """Issue 11: call_sid was filtered after limit, so an older call was not found."""
+    store.save_call(CallRecord("vr_old", "quiet", 1.0, 2.0, "completed", call_sid="CA_OLD"))
+    for k in range(3):
+        store.save_call(CallRecord(f"vr_{k}", "quiet", 10.0 + k, 11.0 + k, "completed"))
+    response = client_for(store).get("/api/calls", params={"call_sid": "CA_OLD", "limit": "1"})
+    assert [c["call_id"] for c in response.json()["calls"]] == ["vr_old"]
+
+
 def test_media_websocket_runs_a_call_and_records_its_outcome(store):
     """Connected, start, a few frames and stop over the real ASGI WebSocket route."""
     from voicerail.wire import twilio

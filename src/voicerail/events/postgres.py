@@ -37,6 +37,7 @@ from voicerail.events.store import (
     WriteBehind,
     attempt_costs,
     call_from_row,
+    calls_query,
     event_from_row,
 )
 
@@ -217,15 +218,11 @@ class PostgresEventStore:
         rows = self.fetch("SELECT * FROM calls WHERE call_id = ?", (call_id,))
         return call_from_row(rows[0]) if rows else None
 
-    def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
-        if outcome is None:
-            rows = self.fetch("SELECT * FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
-        else:
-            rows = self.fetch(
-                "SELECT * FROM calls WHERE outcome = ? ORDER BY started_at DESC LIMIT ?",
-                (outcome, limit),
-            )
-        return [call_from_row(r) for r in rows]
+    def calls(
+        self, *, limit: int = 50, outcome: str | None = None, call_sid: str | None = None
+    ) -> list[CallRecord]:
+        sql, args = calls_query(limit=limit, outcome=outcome, call_sid=call_sid)
+        return [call_from_row(r) for r in self.fetch(sql, args)]
 
 
 class PostgresReader:

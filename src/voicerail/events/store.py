@@ -99,8 +99,20 @@ class EventStore(Protocol):
         """One call row. Raises StoreError."""
         ...
 
-    def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
-        """Newest calls first. Raises StoreError."""
+    def calls(
+        self, *, limit: int = 50, outcome: str | None = None, call_sid: str | None = None
+    ) -> list[CallRecord]:
+        """Newest calls first, filtered in the store before ``limit`` applies.
+
+        Args:
+            limit: at most this many rows, 1 to :data:`MAX_CALLS_LIMIT`.
+            outcome: only calls with this outcome.
+            call_sid: only calls with this Twilio call SID (personal data).
+
+        Raises:
+            ValueError: ``limit`` is out of range.
+            StoreError: the read failed.
+        """
         ...
 
     def close(self) -> None:
@@ -154,11 +166,41 @@ def attempt_costs(events: Sequence[Event]) -> list[tuple[str, str, float, int]]:
     return [(c, p, t[0], int(t[1])) for (c, p), t in totals.items()]
 
 
+#: The most rows one :meth:`EventStore.calls` read returns.
+MAX_CALLS_LIMIT = 1000
+
+
+def calls_query(
+    *, limit: int, outcome: str | None, call_sid: str | None
+) -> tuple[str, tuple[Any, ...]]:
+    """The ``calls`` read shared by the SQLite and PostgreSQL stores (``?`` placeholders).
+
+    Filters are SQL conditions, so they apply before ``LIMIT``: a call older than
+    the newest ``limit`` rows is still found by its SID.
+
+    Raises:
+        ValueError: ``limit`` is not within 1 to :data:`MAX_CALLS_LIMIT`.
+    """
+    if isinstance(limit, bool) or not 1 <= limit <= MAX_CALLS_LIMIT:
+        raise ValueError(f"limit must be from 1 to {MAX_CALLS_LIMIT}, got {limit}")
+    conditions: list[str] = []
+    args: list[Any] = []
+    if outcome is not None:
+        conditions.append("outcome = ?")
+        args.append(outcome)
+    if call_sid is not None:
+        conditions.append("call_sid = ?")
+        args.append(call_sid)
+    where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
+    return f"SELECT * FROM calls{where} ORDER BY started_at DESC LIMIT ?", (*args, limit)
+
+
 #: Indexes that keep the operations queries fast at a million events; shared by
 #: the SQLite and PostgreSQL schemas.
 INDEXES = (
     "CREATE INDEX IF NOT EXISTS calls_started ON calls(started_at)",
     "CREATE INDEX IF NOT EXISTS calls_outcome_started ON calls(outcome, started_at)",
+    "CREATE INDEX IF NOT EXISTS calls_call_sid ON calls(call_sid)",
     "CREATE INDEX IF NOT EXISTS events_kind_time ON events(kind, at_wall)",
     "CREATE INDEX IF NOT EXISTS events_provider_time ON events(provider, at_wall)",
 )
@@ -387,15 +429,11 @@ class SQLiteEventStore:
         rows = self._query("SELECT * FROM calls WHERE call_id = ?", (call_id,))
         return call_from_row(rows[0]) if rows else None
 
-    def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
-        if outcome is None:
-            rows = self._query("SELECT * FROM calls ORDER BY started_at DESC LIMIT ?", (limit,))
-        else:
-            rows = self._query(
-                "SELECT * FROM calls WHERE outcome = ? ORDER BY started_at DESC LIMIT ?",
-                (outcome, limit),
-            )
-        return [call_from_row(r) for r in rows]
+    def calls(
+        self, *, limit: int = 50, outcome: str | None = None, call_sid: str | None = None
+    ) -> list[CallRecord]:
+        sql, args = calls_query(limit=limit, outcome=outcome, call_sid=call_sid)
+        return [call_from_row(r) for r in self._query(sql, args)]
 
 
 def call_row(c: CallRecord) -> tuple[Any, ...]:

@@ -115,8 +115,10 @@ class ObservedEventStore:
     def call(self, call_id: str) -> CallRecord | None:
         return self.inner.call(call_id)
 
-    def calls(self, *, limit: int = 50, outcome: str | None = None) -> list[CallRecord]:
-        return self.inner.calls(limit=limit, outcome=outcome)
+    def calls(
+        self, *, limit: int = 50, outcome: str | None = None, call_sid: str | None = None
+    ) -> list[CallRecord]:
+        return self.inner.calls(limit=limit, outcome=outcome, call_sid=call_sid)
 
     def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query on the wrapped store.

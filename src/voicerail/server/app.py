@@ -7,12 +7,14 @@ Routes:
   (https://www.twilio.com/docs/voice/twiml/stream). When an auth token is
   configured the ``X-Twilio-Signature`` header is validated with the twilio
   SDK's ``RequestValidator`` (https://www.twilio.com/docs/usage/webhooks/webhooks-security)
-  and a bad or missing signature gets 403.
+  and a bad or missing signature gets 403 (a missing one before the body is read).
 * ``POST /twilio/connect-action`` — requested by Twilio when the stream ends
   (``<Connect action>``); transfers the call with ``<Dial>`` when the agent
   requested a handoff and a handoff number is configured, else hangs up.
-* ``WS /twilio/media`` — one call per connection (:class:`CallSession`).
-* ``GET /healthz`` — liveness and calls in progress.
+* ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
+  ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
+  and at most ``max_pending_streams`` sockets may wait for ``start``.
+* ``GET /healthz`` — liveness and calls in progress (streams past ``start``).
 * ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
   be admitted, 503 when full, overloaded or draining; the load in the body.
 * Admission (``session/load.py``, ``server/admission.py``): beyond capacity the
@@ -21,6 +23,10 @@ Routes:
 * ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON.
 * Operations (``server/operations.py``): ``/metrics``, ``/dashboard``,
   ``/api/ops/*``, ``/login``; API key or login when configured.
+
+Every request body is capped and must arrive within a deadline
+(``server/limits.py``); request heads have their own deadline in the uvicorn
+protocol ``voicerail serve`` runs (``server/http_limits.py``).
 """
 
 from __future__ import annotations
@@ -40,10 +46,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from voicerail.errors import StoreError
+from voicerail.errors import ProtocolError, StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.server.admission import OverflowPolicy
+from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
+from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
+from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
 
@@ -61,6 +70,7 @@ class ServerSettings:
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
         operations: metrics, traces, dashboard, access and credential checks.
         overflow: what callers beyond capacity get (the agent file's ``overflow``).
+        limits: deadlines, rates and sizes that bound abusive or idle peers.
     """
 
     twilio_auth_token: str | None = None
@@ -68,6 +78,7 @@ class ServerSettings:
     handoff_number: str | None = None
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
+    limits: ServerLimits = field(default_factory=ServerLimits)
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -75,6 +86,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     settings = settings or ServerSettings()
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
     active: dict[str, CallSession] = {}
+    refused = [0]  # media streams refused at the handshake, for the log
 
     def external_url(request: Request) -> str:
         if settings.public_url:
@@ -82,10 +94,12 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         return str(request.url)
 
     async def signed_form(request: Request) -> dict[str, str] | None:
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if validator is not None and not signature:
+            return None  # refused before the body is read
         form = {k: str(v) for k, v in (await request.form()).items()}
         if validator is None:
             return form
-        signature = request.headers.get("X-Twilio-Signature", "")
         if not validator.validate(external_url(request), form, signature):
             return None
         return form
@@ -133,9 +147,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
-        wants_human = any(
-            c.call_sid == call_sid and c.data.get("handoff")
-            for c in runtime.events.calls(limit=200)
+        wants_human = bool(call_sid) and any(
+            c.data.get("handoff") for c in runtime.events.calls(limit=10, call_sid=call_sid)
         )
         if wants_human and settings.handoff_number:
             response.dial(settings.handoff_number)
@@ -144,8 +157,23 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         return Response(str(response), media_type="application/xml")
 
     async def media(websocket: WebSocket) -> None:
+        pending = sum(1 for s in active.values() if not s.started)
+        if pending >= settings.limits.max_pending_streams:
+            # Refused before the handshake completes (uvicorn answers 403). Logged
+            # once per 100 refusals, so a flood of sockets is not a flood of lines.
+            refused[0] += 1
+            if refused[0] % 100 == 1:
+                log.warning(
+                    "media stream refused: %d sockets already wait for 'start' (%d refused so far)",
+                    pending,
+                    refused[0],
+                )
+            await websocket.close(code=1013)
+            return
         await websocket.accept()
-        session = CallSession(runtime, websocket.send_text, _closer(websocket))
+        session = CallSession(
+            runtime, websocket.send_text, _closer(websocket), settings.limits.stream
+        )
         active[session.call_id] = session
         try:
             await session.run(_incoming(websocket))
@@ -153,7 +181,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             active.pop(session.call_id, None)
 
     async def healthz(request: Request) -> Response:
-        return JSONResponse({"status": "ok", "calls_in_progress": len(active)})
+        calls = sum(1 for s in active.values() if s.started)
+        return JSONResponse({"status": "ok", "calls_in_progress": calls})
 
     async def readyz(request: Request) -> Response:
         ready, load = runtime.load.ready()
@@ -162,16 +191,19 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
 
     async def list_calls(request: Request) -> Response:
         try:
-            limit = int(request.query_params.get("limit", "50"))
-        except ValueError:
-            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
-        outcome = request.query_params.get("outcome")
-        call_sid = request.query_params.get("call_sid")
+            query = parse_calls_query(request.query_params)
+        except BadParameter as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
         try:
-            calls = await asyncio.to_thread(runtime.events.calls, limit=limit, outcome=outcome)
+            calls = await asyncio.to_thread(
+                runtime.events.calls,
+                limit=query.limit,
+                outcome=query.outcome,
+                call_sid=query.call_sid,
+            )
         except StoreError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        rows = [c.to_dict() for c in calls if call_sid is None or c.call_sid == call_sid]
+        rows = [c.to_dict() for c in calls]
         for row in rows:
             row["in_progress"] = row["call_id"] in active
         return JSONResponse({"calls": rows})
@@ -200,7 +232,19 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls/{call_id}", get_call),
     ]
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
-    mount_operations(app, runtime, settings.operations)
+    limits = settings.limits
+    throttle = LoginThrottle(
+        per_client=limits.login_failures_per_client,
+        per_account=limits.login_failures_per_account,
+        window_s=limits.login_window_s,
+        lockout_s=limits.login_lockout_s,
+    )
+    mount_operations(app, runtime, settings.operations, login_throttle=throttle)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=limits.max_body_bytes,
+        body_timeout_s=limits.body_timeout_s,
+    )
     return app
 
 
@@ -221,8 +265,12 @@ def _sampling_load(runtime: Runtime) -> Callable[[Starlette], Any]:
 
 
 async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
-    """Text messages until the peer disconnects; binary frames are passed on as text
-    so the protocol layer rejects them with a precise error."""
+    """Text messages until the peer disconnects.
+
+    Raises:
+        ProtocolError: a binary frame: Twilio sends JSON in text frames only
+            (https://www.twilio.com/docs/voice/media-streams/websocket-messages).
+    """
     while True:
         try:
             message = await websocket.receive()
@@ -232,8 +280,8 @@ async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
             return
         text = message.get("text")
         if text is None:
-            data = message.get("bytes") or b""
-            text = data.decode("utf-8", errors="replace")
+            num_bytes = len(message.get("bytes") or b"")
+            raise ProtocolError(f"binary frame of {num_bytes} bytes; twilio sends text frames only")
         yield text
 
 

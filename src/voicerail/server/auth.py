@@ -14,6 +14,10 @@ Rules:
 4. The session cookie is ``<expiry>.<HMAC-SHA256>`` keyed by the configured
    secrets, so changing the key or password ends every session. Comparisons are
    constant-time (``hmac.compare_digest``).
+5. ``POST /login`` is throttled per client address and for the account
+   (``server/login_throttle.py``): a locked-out attempt gets 429 with
+   ``Retry-After`` and its secret is not checked. Behind a proxy every client
+   has the proxy's address, and the per-client limit acts as a second account limit.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +36,8 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from voicerail.server.login_throttle import LoginThrottle
 
 COOKIE = "voicerail_session"
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
@@ -175,16 +182,38 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def login_routes(access: AccessSettings, now: Callable[[], float] = time.time) -> list[Route]:
-    """``GET/POST /login`` and ``POST /logout``."""
+def login_routes(
+    access: AccessSettings,
+    now: Callable[[], float] = time.time,
+    throttle: LoginThrottle | None = None,
+) -> list[Route]:
+    """``GET/POST /login`` and ``POST /logout``.
+
+    Args:
+        access: the settings.
+        now: wall clock, seconds (tests pass a fake one).
+        throttle: failed-login limits (rule 5); defaults to :class:`LoginThrottle`'s.
+    """
+    throttle = throttle or LoginThrottle()
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return HTMLResponse(_login_page(_safe_next(request.query_params.get("next"))))
+        client = request.client.host if request.client else "unknown"
         form = await request.form()
         next_path = _safe_next(str(form.get("next") or ""))
+        wait_s = throttle.retry_after_s(client, now())
+        if wait_s is not None:
+            seconds = math.ceil(wait_s)
+            return HTMLResponse(
+                _login_page(next_path, f"too many failed sign-ins; try again in {seconds} s"),
+                status_code=429,
+                headers={"Retry-After": str(seconds)},
+            )
         if not access.valid_secret(str(form.get("secret") or "")):
+            throttle.record_failure(client, now())
             return HTMLResponse(_login_page(next_path, "wrong key or password"), status_code=401)
+        throttle.record_success(client)
         response = RedirectResponse(next_path, status_code=303)
         response.set_cookie(
             COOKIE,

@@ -36,6 +36,7 @@ from voicerail.ops.credentials import (
 )
 from voicerail.server.auth import AccessMiddleware, AccessSettings, login_routes
 from voicerail.server.dashboard import DashboardState, dashboard_routes
+from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.metrics import metrics_routes
 from voicerail.session.runtime import Runtime
 
@@ -115,9 +116,14 @@ class Operations:
 
 
 def mount_operations(
-    app: Starlette, runtime: Runtime, settings: OperationsSettings | None = None
+    app: Starlette,
+    runtime: Runtime,
+    settings: OperationsSettings | None = None,
+    login_throttle: LoginThrottle | None = None,
 ) -> Operations:
     """Add operations to ``app`` (see the module docstring); call before it starts.
+
+    ``login_throttle`` limits failed logins (``server/login_throttle.py``).
 
     Raises:
         ConfigError: an unreadable or invalid credentials file.
@@ -161,7 +167,7 @@ def mount_operations(
         )
         routes += dashboard_routes(state)
     if settings.access.enabled:
-        routes += login_routes(settings.access, now=runtime.clock.wall)
+        routes += login_routes(settings.access, now=runtime.clock.wall, throttle=login_throttle)
     app.router.routes.extend(routes)
     app.add_middleware(AccessMiddleware, access=settings.access, now=runtime.clock.wall)
     _chain_lifespan(app, ops)

@@ -23,6 +23,12 @@ Rules:
    everything still queued, and sends ``clear``.
 4. ``except Exception`` appears only at task boundaries, where the error is
    recorded as an event and the call ends with outcome ``failed``.
+5. A call exists from ``start`` on: only then is it recorded (``CallStarted`` and
+   its row) and counted; a socket that never sends ``start`` leaves no call behind.
+   The stream's deadlines and real-time rule (``wire/stream_limits.py``) are checked
+   on every ``media`` and every tick; a broken one ends the stream with 1008.
+6. Every call that ends with an error writes one log line naming the call and
+   the cause.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
 from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
 from voicerail.dialog.base import AgentReply, Dialog
-from voicerail.errors import ProtocolError, ProviderError
+from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
@@ -53,6 +59,7 @@ from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_sentences
 from voicerail.turns import policy as tp
+from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +93,22 @@ class CallSession:
         runtime: the server's shared parts.
         send_text: sends one WebSocket text message to Twilio.
         close: closes the WebSocket with a code and reason.
+        limits: the stream's deadlines and real-time rule (rule 5).
     """
 
-    def __init__(self, runtime: Runtime, send_text: SendText, close: CloseSocket) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        send_text: SendText,
+        close: CloseSocket,
+        limits: StreamLimits | None = None,
+    ) -> None:
         self.rt = runtime
         self.call_id = f"vr_{uuid.uuid4().hex[:16]}"
         self._send_text = send_text
         self._close = close
         self._clock = runtime.clock
+        self._stream_guard = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
         self.proto = twilio.TwilioStreamProtocol()
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
         self._turn_deadline_s: float | None = None
@@ -151,6 +166,7 @@ class CallSession:
         self._ended_by: str | None = None
         self._error: str | None = None
         self._close_code: int | None = None
+        self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
         self._holding: asyncio.TimerHandle | None = None
@@ -183,10 +199,11 @@ class CallSession:
             self._holding.cancel()
         if self._admitted:
             self.rt.load.call_ended(self.call_id)
-            self._finish()
+        self._finish()
         if self._close_code is not None:
             try:
-                await self._close(self._close_code, self._ended_by or "")
+                reason = self._close_reason or self._ended_by or ""
+                await self._close(self._close_code, reason)
             except Exception:  # task boundary: the socket may already be gone
                 log.debug("close after call end failed", exc_info=True)
         return self.record
@@ -202,7 +219,22 @@ class CallSession:
         self._close_code = close_code
         self._done.set()
 
+    @property
+    def started(self) -> bool:
+        """True once ``start`` arrived and was admitted: from then on this is a
+        call (rule 5)."""
+        return self._admitted
+
     def _finish(self) -> None:
+        if not self.started:
+            # Not a call (rule 5): nothing recorded; one line says why it closed.
+            log.info(
+                "media stream %s closed before 'start' (%s): %s",
+                self.call_id,
+                self._ended_by,
+                self._error or "no error",
+            )
+            return
         if self._error is not None:
             outcome = Outcome.FAILED
         elif self._outcome is not None:
@@ -232,6 +264,8 @@ class CallSession:
             data=data,
         )
         self.rt.events.save_call(self.record)
+        if outcome is Outcome.FAILED:
+            log.warning("call %s failed (%s): %s", self.call_id, self._ended_by, self._error)
 
     # -- inbound ---------------------------------------------------------------
 
@@ -242,22 +276,32 @@ class CallSession:
                 for message in self.proto.events_received():
                     await self._on_message(message)
         except ProtocolError as exc:
-            self._emit(
-                EventKind.PROTOCOL_ERROR,
-                Stage.TELEPHONY,
-                outcome="error",
-                data={"error": exc.message, "event": exc.event},
-            )
-            self._end("protocol_error", error=f"protocol error: {exc.message}", close_code=1008)
+            self._on_protocol_error(exc)
         except Exception as exc:  # task boundary: record, fail this call only
             log.exception("call %s: reader failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
         finally:
             self._end("caller")
 
+    def _on_protocol_error(self, exc: ProtocolError) -> None:
+        """End the stream for the peer's fault; a broken limit names itself (rule 5)."""
+        limit = exc.limit if isinstance(exc, StreamLimitExceeded) else None
+        if self.started:
+            self._emit(
+                EventKind.PROTOCOL_ERROR,
+                Stage.TELEPHONY,
+                outcome="error",
+                data={"error": exc.message, "event": exc.event, "limit": limit},
+            )
+        error = f"protocol error: {exc.message}"
+        if not self._done.is_set():
+            self._close_reason = error  # only the peer's own fault goes back to it
+        self._end(limit or "protocol_error", error=error, close_code=1008)
+
     async def _on_message(self, message: twilio.InboundMessage) -> None:
         now = self._clock.monotonic()
         if isinstance(message, twilio.Media):
+            self._stream_guard.receive_media(len(message.payload), now)
             pcm = ulaw_to_pcm16(message.payload)
             # The caller's audio clock: a frame's last sample exists at origin +
             # received seconds; the earliest frame relative to that fixes the origin.
@@ -271,11 +315,13 @@ class CallSession:
         elif isinstance(message, twilio.Mark):
             self._on_mark(message.name, now)
         elif isinstance(message, twilio.Start):
+            self._stream_guard.receive_start(now)
             self._on_start(message)
         elif isinstance(message, twilio.DTMF):
             self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
             await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
         elif isinstance(message, twilio.Stop):
+            self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
     def _on_start(self, start: twilio.Start) -> None:
@@ -296,15 +342,15 @@ class CallSession:
             return
         self._admitted = True
         self.rt.load.call_started(self.call_id, reservation=start.call_sid)
-        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.record = CallRecord(
             call_id=self.call_id,
             agent=self.record.agent,
-            started_at=self.record.started_at,
+            started_at=self._clock.wall(),
             call_sid=start.call_sid,
             stream_sid=start.stream_sid,
             data={"custom_parameters": sorted(start.custom_parameters)},
         )
+        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
         self._emit(
             EventKind.STREAM_STARTED,
@@ -363,6 +409,10 @@ class CallSession:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
+            expired = self._stream_guard.expired(self._clock.monotonic())
+            if expired is not None:
+                self._on_protocol_error(expired)
+                return
             await self._apply(self.turns.handle(tp.Tick(), self._clock.monotonic()))
 
     # -- actions ---------------------------------------------------------------

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from voicerail.events.store import MAX_CALLS_LIMIT
 from voicerail.sim.caller import CallerTurn, CallResult, SimulatedTwilioCall
 from voicerail.sim.checks import CallCheck, ContaminationReport, check_call, find_contamination
 from voicerail.sim.impair import ImpairedLink, Impairment
@@ -336,7 +337,8 @@ async def _read_server(run: RunResult) -> None:
         return
     by_sid = {result.call_sid: index for index, result in run.results.items()}
     async with httpx.AsyncClient(base_url=run.target.base_url, timeout=30.0) as client:
-        call_ids = await _call_ids(client, by_sid, limit=len(run.plans) + 500)
+        # The API serves at most MAX_CALLS_LIMIT rows a request (issue 11).
+        call_ids = await _call_ids(client, by_sid, limit=min(len(run.plans) + 500, MAX_CALLS_LIMIT))
         gate = asyncio.Semaphore(8)
 
         async def fetch(index: int, call_id: str) -> None:
