@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-fallback", action="store_true", help="one STT and one TTS, no failover chains"
     )
+    serve.add_argument(
+        "--providers",
+        type=Path,
+        default=None,
+        help="deployment file naming the STT, TTS and LLM chains ($VOICERAIL_PROVIDERS)",
+    )
     serve.add_argument("--faults", type=Path, default=None, help="fault injection file")
     serve.add_argument("--prices", type=Path, default=None, help="provider price table (YAML)")
     serve.add_argument(
@@ -174,6 +180,8 @@ def _serve(args: argparse.Namespace) -> int:
         vad=args.vad,
         vad_batch_ms=args.vad_batch_ms,
         fallback=not args.no_fallback,
+        providers_path=args.providers or _env_path("VOICERAIL_PROVIDERS"),
+        credentials=registry,
         faults_path=args.faults,
         prices_path=args.prices,
         validate_tts=args.validate_tts,
@@ -202,6 +210,14 @@ def _serve(args: argparse.Namespace) -> int:
     finally:
         runtime.events.close()
     return 0
+
+
+def _env_path(variable: str) -> Path | None:
+    """The path in environment variable ``variable``, None when unset or empty."""
+    import os
+
+    value = os.environ.get(variable)
+    return Path(value) if value else None
 
 
 async def _call(args: argparse.Namespace) -> int:

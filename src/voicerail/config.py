@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from voicerail.dialog.base import DialogFactory
 from voicerail.events.model import Event
@@ -34,7 +35,12 @@ class ServeOptions:
         tts: ``piper`` or ``espeak-ng`` (the primary; the other is the fallback).
         fallback: route through chains with fallbacks (faster-whisper → pocketsphinx,
             primary TTS → the other engine).
-        faults_path: a fault file (``voicerail.testing.faults``) applied to the
+        providers_path: a deployment file naming the STT, TTS and LLM chains
+            (``voicerail.providers.registry``); a stage it does not name keeps the
+            chain ``whisper_model``, ``piper_voice``, ``tts`` and ``fallback`` choose.
+        credentials: the credentials registry (``ops.credentials.load_registry``),
+            where providers find their keys.
+        faults_path: a fault file (``voicerail.routing.faults``) applied to the
             providers it names, for rehearsals.
         validate_tts: check each synthesized sentence's pacing, and round-trip one in
             five (and every one with a lexicon term) through faster-whisper;
@@ -60,6 +66,8 @@ class ServeOptions:
     vad: str = "silero"
     vad_batch_ms: float = 4.0
     fallback: bool = True
+    providers_path: Path | None = None
+    credentials: Sequence[Any] = ()
     faults_path: Path | None = None
     prices_path: Path | None = None
     validate_tts: bool = False
@@ -73,18 +81,18 @@ def build_runtime(options: ServeOptions) -> Runtime:
     """Load the agent, models and stores named by ``options``.
 
     Raises:
-        ConfigError: the agent file or a model cannot be loaded.
+        ConfigError: the agent file, the deployment file or a model cannot be
+            loaded; a provider has no key. A bad deployment file refuses before
+            anything is loaded.
     """
     from voicerail.audio.vad_batch import shared_vad
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.embeddings import MiniLMEmbedder
     from voicerail.dialog.flows import load_agent
     from voicerail.events.model import Stage
-    from voicerail.providers.espeak import EspeakTTS
-    from voicerail.providers.piper import PiperTTS
-    from voicerail.providers.whisper import FasterWhisperSTT
     from voicerail.routing.router import Router, RoutingConfig, load_prices
 
+    chains = _chains(options)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     events: EventStore
     if options.database_url:
@@ -94,49 +102,39 @@ def build_runtime(options: ServeOptions) -> Runtime:
     else:
         events = SQLiteEventStore(options.data_dir / "events.sqlite3")
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
-    agent: DialogFactory
-    if _is_llm_agent(options.agent_path):
-        agent = _llm_agent(options.agent_path, bookings)
-    else:
-        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
-    piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
-    espeak: TextToSpeech = EspeakTTS()
-    tts_chain = [espeak, piper] if options.tts == "espeak-ng" else [piper, espeak]
-    stt_chain: list[SpeechToText] = [FasterWhisperSTT(model=options.whisper_model)]
-    if options.fallback:
-        from voicerail.providers.pocketsphinx_stt import PocketsphinxSTT
-
-        stt_chain.append(PocketsphinxSTT())
-    else:
-        tts_chain = tts_chain[:1]
+    stt_chain: list[SpeechToText] = chains.stt
+    tts_chain: list[TextToSpeech] = chains.tts
     if options.validate_tts or options.lexicon_path is not None:
         tts_chain = _validating(tts_chain, stt_chain[0], options, events.append)
-    if options.faults_path is not None:
-        from voicerail.testing.faults import load_faults, with_faults
-
-        profiles = load_faults(options.faults_path)
-        stt_chain = [with_faults(p, profiles) for p in stt_chain]
-        tts_chain = [with_faults(p, profiles) for p in tts_chain]
+    stage_configs = {
+        # Batch STT answers only at the end: its "first byte" is the whole decode.
+        Stage.STT: RoutingConfig(
+            ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
+        ),
+        # piper's first audio is a whole sentence (80-800 ms on 2 busy cores): hedge
+        # late, so that the caller rarely hears the fallback voice.
+        Stage.TTS: RoutingConfig(
+            ttfb_timeout_s=1.2,
+            idle_timeout_s=1.0,
+            min_attempt_s=0.3,
+            hedge_default_s=0.8,
+            words_per_second=3.7,
+        ),
+    }
+    for stage, overrides in chains.routing.items():
+        stage_configs[stage] = replace(stage_configs.get(stage, RoutingConfig()), **overrides)
     router = Router(
         stt=stt_chain,
         tts=tts_chain,
+        llm=chains.llm,
         prices=load_prices(options.prices_path) if options.prices_path else None,
-        stage_configs={
-            # Batch STT answers only at the end: its "first byte" is the whole decode.
-            Stage.STT: RoutingConfig(
-                ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
-            ),
-            # piper's first audio is a whole sentence (80-800 ms on 2 busy cores): hedge
-            # late, so that the caller rarely hears the fallback voice.
-            Stage.TTS: RoutingConfig(
-                ttfb_timeout_s=1.2,
-                idle_timeout_s=1.0,
-                min_attempt_s=0.3,
-                hedge_default_s=0.8,
-                words_per_second=3.7,
-            ),
-        },
+        stage_configs=stage_configs,
     )
+    agent: DialogFactory
+    if _is_llm_agent(options.agent_path):
+        agent = _llm_agent(options.agent_path, bookings, router, events.append)
+    else:
+        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
     return Runtime(
         agent=agent,
         stt=stt_chain[0],
@@ -147,6 +145,33 @@ def build_runtime(options: ServeOptions) -> Runtime:
         audio=options.audio,
         router=router,
     )
+
+
+def _chains(options: ServeOptions) -> Any:
+    """The provider chains: the deployment file over the defaults, faults wrapped
+    around every provider the registry builds.
+
+    Raises:
+        ConfigError: a bad deployment or fault file, or a provider without its key.
+    """
+    from voicerail.providers.builtin import default_registry
+    from voicerail.providers.chains import build_chains, default_specs
+    from voicerail.providers.registry import load_providers, secret_lookup
+
+    config = load_providers(options.providers_path) if options.providers_path else None
+    registry = default_registry()
+    if options.faults_path is not None:
+        from voicerail.routing.faults import load_faults, with_faults
+
+        profiles = load_faults(options.faults_path)
+        registry = registry.wrapped(lambda provider: with_faults(provider, profiles))
+    defaults = default_specs(
+        whisper_model=options.whisper_model,
+        piper_voice=options.piper_voice,
+        tts=options.tts,
+        fallback=options.fallback,
+    )
+    return build_chains(registry, config, defaults, secret_lookup(options.credentials))
 
 
 def _validating(
@@ -196,17 +221,28 @@ def _is_llm_agent(path: Path) -> bool:
     return isinstance(raw, dict) and "llm" in raw
 
 
-def _llm_agent(path: Path, bookings: object) -> DialogFactory:
-    """An LLM-mode agent on an OpenAI-compatible endpoint from the environment.
-
+def _llm_agent(
+    path: Path, bookings: object, router: Any, emit: Callable[[Event], object]
+) -> DialogFactory:
+    """An LLM-mode agent on the router's LLM chain when the deployment file names
+    one; else on an OpenAI-compatible endpoint from the environment:
     ``VOICERAIL_LLM_BASE_URL`` (default OpenAI), ``VOICERAIL_LLM_MODEL``
     (default ``gpt-4o-mini``) and ``VOICERAIL_LLM_API_KEY`` (or ``OPENAI_API_KEY``).
     """
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.llm_agent import LLMAgent, load_llm_agent_spec
+    from voicerail.events.model import Stage
+    from voicerail.providers.base import LanguageModel
     from voicerail.providers.openai_chat import OpenAIChatLLM
 
     assert isinstance(bookings, BookingStore)
+    llm: LanguageModel
+    if router.chains[Stage.LLM]:
+        from voicerail.routing.call_llm import CurrentCallLLM
+        from voicerail.session.runtime import current_call_id
+
+        llm = CurrentCallLLM(router, current_call_id.get, emit)
+        return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
     llm = OpenAIChatLLM(
         os.environ.get("VOICERAIL_LLM_MODEL", "gpt-4o-mini"),
         base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
@@ -234,6 +270,8 @@ async def warm_up(runtime: Runtime) -> None:
         providers = [runtime.stt, runtime.tts]
     for provider in providers:
         inner = getattr(provider, "inner", provider)  # warm the model behind a fault wrapper
+        if hasattr(inner, "chat"):
+            continue  # an LLM has no model to load here, and a chat would cost tokens
         try:
             if hasattr(inner, "synthesize"):
                 async for _ in inner.synthesize("Hello."):
