@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from voicerail.errors import ConfigError
+from voicerail.events.model import Stage
 from voicerail.providers.builtin import default_registry
 from voicerail.providers.cartesia import CartesiaTTS
 from voicerail.providers.chains import build_chains, default_specs
@@ -18,7 +20,7 @@ from voicerail.providers.openai_chat import OpenAIChatLLM
 from voicerail.providers.openai_tts import OpenAITTS
 from voicerail.providers.piper import PiperTTS
 from voicerail.providers.pocketsphinx_stt import PocketsphinxSTT
-from voicerail.providers.registry import parse_providers, secret_lookup
+from voicerail.providers.registry import load_providers, parse_providers, secret_lookup
 from voicerail.providers.whisper import FasterWhisperSTT
 from voicerail.routing.faults import FaultProfile, FaultySTT, FaultyTTS, with_faults
 
@@ -153,3 +155,12 @@ def test_faults_wrap_what_the_registry_builds_by_name():
     assert [type(p) for p in built.stt] == [FaultySTT, PocketsphinxSTT]
     assert [type(p) for p in built.tts] == [FaultyTTS, EspeakTTS]
     assert built.stt[0].name == "deepgram" and built.tts[0].name == "piper"
+
+
+def test_the_example_deployment_file_builds():
+    config = load_providers(Path(__file__).parents[2] / "examples" / "voicerail.yaml")
+    built = build_chains(default_registry(), config, default_specs(), secret_lookup([], KEYS))
+    assert [p.name for p in built.stt] == ["deepgram", "faster-whisper"]
+    assert [p.name for p in built.tts] == ["elevenlabs", "piper"]
+    assert [p.name for p in built.llm] == ["openai"]
+    assert config.routing == {Stage.STT: {"ttfb_timeout_s": 2.5, "hedge": False}}
