@@ -269,7 +269,7 @@ async def warm_up(runtime: Runtime) -> None:
     else:
         providers = [runtime.stt, runtime.tts]
     for provider in providers:
-        inner = getattr(provider, "inner", provider)  # warm the model behind a fault wrapper
+        inner = _innermost(provider)  # the model behind fault and validation wrappers
         if hasattr(inner, "chat"):
             continue  # an LLM has no model to load here, and a chat would cost tokens
         try:
@@ -283,3 +283,13 @@ async def warm_up(runtime: Runtime) -> None:
                     pass
         except ProviderError as exc:
             logging.getLogger(__name__).warning("warm-up of %s failed: %s", provider.name, exc)
+
+
+def _innermost(provider: Any) -> Any:
+    """The provider under its wrappers (``FaultyTTS.inner``, ``ValidatingTTS._inner``):
+    warm-up loads the model, and must not wait on a fault injected to hang."""
+    while True:
+        inner = getattr(provider, "inner", None) or getattr(provider, "_inner", None)
+        if inner is None:
+            return provider
+        provider = inner
