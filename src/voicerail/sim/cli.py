@@ -83,13 +83,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
+        from voicerail.extras import require_extra
+
+        require_extra("sim", "voicerail simulate")
         if args.scenarios is None:
             raise ConfigError("a scenario file is required", source="voicerail simulate")
         if args.impair and args.impair_with == "netem":
             return _rerun_under_netem(args, console)
         return run_event_loop(_simulate(args, console))
     except ConfigError as exc:
-        console.print(f"[red]voicerail simulate:[/red] {exc}")
+        from rich.markup import escape
+
+        # escaped: "[sim]" in "pip install 'voicerail[sim]'" is not markup
+        console.print(f"[red]voicerail simulate:[/red] {escape(str(exc))}")
         return 2
 
 
