@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -164,3 +165,23 @@ def test_the_example_deployment_file_builds():
     assert [p.name for p in built.tts] == ["elevenlabs", "piper"]
     assert [p.name for p in built.llm] == ["openai"]
     assert config.routing == {Stage.STT: {"ttfb_timeout_s": 2.5, "hedge": False}}
+
+
+def test_a_local_engine_without_the_speech_extra_names_the_extra(monkeypatch):
+    """A core install (no ``speech`` extra) refuses the default chain with one line."""
+    monkeypatch.setitem(sys.modules, "faster_whisper", None)
+    with pytest.raises(ConfigError) as error:
+        chains(None, {})
+    assert str(error.value) == (
+        "<defaults>: defaults.stt[0].faster-whisper: cannot build: the faster-whisper "
+        "provider needs the 'speech' extra (missing faster_whisper): "
+        "pip install 'voicerail[speech]'"
+    )
+
+
+def test_a_model_error_keeps_only_its_own_message():
+    with pytest.raises(ConfigError) as error:
+        chains("providers: {tts: [{piper: {voice: no-such-voice}}]}")
+    message = str(error.value)
+    assert message.startswith("voicerail.yaml: providers.tts[0].piper: cannot build: piper voice")
+    assert "<config>" not in message

@@ -14,6 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from voicerail.events.model import Stage
+from voicerail.extras import extra_missing, missing_modules
 from voicerail.ops.credentials import KNOWN_ENV
 from voicerail.providers.registry import ProviderFactory, ProviderRegistry
 
@@ -127,13 +128,25 @@ def _named(options: _Options, default: str) -> dict[str, Any]:
     return kwargs
 
 
+def _speech(provider: str, module: str) -> None:
+    """Refuse a local engine whose package (the ``speech`` extra) is not installed.
+
+    Raises:
+        ConfigError: ``module`` cannot be imported; names the extra.
+    """
+    if missing_modules([module]):
+        raise extra_missing("speech", f"the {provider} provider", [module])
+
+
 def _faster_whisper(options: Any, secret: str | None) -> Any:
+    _speech("faster-whisper", "faster_whisper")
     from voicerail.providers.whisper import FasterWhisperSTT
 
     return FasterWhisperSTT(**_named(options, "faster-whisper"))
 
 
 def _pocketsphinx(options: Any, secret: str | None) -> Any:
+    _speech("pocketsphinx", "pocketsphinx")
     from voicerail.providers.pocketsphinx_stt import PocketsphinxSTT
 
     return PocketsphinxSTT(**_named(options, "pocketsphinx"))
@@ -146,12 +159,14 @@ def _deepgram(options: Any, secret: str | None) -> Any:
 
 
 def _piper(options: Any, secret: str | None) -> Any:
+    _speech("piper", "piper")
     from voicerail.providers.piper import PiperTTS
 
     return PiperTTS(**_named(options, "piper"))
 
 
 def _espeak(options: Any, secret: str | None) -> Any:
+    _speech("espeak-ng", "espeakng_loader")
     from voicerail.providers.espeak import EspeakTTS
 
     return EspeakTTS(**_named(options, "espeak-ng"))

@@ -211,7 +211,7 @@ class ProviderRegistry:
                 provider = item.factory.build(item.options, item.secret)
             except ConfigError as exc:
                 raise ConfigError(
-                    f"cannot build: {exc.args[0]}", source=item.source, field=item.where
+                    f"cannot build: {_own_message(exc)}", source=item.source, field=item.where
                 ) from exc
             except ValueError as exc:
                 raise ConfigError(str(exc), source=item.source, field=item.where) from exc
@@ -258,6 +258,13 @@ class ProviderRegistry:
                 field=f"{where}.credential",
             )
         return Resolved(spec, factory, options, secret, source)
+
+
+def _own_message(error: ConfigError) -> str:
+    """``error``'s message without the ``source: field:`` prefix it was given."""
+    prefix = f"{error.source}: " + (f"{error.field}: " if error.field else "")
+    message = str(error)
+    return message.removeprefix(prefix)
 
 
 def built_name(item: Resolved) -> str:
