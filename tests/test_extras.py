@@ -42,3 +42,29 @@ def test_the_postgres_store_without_psycopg_names_the_extra(monkeypatch):
     monkeypatch.delitem(sys.modules, "voicerail.events.postgres", raising=False)
     with pytest.raises(ConfigError, match=r"needs the 'postgres' extra \(missing psycopg\)"):
         importlib.import_module("voicerail.events.postgres")
+
+
+def test_trace_export_without_the_otel_extra_names_it_and_metrics_still_work(monkeypatch):
+    from voicerail.events.telemetry import build_telemetry
+
+    monkeypatch.setitem(EXTRAS, "otel", ("voicerail_no_such_module",))
+    assert build_telemetry().tracing is None  # metrics and logs need no extra
+    with pytest.raises(ConfigError, match=r"needs the 'otel' extra \(missing voicerail_no_such"):
+        build_telemetry(otlp_endpoint="http://127.0.0.1:4318")
+
+
+def test_serve_with_an_otlp_endpoint_and_no_otel_stops_before_loading(
+    monkeypatch, capsys, tmp_path: Path
+):
+    monkeypatch.setitem(EXTRAS, "otel", ("voicerail_no_such_module",))
+    argv = ["serve", "--data-dir", str(tmp_path / "d"), "--otlp-endpoint", "http://127.0.0.1:9"]
+    assert cli.main([*argv, "--skip-credential-check"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'voicerail[otel]'" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_missing_parent_package_counts_as_missing(monkeypatch):
+    monkeypatch.setitem(EXTRAS, "otel", ("voicerail_no_such_package.sub",))
+    with pytest.raises(ConfigError, match=r"missing voicerail_no_such_package.sub"):
+        require_extra("otel", "trace export")

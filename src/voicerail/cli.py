@@ -163,6 +163,10 @@ def _serve(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         operations = replace(operations, access=replace(operations.access, api_key=args.api_key))
+    if operations.otlp_endpoint:  # before the models load, not after
+        from voicerail.extras import require_extra
+
+        require_extra("otel", "trace export (--otlp-endpoint)")
     # Fail fast, before the models load, naming the credential that does not work.
     registry = load_registry(operations.credentials_path)
     if registry and not args.skip_credential_check:

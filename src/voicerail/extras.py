@@ -3,10 +3,11 @@
 The core install runs ``voicerail serve`` on SQLite. Each optional concern is an
 extra of the package (``pyproject.toml``), as Pipecat and LiveKit Agents split
 theirs: ``speech`` (the embedded models), ``postgres`` (the PostgreSQL event
-store), ``sim`` (``voicerail simulate``'s charts and resource sampling) and
-``dev``. Code that needs an extra checks for it where the feature starts, and a
-missing one is one :class:`~voicerail.errors.ConfigError` line that says what to
-install, not a traceback.
+store), ``sim`` (``voicerail simulate``'s charts and resource sampling),
+``otel`` (OpenTelemetry trace export) and ``dev``. Code that needs an extra
+checks for it where the feature starts, and a missing one is one
+:class:`~voicerail.errors.ConfigError` line that says what to install, not a
+traceback.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from voicerail.errors import ConfigError
 
 #: extra name -> the top-level modules it provides.
 EXTRAS: dict[str, tuple[str, ...]] = {
+    "otel": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
     "postgres": ("psycopg",),
     "sim": ("matplotlib", "psutil"),
 }
@@ -25,7 +27,15 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 
 def missing_modules(modules: Sequence[str]) -> list[str]:
     """The modules of ``modules`` that cannot be imported here (none are imported)."""
-    return [name for name in modules if importlib.util.find_spec(name) is None]
+    missing = []
+    for name in modules:
+        try:
+            found = importlib.util.find_spec(name) is not None
+        except ModuleNotFoundError:  # a parent package of a dotted name is missing
+            found = False
+        if not found:
+            missing.append(name)
+    return missing
 
 
 def extra_missing(extra: str, what: str, missing: Sequence[str]) -> ConfigError:

@@ -20,10 +20,9 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from opentelemetry.sdk.trace import SpanProcessor
 from starlette.applications import Starlette
 
 from voicerail.events.telemetry import Telemetry, build_telemetry
@@ -38,6 +37,9 @@ from voicerail.server.auth import AccessMiddleware, AccessSettings, login_routes
 from voicerail.server.dashboard import DashboardState, dashboard_routes
 from voicerail.server.metrics import metrics_routes
 from voicerail.session.runtime import Runtime
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 
 @dataclass(frozen=True)
@@ -120,7 +122,8 @@ def mount_operations(
     """Add operations to ``app`` (see the module docstring); call before it starts.
 
     Raises:
-        ConfigError: an unreadable or invalid credentials file.
+        ConfigError: an unreadable or invalid credentials file; an OTLP endpoint
+            without the ``otel`` extra.
     """
     settings = settings or OperationsSettings()
     telemetry = build_telemetry(
