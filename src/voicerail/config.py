@@ -105,7 +105,8 @@ def build_runtime(options: ServeOptions) -> Runtime:
     stt_chain: list[SpeechToText] = chains.stt
     tts_chain: list[TextToSpeech] = chains.tts
     if options.validate_tts or options.lexicon_path is not None:
-        tts_chain = _validating(tts_chain, stt_chain[0], options, events.append)
+        # the round trip hears through the model itself, not through injected faults
+        tts_chain = _validating(tts_chain, _innermost(stt_chain[0]), options, events.append)
     stage_configs = {
         # Batch STT answers only at the end: its "first byte" is the whole decode.
         Stage.STT: RoutingConfig(
