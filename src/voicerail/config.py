@@ -121,6 +121,11 @@ def build_runtime(options: ServeOptions) -> Runtime:
             hedge_default_s=0.8,
             words_per_second=3.7,
         ),
+        # A chat's first token with tools can take seconds; a hedge would pay for the
+        # whole prompt twice. Fail over on errors and real stalls only.
+        Stage.LLM: RoutingConfig(
+            ttfb_timeout_s=5.0, idle_timeout_s=5.0, min_attempt_s=1.0, hedge=False
+        ),
     }
     for stage, overrides in chains.routing.items():
         stage_configs[stage] = replace(stage_configs.get(stage, RoutingConfig()), **overrides)
