@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[speech,dev]'
+	$(BIN)/pip install -q -e '.[speech,postgres,otel,sim,dev]'
 	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	@touch $@
 

@@ -32,8 +32,8 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from voicerail.events.model import Event
+from voicerail.routing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 from voicerail.routing.router import Router
-from voicerail.testing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 
 ARRIVAL_S = 0.1  # turns start 100 ms apart, as concurrent calls' turns do
 SENTENCE = "Your appointment is booked for Tuesday at three in the afternoon."

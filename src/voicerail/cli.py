@@ -45,6 +45,12 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-fallback", action="store_true", help="one STT and one TTS, no failover chains"
     )
+    serve.add_argument(
+        "--providers",
+        type=Path,
+        default=None,
+        help="deployment file naming the STT, TTS and LLM chains ($VOICERAIL_PROVIDERS)",
+    )
     serve.add_argument("--faults", type=Path, default=None, help="fault injection file")
     serve.add_argument("--prices", type=Path, default=None, help="provider price table (YAML)")
     serve.add_argument(
@@ -246,6 +252,10 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         from dataclasses import replace
 
         operations = replace(operations, access=replace(operations.access, api_key=args.api_key))
+    if operations.otlp_endpoint:  # before the models load, not after
+        from voicerail.extras import require_extra
+
+        require_extra("otel", "trace export (--otlp-endpoint)")
     # Fail fast, before the models load, naming the credential that does not work.
     registry = load_registry(operations.credentials_path)
     if registry and not args.skip_credential_check:
@@ -263,6 +273,8 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         vad=args.vad,
         vad_batch_ms=args.vad_batch_ms,
         fallback=not args.no_fallback,
+        providers_path=args.providers or _env_path("VOICERAIL_PROVIDERS"),
+        credentials=registry,
         faults_path=args.faults,
         prices_path=args.prices,
         validate_tts=args.validate_tts,
@@ -302,6 +314,14 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
     finally:
         runtime.events.close()
     return 0
+
+
+def _env_path(variable: str) -> Path | None:
+    """The path in environment variable ``variable``, None when unset or empty."""
+    import os
+
+    value = os.environ.get(variable)
+    return Path(value) if value else None
 
 
 async def _call(args: argparse.Namespace) -> int:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from voicerail.dialog.base import DialogFactory
 from voicerail.errors import ConfigError
@@ -37,7 +38,12 @@ class ServeOptions:
         tts: ``piper`` or ``espeak-ng`` (the primary; the other is the fallback).
         fallback: route through chains with fallbacks (faster-whisper → pocketsphinx,
             primary TTS → the other engine).
-        faults_path: a fault file (``voicerail.testing.faults``) applied to the
+        providers_path: a deployment file naming the STT, TTS and LLM chains
+            (``voicerail.providers.registry``); a stage it does not name keeps the
+            chain ``whisper_model``, ``piper_voice``, ``tts`` and ``fallback`` choose.
+        credentials: the credentials registry (``ops.credentials.load_registry``),
+            where providers find their keys.
+        faults_path: a fault file (``voicerail.routing.faults``) applied to the
             providers it names, for rehearsals.
         validate_tts: check each synthesized sentence's pacing, and round-trip one in
             five (and every one with a lexicon term) through faster-whisper;
@@ -69,6 +75,8 @@ class ServeOptions:
     vad: str = "silero"
     vad_batch_ms: float = 4.0
     fallback: bool = True
+    providers_path: Path | None = None
+    credentials: Sequence[Any] = ()
     faults_path: Path | None = None
     prices_path: Path | None = None
     validate_tts: bool = False
@@ -85,18 +93,18 @@ def build_runtime(options: ServeOptions) -> Runtime:
     """Load the agent, models and stores named by ``options``.
 
     Raises:
-        ConfigError: the agent file or a model cannot be loaded.
+        ConfigError: the agent file, the deployment file or a model cannot be
+            loaded; a provider has no key. A bad deployment file refuses before
+            anything is loaded.
     """
     from voicerail.audio.vad_batch import shared_vad
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.embeddings import MiniLMEmbedder
     from voicerail.dialog.flows import load_agent
     from voicerail.events.model import Stage
-    from voicerail.providers.espeak import EspeakTTS
-    from voicerail.providers.piper import PiperTTS
-    from voicerail.providers.whisper import FasterWhisperSTT
     from voicerail.routing.router import Router, RoutingConfig, load_prices
 
+    chains = _chains(options)
     options.data_dir.mkdir(parents=True, exist_ok=True)
     events: EventStore
     if options.database_url:
@@ -106,53 +114,52 @@ def build_runtime(options: ServeOptions) -> Runtime:
     else:
         events = SQLiteEventStore(options.data_dir / "events.sqlite3")
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
-    agent: DialogFactory
-    if _is_llm_agent(options.agent_path):
-        agent = _llm_agent(options.agent_path, bookings)
-    else:
-        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
-    piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
-    espeak: TextToSpeech = EspeakTTS()
-    tts_chain = [espeak, piper] if options.tts == "espeak-ng" else [piper, espeak]
-    stt_chain: list[SpeechToText] = [FasterWhisperSTT(model=options.whisper_model)]
-    if options.fallback:
-        from voicerail.providers.pocketsphinx_stt import PocketsphinxSTT
-
-        stt_chain.append(PocketsphinxSTT())
-    else:
-        tts_chain = tts_chain[:1]
+    stt_chain: list[SpeechToText] = chains.stt
+    tts_chain: list[TextToSpeech] = chains.tts
     if options.validate_tts or options.lexicon_path is not None:
-        tts_chain = _validating(tts_chain, stt_chain[0], options, events.append)
-    if options.faults_path is not None:
-        from voicerail.testing.faults import load_faults, with_faults
-
-        profiles = load_faults(options.faults_path)
-        stt_chain = [with_faults(p, profiles) for p in stt_chain]
-        tts_chain = [with_faults(p, profiles) for p in tts_chain]
+        # the round trip hears through the model itself, not through injected faults
+        tts_chain = _validating(tts_chain, _innermost(stt_chain[0]), options, events.append)
+    stage_configs = {
+        # Batch STT answers only at the end: its "first byte" is the whole decode.
+        Stage.STT: RoutingConfig(
+            ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
+        ),
+        # A call keeps its voice: no hedging to the fallback voice while piper is
+        # merely slow (under load a hedge turned whole calls to espeak-ng, 27 %
+        # word error over μ-law); failover only when piper failed or timed out.
+        # Admission keeps the load where piper's first sentence stays well under
+        # the deadline.
+        Stage.TTS: RoutingConfig(
+            ttfb_timeout_s=1.5,
+            idle_timeout_s=1.0,
+            min_attempt_s=0.3,
+            hedge=False,
+            words_per_second=3.7,
+        ),
+        # A chat's first token with tools can take seconds; a hedge would pay for the
+        # whole prompt twice. Fail over on errors and real stalls only.
+        Stage.LLM: RoutingConfig(
+            ttfb_timeout_s=5.0, idle_timeout_s=5.0, min_attempt_s=1.0, hedge=False
+        ),
+    }
+    for stage, overrides in chains.routing.items():
+        stage_configs[stage] = replace(stage_configs.get(stage, RoutingConfig()), **overrides)
     router = Router(
         stt=stt_chain,
         tts=tts_chain,
+        llm=chains.llm,
         prices=load_prices(options.prices_path) if options.prices_path else None,
-        stage_configs={
-            # Batch STT answers only at the end: its "first byte" is the whole decode.
-            Stage.STT: RoutingConfig(
-                ttfb_timeout_s=4.0, idle_timeout_s=2.0, min_attempt_s=1.0, hedge=False
-            ),
-            # A call keeps its voice: no hedging to the fallback voice while piper is
-            # merely slow (under load a hedge turned whole calls to espeak-ng, 27 %
-            # word error over μ-law); failover only when piper failed or timed out.
-            # Admission keeps the load where piper's first sentence stays well under
-            # the deadline.
-            Stage.TTS: RoutingConfig(
-                ttfb_timeout_s=1.5,
-                idle_timeout_s=1.0,
-                min_attempt_s=0.3,
-                hedge=False,
-                words_per_second=3.7,
-            ),
-        },
+        stage_configs=stage_configs,
     )
-    max_calls = options.max_calls if options.max_calls is not None else default_max_calls()
+    agent: DialogFactory
+    if _is_llm_agent(options.agent_path):
+        agent = _llm_agent(options.agent_path, bookings, router, events.append)
+    else:
+        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
+    local = {p.name for p in (_innermost(stt_chain[0]), _innermost(tts_chain[0]))} & LOCAL_ENGINES
+    max_calls = (
+        options.max_calls if options.max_calls is not None else default_max_calls(local=bool(local))
+    )
     if max_calls < 1:
         raise ConfigError(f"max calls must be at least 1, got {max_calls}", field="max_calls")
     phrases = None
@@ -176,12 +183,45 @@ def build_runtime(options: ServeOptions) -> Runtime:
 #: Concurrent calls one core carries with the embedded models (whisper, piper,
 #: Silero) at p95 ≤ 1.5 s at the ear: bench/capacity_embedded.py measures it.
 EMBEDDED_CALLS_PER_CORE = 5
+#: With cloud STT and TTS the runtime itself is the cost: bench/capacity.py passes
+#: 40-50 calls in one process on 2 cores (0.6-1.5 % of a core per call).
+CLOUD_CALLS_PER_CORE = 20
+#: Providers that run on this machine's cores.
+LOCAL_ENGINES = frozenset({"faster-whisper", "pocketsphinx", "piper", "espeak-ng"})
 
 
-def default_max_calls(num_cores: int | None = None) -> int:
-    """The ``--max-calls`` default: :data:`EMBEDDED_CALLS_PER_CORE` per usable core."""
+def default_max_calls(num_cores: int | None = None, *, local: bool = True) -> int:
+    """The ``--max-calls`` default per usable core: :data:`EMBEDDED_CALLS_PER_CORE`
+    when the primary STT or TTS runs here (``local``), else :data:`CLOUD_CALLS_PER_CORE`."""
     cores = num_cores if num_cores is not None else len(os.sched_getaffinity(0))
-    return max(1, EMBEDDED_CALLS_PER_CORE * cores)
+    return max(1, (EMBEDDED_CALLS_PER_CORE if local else CLOUD_CALLS_PER_CORE) * cores)
+
+
+def _chains(options: ServeOptions) -> Any:
+    """The provider chains: the deployment file over the defaults, faults wrapped
+    around every provider the registry builds.
+
+    Raises:
+        ConfigError: a bad deployment or fault file, or a provider without its key.
+    """
+    from voicerail.providers.builtin import default_registry
+    from voicerail.providers.chains import build_chains, default_specs
+    from voicerail.providers.registry import load_providers, secret_lookup
+
+    config = load_providers(options.providers_path) if options.providers_path else None
+    registry = default_registry()
+    if options.faults_path is not None:
+        from voicerail.routing.faults import load_faults, with_faults
+
+        profiles = load_faults(options.faults_path)
+        registry = registry.wrapped(lambda provider: with_faults(provider, profiles))
+    defaults = default_specs(
+        whisper_model=options.whisper_model,
+        piper_voice=options.piper_voice,
+        tts=options.tts,
+        fallback=options.fallback,
+    )
+    return build_chains(registry, config, defaults, secret_lookup(options.credentials))
 
 
 def _validating(
@@ -231,17 +271,28 @@ def _is_llm_agent(path: Path) -> bool:
     return isinstance(raw, dict) and "llm" in raw
 
 
-def _llm_agent(path: Path, bookings: object) -> DialogFactory:
-    """An LLM-mode agent on an OpenAI-compatible endpoint from the environment.
-
+def _llm_agent(
+    path: Path, bookings: object, router: Any, emit: Callable[[Event], object]
+) -> DialogFactory:
+    """An LLM-mode agent on the router's LLM chain when the deployment file names
+    one; else on an OpenAI-compatible endpoint from the environment:
     ``VOICERAIL_LLM_BASE_URL`` (default OpenAI), ``VOICERAIL_LLM_MODEL``
     (default ``gpt-4o-mini``) and ``VOICERAIL_LLM_API_KEY`` (or ``OPENAI_API_KEY``).
     """
     from voicerail.dialog.bookings import BookingStore
     from voicerail.dialog.llm_agent import LLMAgent, load_llm_agent_spec
+    from voicerail.events.model import Stage
+    from voicerail.providers.base import LanguageModel
     from voicerail.providers.openai_chat import OpenAIChatLLM
 
     assert isinstance(bookings, BookingStore)
+    llm: LanguageModel
+    if router.chains[Stage.LLM]:
+        from voicerail.routing.call_llm import CurrentCallLLM
+        from voicerail.session.runtime import current_call_id
+
+        llm = CurrentCallLLM(router, current_call_id.get, emit)
+        return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
     llm = OpenAIChatLLM(
         os.environ.get("VOICERAIL_LLM_MODEL", "gpt-4o-mini"),
         base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
@@ -268,7 +319,9 @@ async def warm_up(runtime: Runtime) -> None:
     else:
         providers = [runtime.stt, runtime.tts]
     for provider in providers:
-        inner = getattr(provider, "inner", provider)  # warm the model behind a fault wrapper
+        inner = _innermost(provider)  # the model behind fault and validation wrappers
+        if hasattr(inner, "chat"):
+            continue  # an LLM has no model to load here, and a chat would cost tokens
         try:
             if hasattr(inner, "synthesize"):
                 async for _ in inner.synthesize("Hello."):
@@ -284,3 +337,13 @@ async def warm_up(runtime: Runtime) -> None:
         fixed_texts: Callable[[], list[str]] = getattr(runtime.agent, "fixed_texts", list)
         result = await runtime.phrases.warm([*fixed_texts(), HOLDING_PHRASE])
         logging.getLogger(__name__).info("phrase cache: %s", result)
+
+
+def _innermost(provider: Any) -> Any:
+    """The provider under its wrappers (``FaultyTTS.inner``, ``ValidatingTTS._inner``):
+    warm-up loads the model, and must not wait on a fault injected to hang."""
+    while True:
+        inner = getattr(provider, "inner", None) or getattr(provider, "_inner", None)
+        if inner is None:
+            return provider
+        provider = inner

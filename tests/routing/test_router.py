@@ -10,9 +10,9 @@ import pytest
 from voicerail.errors import ConfigError, ProviderError, ProviderUnavailable
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.providers.base import ChatMessage
+from voicerail.routing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 from voicerail.routing.router import Router, RoutingConfig
 from voicerail.testing.clock import FakeClock
-from voicerail.testing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 
 SENTENCE = "your appointment is on Tuesday at three in the afternoon"
 FAST = RoutingConfig(ttfb_timeout_s=0.2, idle_timeout_s=0.2, hedge=False, min_attempt_s=0.05)

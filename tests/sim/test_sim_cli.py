@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from voicerail.events.store import SQLiteEventStore
 from voicerail.sim import cli
 
 SUITE = """
@@ -103,3 +104,34 @@ def test_simulate_serves_the_echo_agent_and_writes_a_report(tmp_path: Path) -> N
     assert report["summary"]["passed"] == 2
     assert report["server"]["resources"]["peak_active_calls"] >= 1
     assert (tmp_path / "report" / "report.html").stat().st_size > 10_000
+
+
+def test_a_simulated_run_fails_over_between_the_fakes_a_deployment_file_names(
+    tmp_path: Path,
+) -> None:
+    """With the first fake TTS hung by a fault file, every caller still hears replies: the
+    simulated server's Router fails over to the second, as production does."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(SUITE, encoding="utf-8")
+    deployment = tmp_path / "voicerail.yaml"
+    deployment.write_text(
+        "providers:\n  tts: [fake-tts, {fake-tts: {name: backup-tts}}]\n"
+        "routing:\n  tts: {ttfb_timeout_s: 0.3, hedge: false}\n",
+        encoding="utf-8",
+    )
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("fake-tts: {hang_rate: 1.0}\n", encoding="utf-8")
+    args = [str(suite), "--serve", "echo", "--providers", "fake", "--vad", "energy"]
+    args += ["--providers-file", str(deployment), "--faults", str(faults)]
+    args += ["--calls", "1", "--report", str(tmp_path / "report")]
+    args += ["--data-dir", str(tmp_path / "server"), "--cache-dir", str(tmp_path / "cache")]
+    status = cli.main([*args, "--no-progress"])
+    report = json.loads((tmp_path / "report" / "report.json").read_text(encoding="utf-8"))
+    assert status == 0, json.dumps(report["calls"], indent=1)[:3000]
+    store = SQLiteEventStore(tmp_path / "server" / "events.sqlite3")
+    try:
+        [call] = store.calls(limit=5)
+        attempts = {(e.provider, e.outcome) for e in store.events(call.call_id) if e.stage == "tts"}
+    finally:
+        store.close()
+    assert {("fake-tts", "error"), ("backup-tts", "ok")} <= attempts

@@ -25,8 +25,6 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-import psycopg
-
 from voicerail.errors import StoreError
 from voicerail.events.model import SCHEMA_VERSION, Event
 from voicerail.events.store import (
@@ -40,6 +38,12 @@ from voicerail.events.store import (
     calls_query,
     event_from_row,
 )
+from voicerail.extras import extra_missing
+
+try:
+    import psycopg
+except ImportError as exc:  # the core install: one line that says what to install
+    raise extra_missing("postgres", "the PostgreSQL event store", ["psycopg"]) from exc
 
 log = logging.getLogger(__name__)
 

@@ -27,22 +27,22 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from opentelemetry import trace
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from voicerail.errors import StoreError
 from voicerail.events.model import Event, EventKind
 from voicerail.events.redaction import redacted_dict, scrub_event, scrub_text
 from voicerail.events.store import CallRecord, EventStore
+from voicerail.extras import require_extra
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    from voicerail.events.tracing import TracingSink
 
 log = logging.getLogger(__name__)
 
@@ -51,20 +51,6 @@ LATENCY_BUCKETS_S = (0.05, 0.1, 0.2, 0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.
 # Inbound lag: tens of ms when the runtime keeps up (a frame and a VAD window of
 # rounding), hundreds when it falls behind.
 INBOUND_LAG_BUCKETS_S = (0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-# Numeric data fields worth carrying on spans (never free text).
-_SPAN_DATA_FIELDS = (
-    "attempt",
-    "hedged",
-    "model_version",
-    "turn",
-    "cost_usd",
-    "audio_s",
-    "characters",
-    "confidence",
-    "num_words",
-    "since_turn_end_s",
-)
 
 
 class EventSink(Protocol):
@@ -263,158 +249,6 @@ class PrometheusSink:
 
 
 @dataclass
-class _CallSpans:
-    call: Span
-    turn: Span | None = None
-    turn_number: int = 0
-
-
-def _ns(seconds: float) -> int:
-    return int(seconds * 1e9)
-
-
-class TracingSink:
-    """Rule 3: call → turn → stage spans from events.
-
-    Args:
-        provider: the tracer provider (export configured by its span processors).
-        max_open_calls: calls whose end never came are closed, oldest first, past this.
-    """
-
-    def __init__(self, provider: TracerProvider, *, max_open_calls: int = 10_000) -> None:
-        self.provider = provider
-        self.tracer = provider.get_tracer("voicerail")
-        self.max_open_calls = max_open_calls
-        self._open: OrderedDict[str, _CallSpans] = OrderedDict()
-
-    def receive_event(self, event: dict[str, Any]) -> None:
-        kind, call_id, at_ns = event["kind"], event["call_id"], _ns(event["at_wall"])
-        if kind == EventKind.CALL_STARTED:
-            self._start_call(call_id, at_ns)
-            return
-        spans = self._open.get(call_id)
-        if spans is None:
-            return  # the call started before this sink (or was evicted)
-        parent = spans.turn or spans.call
-        if kind == EventKind.USER_TURN_ENDED:
-            if spans.turn is not None:
-                spans.turn.end(end_time=at_ns)
-            spans.turn_number += 1
-            spans.turn = self.tracer.start_span(
-                "turn",
-                context=trace.set_span_in_context(spans.call),
-                start_time=at_ns,
-                attributes={"voicerail.turn": spans.turn_number, "voicerail.call_id": call_id},
-            )
-        elif kind == EventKind.CALL_ENDED:
-            self._end_call(call_id, spans, event, at_ns)
-        elif event["latency_s"] is not None and event["stage"] is not None:
-            self._stage_span(parent, event)
-        elif kind in (
-            EventKind.PROVIDER_FAILED_OVER,
-            EventKind.BARGE_IN,
-            EventKind.PROTOCOL_ERROR,
-            EventKind.REPROMPTED,
-            EventKind.HANDOFF_REQUESTED,
-        ):
-            parent.add_event(kind, attributes=_attributes(event), timestamp=at_ns)
-
-    def _start_call(self, call_id: str, at_ns: int) -> None:
-        span = self.tracer.start_span(
-            "call",
-            kind=SpanKind.SERVER,
-            start_time=at_ns,
-            attributes={"voicerail.call_id": call_id},
-        )
-        self._open[call_id] = _CallSpans(span)
-        while len(self._open) > self.max_open_calls:
-            _, oldest = self._open.popitem(last=False)
-            if oldest.turn is not None:
-                oldest.turn.end()
-            oldest.call.end()
-
-    def _end_call(self, call_id: str, spans: _CallSpans, event: dict[str, Any], at_ns: int) -> None:
-        del self._open[call_id]
-        if spans.turn is not None:
-            spans.turn.end(end_time=at_ns)
-        outcome = event["outcome"] or "unknown"
-        spans.call.set_attribute("voicerail.outcome", outcome)
-        spans.call.set_attribute("voicerail.turns", spans.turn_number)
-        if outcome == "failed":
-            spans.call.set_status(Status(StatusCode.ERROR, str(event["data"].get("error"))))
-        spans.call.end(end_time=at_ns)
-
-    def _stage_span(self, parent: Span, event: dict[str, Any]) -> None:
-        end_ns = _ns(event["at_wall"])
-        start_ns = end_ns - _ns(max(0.0, event["latency_s"]))
-        attributes = _attributes(event)
-        name = event["stage"]
-        if event["kind"] == EventKind.PROVIDER_ATTEMPTED:
-            name = f"{event['stage']} {event['provider']}"
-            if event["stage"] == "llm":
-                name = f"chat {event['model']}"
-                attributes.update(_gen_ai_attributes(event))
-        elif event["kind"] == EventKind.TTS_FIRST_AUDIO:
-            name = "tts first audio"
-        span = self.tracer.start_span(
-            name,
-            context=trace.set_span_in_context(parent),
-            kind=SpanKind.CLIENT if event["provider"] else SpanKind.INTERNAL,
-            start_time=start_ns,
-            attributes=attributes,
-        )
-        if event["outcome"] == "error":
-            span.set_status(Status(StatusCode.ERROR, event["error_class"] or "error"))
-        span.end(end_time=end_ns)
-
-    def shutdown(self) -> None:
-        """End open spans and flush the exporters."""
-        for spans in self._open.values():
-            if spans.turn is not None:
-                spans.turn.end()
-            spans.call.end()
-        self._open.clear()
-        self.provider.shutdown()
-
-
-def _attributes(event: dict[str, Any]) -> dict[str, Any]:
-    attributes: dict[str, Any] = {"voicerail.event": event["kind"]}
-    for key in ("stage", "provider", "model", "outcome", "latency_s"):
-        if event[key] is not None:
-            attributes[f"voicerail.{key}"] = event[key]
-    if event["error_class"]:
-        attributes["error.type"] = event["error_class"]
-    data = event["data"]
-    for key in _SPAN_DATA_FIELDS:
-        value = data.get(key)
-        if isinstance(value, bool | int | float | str):
-            attributes[f"voicerail.{key}"] = value
-    if event["kind"] == EventKind.PROVIDER_FAILED_OVER:
-        for key in ("from", "to", "reason"):
-            if data.get(key) is not None:
-                attributes[f"voicerail.failover.{key}"] = str(data[key])
-    return attributes
-
-
-def _gen_ai_attributes(event: dict[str, Any]) -> dict[str, Any]:
-    data = event["data"]
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "chat",
-        "gen_ai.provider.name": event["provider"],
-        "gen_ai.request.model": event["model"],
-    }
-    if data.get("model_version"):
-        attributes["gen_ai.response.model"] = str(data["model_version"])
-    for ours, theirs in (
-        ("input_tokens", "gen_ai.usage.input_tokens"),
-        ("output_tokens", "gen_ai.usage.output_tokens"),
-    ):
-        if isinstance(data.get(ours), int):
-            attributes[theirs] = data[ours]
-    return {k: v for k, v in attributes.items() if v is not None}
-
-
-@dataclass
 class Telemetry:
     """The sinks of one server, and the store wrapper that feeds them.
 
@@ -468,19 +302,17 @@ def build_telemetry(
         span_processor: an extra processor (tests use an in-memory exporter).
         service_name: the ``service.name`` resource attribute.
         log_events: also log every event (redacted) at DEBUG.
+
+    Raises:
+        ConfigError: traces are asked for and the ``otel`` extra is not installed.
     """
     tracing = None
     if otlp_endpoint or span_processor:
-        provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
-        )
-        if otlp_endpoint:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        require_extra("otel", "trace export (--otlp-endpoint)")
+        from voicerail.events.tracing import build_tracing
 
-            exporter = OTLPSpanExporter(endpoint=otlp_traces_url(otlp_endpoint))
-            provider.add_span_processor(BatchSpanProcessor(exporter))
-        if span_processor:
-            provider.add_span_processor(span_processor)
-        tracing = TracingSink(provider)
+        tracing = build_tracing(
+            otlp_endpoint=otlp_endpoint, span_processor=span_processor, service_name=service_name
+        )
     extra: list[EventSink] = [LogSink()] if log_events else []
     return Telemetry(metrics=PrometheusSink(), tracing=tracing, extra=extra)

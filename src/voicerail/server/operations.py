@@ -20,10 +20,9 @@ import os
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from opentelemetry.sdk.trace import SpanProcessor
 from starlette.applications import Starlette
 
 from voicerail.events.telemetry import Telemetry, build_telemetry
@@ -39,6 +38,9 @@ from voicerail.server.dashboard import DashboardState, dashboard_routes
 from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.metrics import metrics_routes
 from voicerail.session.runtime import Runtime
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,8 @@ def mount_operations(
     ``login_throttle`` limits failed logins (``server/login_throttle.py``).
 
     Raises:
-        ConfigError: an unreadable or invalid credentials file.
+        ConfigError: an unreadable or invalid credentials file; an OTLP endpoint
+            without the ``otel`` extra.
     """
     settings = settings or OperationsSettings()
     telemetry = build_telemetry(

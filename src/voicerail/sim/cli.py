@@ -48,6 +48,14 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="embedded",
         help="with --serve: the embedded speech models, or cloud-like fakes (for load)",
     )
+    sim.add_argument(
+        "--providers-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="with --serve: a deployment file naming the chains (fakes: fake-stt, fake-tts, "
+        "fake-llm, renamed with 'name' to fail over between two)",
+    )
     sim.add_argument("--calls", type=int, default=None, metavar="M", help="callers in all")
     sim.add_argument("--concurrency", type=int, default=None, metavar="N")
     sim.add_argument("--ramp", type=float, default=None, metavar="SECONDS")
@@ -83,13 +91,19 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(json_schema(), indent=2))
         return 0
     try:
+        from voicerail.extras import require_extra
+
+        require_extra("sim", "voicerail simulate")
         if args.scenarios is None:
             raise ConfigError("a scenario file is required", source="voicerail simulate")
         if args.impair and args.impair_with == "netem":
             return _rerun_under_netem(args, console)
         return run_event_loop(_simulate(args, console))
     except ConfigError as exc:
-        console.print(f"[red]voicerail simulate:[/red] {exc}")
+        from rich.markup import escape
+
+        # escaped: "[sim]" in "pip install 'voicerail[sim]'" is not markup
+        console.print(f"[red]voicerail simulate:[/red] {escape(str(exc))}")
         return 2
 
 
@@ -128,7 +142,11 @@ def _target(args: argparse.Namespace, console: Any) -> Iterator[Any]:
         from voicerail.sim.fake_server import FakeServerConfig, fake_server_process
 
         config = FakeServerConfig(
-            agent=args.serve, data_dir=data_dir, faults=args.faults, vad=args.vad
+            agent=args.serve,
+            data_dir=data_dir,
+            faults=args.faults,
+            providers=args.providers_file,
+            vad=args.vad,
         )
         console.print(f"starting a server for {args.serve} with cloud-like fake providers…")
         with fake_server_process(config) as (base_url, pid):
@@ -141,6 +159,8 @@ def _target(args: argparse.Namespace, console: Any) -> Iterator[Any]:
     serve_args = ["--agent", args.serve]
     if args.faults is not None:
         serve_args += ["--faults", str(args.faults)]
+    if args.providers_file is not None:
+        serve_args += ["--providers", str(args.providers_file)]
     console.print(f"starting voicerail serve for {args.serve} (loading models)…")
     with serve_process(serve_args, data_dir=data_dir) as base_url:
         yield Target(base_url=base_url, data_dir=data_dir, label=args.serve)

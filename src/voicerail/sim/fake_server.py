@@ -26,20 +26,20 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from voicerail.sim.fakes import (
-    CloudFakes,
+    FAKE_DEFAULTS,
     CloudLatency,
     ConnectionScript,
     EchoAgent,
     LeakyAgent,
-    build_fakes,
     current_script,
+    fake_registry,
 )
 from voicerail.sim.stats import Histogram
 
@@ -64,7 +64,11 @@ class FakeServerConfig:
         agent: ``echo`` (LLM-like, no local model), ``leaky`` (broken on purpose),
             or the path of an agent YAML (the flow engine, with its MiniLM NLU).
         data_dir: event store and bookings.
-        faults: a fault file for ``fake-stt``, ``fake-llm``, ``fake-tts``.
+        faults: a fault file for ``fake-stt``, ``fake-llm``, ``fake-tts`` (and any
+            other provider the chains name).
+        providers: a deployment file naming the chains
+            (:mod:`voicerail.providers.registry`), e.g. two fake TTS to fail over
+            between; without one, one fake per stage.
         vad: ``silero`` or ``energy``.
         vad_batch_ms: Silero batching window across calls (0: off).
         latency: default provider latencies.
@@ -78,6 +82,7 @@ class FakeServerConfig:
     agent: str = "echo"
     data_dir: Path = Path("var/sim-server")
     faults: Path | None = None
+    providers: Path | None = None
     vad: str = "silero"
     vad_batch_ms: float = 4.0
     latency: CloudLatency = field(default_factory=CloudLatency)
@@ -93,6 +98,8 @@ class FakeServerConfig:
         args += ["--vad-batch-ms", str(self.vad_batch_ms)]
         if self.faults is not None:
             args += ["--faults", str(self.faults)]
+        if self.providers is not None:
+            args += ["--providers", str(self.providers)]
         args += ["--stt-latency", str(self.latency.stt_s), "--llm-latency", str(self.latency.llm_s)]
         args += ["--tts-latency", str(self.latency.tts_s), "--sigma", str(self.latency.sigma)]
         args += ["--seconds-per-word", str(self.latency.seconds_per_word)]
@@ -104,30 +111,54 @@ class FakeServerConfig:
         return args
 
 
-def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
-    """The :class:`Runtime` for ``config`` and its fakes.
+def build_runtime(config: FakeServerConfig) -> tuple[Any, Any]:
+    """The :class:`Runtime` for ``config`` and its :class:`~voicerail.routing.router.Router`.
+
+    The chains come from the provider registry with the fakes added
+    (:func:`~voicerail.sim.fakes.fake_registry`) and go through a Router, as in
+    ``voicerail serve``: a simulated call fails over as a production call does.
 
     Raises:
-        ConfigError: the agent or fault file is invalid.
+        ConfigError: the agent, fault or deployment file is invalid (naming the field).
     """
     from voicerail.audio.vad_batch import shared_vad
     from voicerail.events.store import SQLiteEventStore
+    from voicerail.providers.chains import build_chains
+    from voicerail.providers.registry import load_providers, secret_lookup
+    from voicerail.routing.call_llm import CurrentCallLLM
+    from voicerail.routing.router import ChainConfig, Router
     from voicerail.session.load import AdmissionConfig, LoadMonitor
-    from voicerail.session.runtime import AudioConfig, Runtime
+    from voicerail.session.runtime import AudioConfig, Runtime, current_call_id
     from voicerail.turns.policy import TurnConfig
 
     profiles: dict[str, Any] = {}
     if config.faults is not None:
-        from voicerail.testing.faults import load_faults
+        from voicerail.routing.faults import load_faults
 
         profiles = load_faults(config.faults)
-    fakes = build_fakes(profiles, config.latency)
+    registry = fake_registry(profiles, config.latency)
+    deployment = load_providers(config.providers) if config.providers is not None else None
+    chains = build_chains(registry, deployment, FAKE_DEFAULTS, secret_lookup())
+    # Cloud-like deadlines: generous enough that the fakes' slow tails (a 1.5 s
+    # first token in examples/scenarios/faults/flaky_cloud.yaml) are slow, not failed.
+    base = ChainConfig(ttfb_timeout_s=3.0, idle_timeout_s=2.0)
+    router = Router(
+        stt=chains.stt,
+        tts=chains.tts,
+        llm=chains.llm,
+        config=base,
+        stage_configs={
+            stage: replace(base, **overrides) for stage, overrides in chains.routing.items()
+        },
+    )
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    events = SQLiteEventStore(config.data_dir / "events.sqlite3")
+    llm = CurrentCallLLM(router, current_call_id.get, events.append)
     agent: Any
     if config.agent == "echo":
-        agent = EchoAgent(fakes)
+        agent = EchoAgent(llm)
     elif config.agent == "leaky":
-        agent = LeakyAgent(fakes)
+        agent = LeakyAgent(llm)
     else:
         from voicerail.dialog.bookings import BookingStore
         from voicerail.dialog.flows import load_agent
@@ -136,9 +167,9 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
         agent = load_agent(Path(config.agent), bookings=bookings)
     runtime = Runtime(
         agent=agent,
-        stt=fakes.stt,
-        tts=fakes.tts,
-        events=SQLiteEventStore(config.data_dir / "events.sqlite3"),
+        stt=chains.stt[0],
+        tts=chains.tts[0],
+        events=events,
         vad_model=shared_vad(config.vad, config.vad_batch_ms),
         turns=TurnConfig(
             reprompt_after_s=config.reprompt_after_s, hangup_after_s=config.hangup_after_s
@@ -148,8 +179,9 @@ def build_runtime(config: FakeServerConfig) -> tuple[Any, CloudFakes]:
             frames_per_media=config.frames_per_media,
         ),
         load=LoadMonitor(AdmissionConfig(max_calls=config.max_calls)),
+        router=router,
     )
-    return runtime, fakes
+    return runtime, router
 
 
 class SimInstrumentation:
@@ -373,6 +405,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--agent", default="echo", help="echo, leaky or an agent YAML")
     parser.add_argument("--data-dir", type=Path, default=Path("var/sim-server"))
     parser.add_argument("--faults", type=Path, default=None)
+    parser.add_argument("--providers", type=Path, default=None, help="deployment file (chains)")
     parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
     parser.add_argument("--vad-batch-ms", type=float, default=4.0)
     parser.add_argument("--stt-latency", type=float, default=CloudLatency.stt_s, help="seconds")
@@ -397,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         agent=args.agent,
         data_dir=args.data_dir,
         faults=args.faults,
+        providers=args.providers,
         vad=args.vad,
         vad_batch_ms=args.vad_batch_ms,
         latency=CloudLatency(

@@ -16,28 +16,32 @@ with the latency distributions of cloud providers and cost almost no CPU.
 * :class:`LeakyAgent` — a deliberately broken agent that shares state between
   calls, so that the contamination check can be shown to fail.
 
-Latency distributions and faults come from :mod:`voicerail.testing.faults`
-(``FaultProfile``, ``load_faults``) when it is importable; otherwise a minimal
-fixed-latency stand-in in this module is used.
+Latency distributions and faults come from :mod:`voicerail.routing.faults`
+(``FaultProfile``, ``load_faults``). The fakes are registered in the provider
+registry (:func:`fake_registry`), so a simulated server builds its chains and
+its Router exactly as ``voicerail serve`` does, and fails over as it does.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from voicerail.dialog.base import AgentReply, Dialog
-from voicerail.events.model import Outcome
+from voicerail.events.model import Outcome, Stage
 from voicerail.providers.base import (
+    ChatMessage,
+    LanguageModel,
     STTCapabilities,
     Transcript,
-    TTSCapabilities,
-    TTSChunk,
     Usage,
+    closing_stream,
 )
+from voicerail.providers.registry import ProviderFactory, ProviderRegistry, ProviderSpec
 
 
 @dataclass
@@ -72,11 +76,16 @@ class ScriptedSTT:
     """A speech-to-text that returns the simulated caller's scripted words (see module).
 
     Latency and faults are added by wrapping it (``FaultySTT``).
+
+    Args:
+        name: provider name in routing and events.
     """
 
-    name = "fake-stt"
     model = "scripted"
     capabilities = STTCapabilities(sample_rates_hz=(8000, 16000), partials=False)
+
+    def __init__(self, name: str = "fake-stt") -> None:
+        self.name = name
 
     async def transcribe(
         self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
@@ -89,26 +98,6 @@ class ScriptedSTT:
         audio_s = num_bytes / 2 / sample_rate_hz
         usage = Usage(self.name, self.model, audio_s=audio_s)
         yield Transcript(text, is_final=True, confidence=0.95, end_s=audio_s, usage=usage)
-
-
-class ToneTTS:
-    """Minimal fake TTS (used only when ``voicerail.testing.faults`` is missing):
-    a quiet tone, 0.3 s per word, one chunk per word, 16 kHz."""
-
-    name = "fake-tts"
-    model = "tone"
-    capabilities = TTSCapabilities(sample_rate_hz=16000)
-
-    def __init__(self, first_byte_s: float = 0.15, seconds_per_word: float = 0.3) -> None:
-        self.first_byte_s = first_byte_s
-        self.seconds_per_word = seconds_per_word
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        await asyncio.sleep(self.first_byte_s)
-        words = text.split()
-        for index, word in enumerate(words):
-            pcm = b"\x10\x00\xf0\xff" * int(8000 * self.seconds_per_word)
-            yield TTSChunk(pcm, 16000, word if index == len(words) - 1 else "")
 
 
 @dataclass(frozen=True)
@@ -131,14 +120,8 @@ class CloudLatency:
 
 
 def default_profiles(latency: CloudLatency = CloudLatency()) -> dict[str, Any]:
-    """``FaultProfile``s named ``fake-stt``, ``fake-llm``, ``fake-tts`` with ``latency``.
-
-    Returns an empty dict when ``voicerail.testing.faults`` is not importable.
-    """
-    try:
-        from voicerail.testing.faults import Delay, FaultProfile
-    except ImportError:
-        return {}
+    """``FaultProfile``s named ``fake-stt``, ``fake-llm``, ``fake-tts`` with ``latency``."""
+    from voicerail.routing.faults import Delay, FaultProfile
 
     def lognormal(median_s: float, seed: int) -> Any:
         first = (
@@ -159,66 +142,66 @@ def default_profiles(latency: CloudLatency = CloudLatency()) -> dict[str, Any]:
     }
 
 
-@dataclass
-class CloudFakes:
-    """The fake providers of one server.
+class FakeOptions(BaseModel):
+    """Options of ``fake-stt``, ``fake-tts`` and ``fake-llm`` in a deployment file.
 
-    Attributes:
-        stt: speech-to-text (scripted, with latency and faults).
-        tts: text-to-speech (tone, with latency and faults).
-        llm: a fake LLM for :class:`EchoAgent` (None with the minimal stand-ins).
-        llm_delay_s: the LLM's latency when ``llm`` is None.
-        source: ``voicerail.testing.faults`` or ``voicerail.sim.fakes`` (the stand-ins).
+    Their latencies and faults come from the fault profiles of their names (the
+    ``--faults`` file over :func:`default_profiles`), as for any provider.
     """
 
-    stt: Any
-    tts: Any
-    llm: Any
-    llm_delay_s: float
-    source: str
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = Field(None, min_length=1)
 
 
-def build_fakes(profiles: dict[str, Any], latency: CloudLatency = CloudLatency()) -> CloudFakes:
-    """Cloud-like providers; ``profiles`` (``load_faults`` output) override the defaults."""
-    try:
-        from voicerail.testing.faults import FakeLLM, FakeTTS, FaultySTT
-    except ImportError:
-        return CloudFakes(
-            stt=_DelayedSTT(ScriptedSTT(), latency.stt_s),
-            tts=ToneTTS(latency.tts_s, latency.seconds_per_word),
-            llm=None,
-            llm_delay_s=latency.llm_s,
-            source="voicerail.sim.fakes",
-        )
-    merged = {**default_profiles(latency), **profiles}
-    return CloudFakes(
-        stt=FaultySTT(ScriptedSTT(), merged["fake-stt"]),
-        tts=FakeTTS(
-            "fake-tts", profile=merged["fake-tts"], seconds_per_word=latency.seconds_per_word
+#: The chains of a simulated server without a deployment file.
+FAKE_DEFAULTS = {
+    Stage.STT: [ProviderSpec("fake-stt", {}, "defaults.stt[0]")],
+    Stage.TTS: [ProviderSpec("fake-tts", {}, "defaults.tts[0]")],
+    Stage.LLM: [ProviderSpec("fake-llm", {}, "defaults.llm[0]")],
+}
+
+
+def fake_registry(
+    profiles: dict[str, Any],
+    latency: CloudLatency = CloudLatency(),
+    base: ProviderRegistry | None = None,
+) -> ProviderRegistry:
+    """``base`` (the built-in registry by default) with the cloud-like fakes added.
+
+    A fake's latency and faults are the profile of its name in ``profiles``, else
+    the default of its kind (:func:`default_profiles`); every other provider the
+    registry builds is wrapped with the faults of ``profiles`` (as ``serve --faults``).
+    """
+    from voicerail.providers.builtin import default_registry
+    from voicerail.routing.faults import FakeLLM, FakeTTS, FaultySTT, with_faults
+
+    defaults = default_profiles(latency)
+    merged = {**defaults, **profiles}
+    built: set[int] = set()
+
+    def fake(kind: str, make: Callable[[str, Any], Any]) -> Callable[[Any, str | None], Any]:
+        def build(options: Any, secret: str | None) -> Any:
+            name = options.name or kind
+            provider = make(name, merged.get(name, defaults[kind]))
+            built.add(id(provider))
+            return provider
+
+        return build
+
+    registry = (base or default_registry()).copy()
+    stt = fake("fake-stt", lambda name, profile: FaultySTT(ScriptedSTT(name), profile))
+    tts = fake(
+        "fake-tts",
+        lambda name, profile: FakeTTS(
+            name, profile=profile, seconds_per_word=latency.seconds_per_word
         ),
-        llm=FakeLLM("fake-llm", reply="ok", profile=merged["fake-llm"]),
-        llm_delay_s=0.0,
-        source="voicerail.testing.faults",
     )
-
-
-class _DelayedSTT:
-    def __init__(self, inner: ScriptedSTT, delay_s: float) -> None:
-        self.inner, self.delay_s = inner, delay_s
-        self.name, self.model, self.capabilities = inner.name, inner.model, inner.capabilities
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        chunks = [chunk async for chunk in audio]
-        await asyncio.sleep(self.delay_s)
-
-        async def replay() -> AsyncIterator[bytes]:
-            for chunk in chunks:
-                yield chunk
-
-        async for transcript in self.inner.transcribe(replay(), sample_rate_hz=sample_rate_hz):
-            yield transcript
+    llm = fake("fake-llm", lambda name, profile: FakeLLM(name, reply="ok", profile=profile))
+    registry.register(ProviderFactory("fake-stt", Stage.STT, FakeOptions, stt))
+    registry.register(ProviderFactory("fake-tts", Stage.TTS, FakeOptions, tts))
+    registry.register(ProviderFactory("fake-llm", Stage.LLM, FakeOptions, llm))
+    return registry.wrapped(lambda p: p if id(p) in built else with_faults(p, profiles))
 
 
 # -- agents ------------------------------------------------------------------------
@@ -234,22 +217,18 @@ class EchoAgent:
 
     name = "echo"
 
-    def __init__(self, fakes: CloudFakes) -> None:
-        self.fakes = fakes
+    def __init__(self, llm: LanguageModel) -> None:
+        self.llm = llm
 
     def new_dialog(self, call_id: str) -> Dialog:
         return EchoDialog(self)
 
     async def think(self, text: str) -> None:
-        """Wait as long as the LLM takes to answer ``text`` (raises its injected faults)."""
-        llm = self.fakes.llm
-        if llm is None:
-            await asyncio.sleep(self.fakes.llm_delay_s)
-            return
-        from voicerail.providers.base import ChatMessage
-
-        async for _ in llm.chat([ChatMessage(role="user", content=text)]):
-            pass
+        """Wait as long as the LLM takes to answer ``text`` (raises what the chain raises)."""
+        stream = self.llm.chat([ChatMessage(role="user", content=text)])
+        async with closing_stream(stream):
+            async for _ in stream:
+                pass
 
 
 def echo_reply(text: str) -> tuple[str, bool, bool]:

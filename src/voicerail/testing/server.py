@@ -29,6 +29,9 @@ def serve_process(
     port: int | None = None,
     startup_timeout_s: float = 180.0,
     log_path: Path | None = None,
+    program: Sequence[str] = (),
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[str]:
     """Start ``voicerail serve`` in a subprocess; yield its base URL; stop it after.
 
@@ -38,6 +41,10 @@ def serve_process(
         port: port to bind; a free one when None.
         startup_timeout_s: how long model loading may take before giving up.
         log_path: where the server's output goes (``data_dir/server.log`` by default).
+        program: the ``voicerail`` command to run (an installed entry point);
+            this interpreter's ``-m voicerail.cli`` when empty.
+        cwd: the server's working directory (this one when None).
+        env: the server's environment (this one's when None).
 
     Raises:
         RuntimeError: the server exited or did not answer ``/healthz`` in time;
@@ -47,9 +54,7 @@ def serve_process(
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_path or data_dir / "server.log"
     command = [
-        sys.executable,
-        "-m",
-        "voicerail.cli",
+        *(program or (sys.executable, "-m", "voicerail.cli")),
         "serve",
         "--port",
         str(port),
@@ -63,7 +68,8 @@ def serve_process(
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**(os.environ if env is None else env), "PYTHONUNBUFFERED": "1"},
+            cwd=cwd,
         )
         try:
             _wait_healthy(proc, base_url, startup_timeout_s, log_path)

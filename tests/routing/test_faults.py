@@ -11,7 +11,7 @@ import pytest
 
 from voicerail.errors import ConfigError, ErrorClass, ProviderError, ProviderTimeout
 from voicerail.providers.base import ChatMessage, ToolCall
-from voicerail.testing.faults import (
+from voicerail.routing.faults import (
     Delay,
     FakeLLM,
     FakeSTT,
