@@ -333,9 +333,10 @@ async def warm_up(runtime: Runtime) -> None:
                     pass
         except ProviderError as exc:
             logging.getLogger(__name__).warning("warm-up of %s failed: %s", provider.name, exc)
-    if runtime.phrases is not None:
+    phrases = getattr(runtime, "phrases", None)
+    if phrases is not None:
         fixed_texts: Callable[[], list[str]] = getattr(runtime.agent, "fixed_texts", list)
-        result = await runtime.phrases.warm([*fixed_texts(), HOLDING_PHRASE])
+        result = await phrases.warm([*fixed_texts(), HOLDING_PHRASE])
         logging.getLogger(__name__).info("phrase cache: %s", result)
 
 
