@@ -24,7 +24,9 @@ async def test_call_keeps_talking_when_piper_hangs_and_whisper_fails(tmp_path):
     faults = tmp_path / "faults.yaml"
     faults.write_text(FAULTS)
     wav = synthesize_caller_wav("What are your opening hours?", tmp_path / "hours.wav")
-    with serve_process(["--faults", str(faults)], data_dir=tmp_path / "data") as base_url:
+    # No phrase cache: the fixed sentences must reach the hung piper too.
+    args = ["--faults", str(faults), "--no-phrase-cache"]
+    with serve_process(args, data_dir=tmp_path / "data") as base_url:
         caller = SimulatedTwilioCall(base_url.replace("http", "ws") + "/twilio/media")
         result = await caller.run([CallerTurn.from_wav(wav)])
         server = await fetch_call(base_url, result.call_sid)

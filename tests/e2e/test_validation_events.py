@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 async def test_greeting_sentences_are_validated_as_events_of_their_call(tmp_path):
     lexicon = tmp_path / "lexicon.yaml"
     lexicon.write_text("Riverside: {piper: River side}\n")
-    args = ["--validate-tts", "--lexicon", str(lexicon)]
+    # No phrase cache: a cached greeting is not synthesized (nor validated) per call.
+    args = ["--validate-tts", "--lexicon", str(lexicon), "--no-phrase-cache"]
     with serve_process(args, data_dir=tmp_path / "data") as base_url:
         caller = SimulatedTwilioCall(base_url.replace("http", "ws") + "/twilio/media")
         result = await caller.run([])

@@ -81,7 +81,7 @@ class FasterWhisperSTT:
         hotwords: str | None = None,
         name: str = "faster-whisper",
         batched: bool = True,
-        encoder_window_s: float = 15.0,
+        encoder_window_s: float = 20.0,
     ) -> None:
         self.name = name
         self.model = model

@@ -61,6 +61,13 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sim.add_argument("--ramp", type=float, default=None, metavar="SECONDS")
     sim.add_argument("--faults", type=Path, default=None, metavar="FILE", help="fault profiles")
     sim.add_argument(
+        "--max-calls",
+        type=int,
+        default=None,
+        metavar="N",
+        help="with --serve: the server's admission ceiling (default: its own)",
+    )
+    sim.add_argument(
         "--impair", default="", metavar="SPEC", help="delay=MS,jitter=MS,loss=PCT on the media path"
     )
     sim.add_argument(
@@ -157,6 +164,8 @@ def _target(args: argparse.Namespace, console: Any) -> Iterator[Any]:
     from voicerail.testing.server import serve_process
 
     serve_args = ["--agent", args.serve]
+    if args.max_calls is not None:
+        serve_args += ["--max-calls", str(args.max_calls)]
     if args.faults is not None:
         serve_args += ["--faults", str(args.faults)]
     if args.providers_file is not None:
