@@ -48,5 +48,5 @@ async def test_call_keeps_talking_when_piper_hangs_and_whisper_fails(tmp_path):
     assert {e["provider"] for e in failovers} >= {"espeak-ng", "pocketsphinx"}
     # The greeting reached the caller within the first-byte deadline plus synthesis.
     first_audio = next(e for e in events if e["kind"] == "TTSFirstAudio")
-    assert first_audio["latency_s"] < 1.5
+    assert first_audio["latency_s"] < 2.0  # the 1.5 s TTS first-byte deadline, then espeak-ng
     assert result.turns[0].v2v_latency_s is not None

@@ -51,7 +51,7 @@ class AudioConfig:
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
     frames_per_media: int = 1
-    holding_after_s: float | None = 1.2
+    holding_after_s: float | None = 2.0
 
 
 @dataclass
