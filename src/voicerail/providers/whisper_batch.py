@@ -13,10 +13,12 @@ Rules:
 
 1. The encoder window is the utterance plus a second, at least
    ``window_s`` and at most Whisper's 30 s. Whisper's encoder is trained on
-   30 s windows, but its cost grows with the window: on tiny.en int8, 2 cores,
-   15 s costs 171 ms per utterance against 478 ms for 30 s, at a word error
-   rate of 17.9 % against 16.6 % on 210 clips of real telephone and LibriVox
-   speech (12 s: 117 ms, 18.7 %). Measured here; see the README.
+   30 s windows, but its cost grows with the window. On tiny.en int8, 2 busy
+   cores, 210 clips of real telephone and LibriVox speech (with rule 2's cap):
+   30 s: 521 ms per utterance, 16.6 % word error; 20 s: 248 ms, 17.9 %; 15 s:
+   171 ms, 17.9 %; 12 s: 117 ms, 18.7 %. The default floor is 20 s: at 15 s
+   the demo call heard "next Tuesday" as "next, choose the". Measured here with
+   a script over ``voicerail.testing.speech_corpus``; see the closing notes.
 2. The number of tokens decoded is capped by the audio's length
    (``max_tokens_per_s``): a greedy decoder on a short window can fall into a
    repetition loop, and a cap stops it at the length speech can have.
