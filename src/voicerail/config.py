@@ -166,8 +166,10 @@ def build_runtime(options: ServeOptions) -> Runtime:
     if options.phrase_cache:
         primary = getattr(tts_chain[0], "inner", tts_chain[0])  # not through a fault rehearsal
         phrases = PhraseCache(primary, options.cache_dir or default_cache_dir())
+    load = LoadMonitor(AdmissionConfig(max_calls=max_calls))
+    router.on_queue_wait = load.observe_queue_wait
     return Runtime(
-        load=LoadMonitor(AdmissionConfig(max_calls=max_calls)),
+        load=load,
         phrases=phrases,
         agent=agent,
         stt=stt_chain[0],

@@ -229,6 +229,19 @@ async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
     assert router.breakers["limited"].state(router.clock.monotonic()).value == "closed"
 
 
+async def test_slot_waits_are_reported_to_the_admission_signal():
+    slow = FakeTTS("limited", profile=FaultProfile(chunk_delay=Delay(value_s=0.05)))
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=1.0)
+    router = Router(tts=[slow], config=config)
+    waits: list[float] = []
+    router.on_queue_wait = waits.append
+    providers, _ = bind(router)
+    await asyncio.gather(speak(providers.tts), speak(providers.tts))
+    assert len(waits) == 2
+    assert min(waits) < 0.01  # the first took the free slot
+    assert max(waits) >= 0.04  # the second waited for the first's slow chunks
+
+
 async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
     from voicerail.routing.router import Price
 

@@ -48,6 +48,7 @@ class Attempt(Generic[T]):
     hedged: bool
     deadline_s: float
     slot: asyncio.Semaphore | None = None
+    on_queue_wait: Callable[[float], None] | None = None
     holding: bool = False
     ttfb_s: float | None = None
     usage: Usage | None = None
@@ -61,15 +62,21 @@ class Attempt(Generic[T]):
             StopAsyncIteration: the stream was empty.
         """
         if self.slot is not None:
+            loop = asyncio.get_running_loop()
+            waited_from = loop.time()
             try:
                 await asyncio.wait_for(self.slot.acquire(), queue_timeout_s)
             except TimeoutError as exc:
+                if self.on_queue_wait is not None:
+                    self.on_queue_wait(loop.time() - waited_from)
                 raise QueueFull(
                     f"concurrency limit: no slot within {queue_timeout_s:.2f} s",
                     provider=self.provider.name,
                     error_class=ErrorClass.TRANSIENT,
                 ) from exc
             self.holding = True
+            if self.on_queue_wait is not None:  # the admission signal (session/load.py)
+                self.on_queue_wait(loop.time() - waited_from)
         return await self.stream.__anext__()
 
     def release(self) -> None:
@@ -289,6 +296,7 @@ class _Opening(Generic[T]):
                 hedged,
                 deadline_s=self.scope.deadline_s(self.stage, 1 + open_after),
                 slot=self.router.slots.get(provider.name),
+                on_queue_wait=self.router.on_queue_wait,
             )
             attempt.task = asyncio.ensure_future(attempt.first(self.cfg.queue_timeout_s))
             self.running.append(attempt)

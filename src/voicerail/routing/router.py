@@ -247,6 +247,9 @@ class Router:
                     self.slots[provider.name] = asyncio.Semaphore(cfg.max_concurrency)
         self.retry_budget = RetryBudget(self.config.retry_ratio, self.config.min_retries_per_window)
         self.versions = VersionTracker()
+        #: Told how long each request waited for a concurrency slot, seconds (the
+        #: server's admission reads it as a load signal).
+        self.on_queue_wait: Callable[[float], None] | None = None
 
     def config_for(self, stage: Stage) -> ChainConfig:
         """The policy of one chain (``stage_configs`` overrides ``config``)."""
