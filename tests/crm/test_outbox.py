@@ -17,8 +17,9 @@ from voicerail.testing.crm import InMemoryCRM, RelayKilled
 
 def booking(call_id: str = "call-1", turn: int = 3) -> CRMWrite:
     args = {"name": "Ada Lovelace", "day": "2026-12-08", "time": "10:30"}
-    return CRMWrite(idempotency_key(call_id, turn, "book_appointment", args), call_id,
-                    WriteAction.BOOKING, args)
+    return CRMWrite(
+        idempotency_key(call_id, turn, "book_appointment", args), call_id, WriteAction.BOOKING, args
+    )
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -34,8 +35,14 @@ def outbox(request: pytest.FixtureRequest, tmp_path) -> Iterator[Outbox]:
 
 
 def relay(outbox: Outbox, crm: InMemoryCRM, clock: FakeClock, owner: str = "r1") -> Relay:
-    return Relay(outbox, crm, owner, clock=clock, policy=RetryPolicy(base_s=1.0, max_attempts=5),
-                 lease_s=30.0)
+    return Relay(
+        outbox,
+        crm,
+        owner,
+        clock=clock,
+        policy=RetryPolicy(base_s=1.0, max_attempts=5),
+        lease_s=30.0,
+    )
 
 
 async def drain(r: Relay, clock: FakeClock, steps: int = 200, step_s: float = 1.0) -> None:
@@ -146,10 +153,12 @@ async def test_permanent_errors_and_exhausted_retries_dead_letter(outbox: Outbox
     """A 400 is dead-lettered at once; five 503s exhaust max_attempts=5."""
     clock = FakeClock()
     bad, flaky = booking(turn=1), booking(turn=2)
-    crm = InMemoryCRM(scripted={
-        bad.idempotency_key: ["permanent"],
-        flaky.idempotency_key: ["server_error"] * 5,
-    })
+    crm = InMemoryCRM(
+        scripted={
+            bad.idempotency_key: ["permanent"],
+            flaky.idempotency_key: ["server_error"] * 5,
+        }
+    )
     outbox.record("call-1", "{}", [bad, flaky], clock.wall())
     r = relay(outbox, crm, clock)
     await drain(r, clock, steps=100, step_s=5.0)
@@ -167,7 +176,10 @@ def test_stats_count_failed_rows_and_the_oldest_age(tmp_path) -> None:
     box.fail(first.write.idempotency_key, "r", 110.0, "503:transient", 200.0)
     stats = box.stats(150.0)
     assert stats.to_dict() == {
-        "pending": 2, "failed": 1, "dead_lettered": 0, "delivered": 0,
+        "pending": 2,
+        "failed": 1,
+        "dead_lettered": 0,
+        "delivered": 0,
         "oldest_pending_age_s": 50.0,
     }
     box.close()
@@ -181,3 +193,35 @@ def test_retry_backoff_grows_and_is_capped() -> None:
         nominal = min(10.0, 2.0 ** (n - 1))
         assert 0.5 * nominal <= delay < nominal
     assert policy.next_attempt_s("k", 1, 0.0, 30.0) == 30.0
+
+
+async def test_rows_a_killed_relay_never_reached_lose_no_attempt(outbox: Outbox) -> None:
+    """Only the row being delivered when the relay died can count an attempt against it."""
+    clock = FakeClock()
+    writes = [booking(turn=t) for t in range(3)]
+    crm = InMemoryCRM(scripted={writes[0].idempotency_key: ["kill"]})
+    outbox.record("call-1", "{}", writes, clock.wall())
+    with pytest.raises(RelayKilled):
+        await relay(outbox, crm, clock, owner="dying").run_once()
+    clock.advance(30.0)
+    entries = outbox.claim("next", 10, clock.wall(), 30.0)
+    # Rows delivered before the kill are done; the killed one and those after it remain.
+    assert writes[0].idempotency_key in {e.write.idempotency_key for e in entries}
+    assert {(e.attempts, e.claims) for e in entries} == {(1, 2)}
+
+
+async def test_a_poison_write_that_kills_every_relay_is_dead_lettered(outbox: Outbox) -> None:
+    """A write that kills each relay claiming it is given up after max_claims claims."""
+    clock = FakeClock()
+    write = booking()
+    crm = InMemoryCRM(scripted={write.idempotency_key: ["kill"] * 3 + ["server_error"]})
+    outbox.record("call-1", "{}", [write], clock.wall())
+    policy = RetryPolicy(base_s=1.0, max_attempts=10, max_claims=4)
+    for n in range(3):
+        with pytest.raises(RelayKilled):
+            await Relay(outbox, crm, f"r{n}", clock=clock, policy=policy).run_once()
+        clock.advance(31.0)
+    last = Relay(outbox, crm, "r3", clock=clock, policy=policy)
+    await last.run_once()
+    assert last.counts.dead_lettered == 1
+    assert outbox.stats(clock.wall()).dead_lettered == 1

@@ -70,7 +70,8 @@ class EmbeddedCRM:
 
     def _error(self, exc: Exception) -> CRMError:
         return CRMError(
-            f"embedded crm failed: {type(exc).__name__}", provider=self.name,
+            f"embedded crm failed: {type(exc).__name__}",
+            provider=self.name,
             error_class=ErrorClass.TRANSIENT,
         )
 
@@ -131,8 +132,10 @@ class EmbeddedCRM:
             )
         except (KeyError, ValueError) as exc:
             raise CRMError(
-                f"booking write lacks a valid {exc}", provider=self.name,
-                error_class=ErrorClass.PERMANENT, code="INVALID_BOOKING",
+                f"booking write lacks a valid {exc}",
+                provider=self.name,
+                error_class=ErrorClass.PERMANENT,
+                code="INVALID_BOOKING",
             ) from exc
 
     def upsert_now(self, write: CRMWrite) -> WriteReceipt:
@@ -162,10 +165,12 @@ class EmbeddedCRM:
         """
         try:
             with self._lock:
-                rows = list(self._db.execute(
-                    "SELECT idempotency_key, action, properties, deliveries FROM crm_records "
-                    "ORDER BY rowid"
-                ))
+                rows = list(
+                    self._db.execute(
+                        "SELECT idempotency_key, action, properties, deliveries FROM crm_records "
+                        "ORDER BY rowid"
+                    )
+                )
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         return [(str(r[0]), str(r[1]), json.loads(r[2]), int(r[3])) for r in rows]

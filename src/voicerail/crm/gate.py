@@ -86,12 +86,18 @@ class ContextPolicy:
 
 def _check_condition(condition: object, source: str, where: str) -> None:
     if not isinstance(condition, str) or ":" not in condition:
-        raise ConfigError(f"expected 'verified:<name>' or 'intent:<name>', got {condition!r}",
-                          source=source, field=where)
+        raise ConfigError(
+            f"expected 'verified:<name>' or 'intent:<name>', got {condition!r}",
+            source=source,
+            field=where,
+        )
     kind, _, name = condition.partition(":")
     if kind not in _CONDITION_KINDS or not name:
-        raise ConfigError(f"expected 'verified:<name>' or 'intent:<name>', got {condition!r}",
-                          source=source, field=where)
+        raise ConfigError(
+            f"expected 'verified:<name>' or 'intent:<name>', got {condition!r}",
+            source=source,
+            field=where,
+        )
 
 
 @dataclass(frozen=True)

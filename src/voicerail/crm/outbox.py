@@ -8,7 +8,7 @@ Rules kept here (``outbox_pg.py`` keeps the same ones on PostgreSQL):
    queued again (``INSERT ... ON CONFLICT DO NOTHING``): replays from failover,
    barge-in after a tool call or a worker restart add nothing.
 2. A relay *claims* due rows before delivering them: it sets a lease (owner and
-   expiry) and counts the attempt in one transaction. On SQLite the claim runs
+   expiry) and counts the claim in one transaction. On SQLite the claim runs
    under ``BEGIN IMMEDIATE`` (one writer at a time); on PostgreSQL under
    ``FOR UPDATE SKIP LOCKED``, so relays never wait on each other's rows. A
    relay killed mid-batch leaves leases that expire; another relay re-claims.
@@ -17,8 +17,12 @@ Rules kept here (``outbox_pg.py`` keeps the same ones on PostgreSQL):
    A re-delivery that results is harmless: the CRM upserts by the key.
 4. A failed attempt is retried with capped exponential backoff (jitter derived
    from the key, so runs are reproducible), no sooner than the CRM's
-   ``Retry-After``; a permanent error, or ``max_attempts`` attempts, moves the
-   row to ``dead`` (dead-lettered) for an operator.
+   ``Retry-After``; a permanent error, or ``max_attempts`` failed attempts, moves
+   the row to ``dead`` (dead-lettered) for an operator. Failed attempts are
+   counted when a relay reports them, claims when rows are claimed: a relay
+   killed mid-batch costs the rows it never reached no attempt, and a row that
+   kills every relay that claims it (a poison write) is dead-lettered after
+   ``max_claims`` claims.
 5. Times are Unix seconds from the injected clock, passed in as ``now_s``.
 """
 
@@ -46,12 +50,14 @@ class RetryPolicy:
     Attributes:
         base_s: the first backoff, seconds.
         cap_s: the longest backoff, seconds.
-        max_attempts: attempts before a row is dead-lettered.
+        max_attempts: failed attempts before a row is dead-lettered.
+        max_claims: claims before a row is dead-lettered (a poison write).
     """
 
     base_s: float = 0.5
     cap_s: float = 300.0
     max_attempts: int = 10
+    max_claims: int = 30
 
     def next_attempt_s(
         self, key: str, attempts: int, now_s: float, retry_after_s: float | None
@@ -73,12 +79,14 @@ class OutboxEntry:
 
     Attributes:
         write: the write to deliver.
-        attempts: attempts including this one.
+        attempts: this attempt's number (failed attempts before it, plus one).
+        claims: claims including this one.
         created_at: when it was recorded, Unix seconds.
     """
 
     write: CRMWrite
     attempts: int
+    claims: int
     created_at: float
 
 
@@ -156,6 +164,7 @@ CREATE TABLE IF NOT EXISTS crm_outbox (
   payload TEXT NOT NULL,
   status TEXT NOT NULL DEFAULT 'pending',
   attempts INTEGER NOT NULL DEFAULT 0,
+  claims INTEGER NOT NULL DEFAULT 0,
   next_attempt_at REAL NOT NULL,
   lease_owner TEXT,
   lease_until REAL,
@@ -178,11 +187,13 @@ UPSERT_STATE = (
 )
 COMPLETE = (
     "UPDATE crm_outbox SET status = 'delivered', delivered_at = ?, crm_id = ?, "
+    "attempts = attempts + 1, "
     "lease_owner = NULL, lease_until = NULL WHERE idempotency_key = ? AND lease_owner = ? "
     "AND status = 'pending'"
 )
 FAIL = (
     "UPDATE crm_outbox SET status = ?, next_attempt_at = ?, last_error = ?, "
+    "attempts = attempts + 1, "
     "lease_owner = NULL, lease_until = NULL WHERE idempotency_key = ? AND lease_owner = ? "
     "AND status = 'pending'"
 )
@@ -277,7 +288,9 @@ class SQLiteOutbox:
         """
         with self._transaction() as db:
             db.execute(UPSERT_STATE, (call_id, state_json, now_s))
-            queued = [db.execute(INSERT_WRITE, write_params(w, now_s)).rowcount == 1 for w in writes]
+            queued = [
+                db.execute(INSERT_WRITE, write_params(w, now_s)).rowcount == 1 for w in writes
+            ]
             if also is not None:
                 also(db)
         return queued
@@ -298,15 +311,20 @@ class SQLiteOutbox:
             StoreError: the database failed.
         """
         with self._transaction() as db:
-            rows = list(db.execute(
-                "UPDATE crm_outbox SET lease_owner = ?, lease_until = ?, attempts = attempts + 1 "
-                "WHERE idempotency_key IN (SELECT idempotency_key FROM crm_outbox "
-                "WHERE status = 'pending' AND next_attempt_at <= ? "
-                "AND (lease_until IS NULL OR lease_until <= ?) "
-                "ORDER BY next_attempt_at LIMIT ?) RETURNING payload, attempts, created_at",
-                (owner, now_s + lease_s, now_s, now_s, limit),
-            ))
-        return [OutboxEntry(CRMWrite.from_json(r[0]), int(r[1]), float(r[2])) for r in rows]
+            rows = list(
+                db.execute(
+                    "UPDATE crm_outbox SET lease_owner = ?, lease_until = ?, claims = claims + 1 "
+                    "WHERE idempotency_key IN (SELECT idempotency_key FROM crm_outbox "
+                    "WHERE status = 'pending' AND next_attempt_at <= ? "
+                    "AND (lease_until IS NULL OR lease_until <= ?) "
+                    "ORDER BY next_attempt_at LIMIT ?) "
+                    "RETURNING payload, attempts + 1, claims, created_at",
+                    (owner, now_s + lease_s, now_s, now_s, limit),
+                )
+            )
+        return [
+            OutboxEntry(CRMWrite.from_json(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows
+        ]
 
     def complete(self, key: str, owner: str, now_s: float, crm_id: str) -> bool:
         """Rule 3. See :class:`Outbox`.
@@ -347,7 +365,8 @@ class SQLiteOutbox:
             (str(r[0]), str(r[1]), int(r[2]), float(r[3]), r[4])
             for r in self._query(
                 "SELECT idempotency_key, status, attempts, created_at, delivered_at "
-                "FROM crm_outbox ORDER BY created_at, rowid", ()
+                "FROM crm_outbox ORDER BY created_at, rowid",
+                (),
             )
         ]
 

@@ -33,14 +33,14 @@ from voicerail.crm.outbox import (
 from voicerail.errors import StoreError
 
 _CLAIM = """
-UPDATE crm_outbox SET lease_owner = %s, lease_until = %s, attempts = attempts + 1
+UPDATE crm_outbox SET lease_owner = %s, lease_until = %s, claims = claims + 1
 WHERE idempotency_key IN (
   SELECT idempotency_key FROM crm_outbox
   WHERE status = 'pending' AND next_attempt_at <= %s
     AND (lease_until IS NULL OR lease_until <= %s)
   ORDER BY next_attempt_at LIMIT %s
   FOR UPDATE SKIP LOCKED)
-RETURNING payload, attempts, created_at
+RETURNING payload, attempts + 1, claims, created_at
 """
 _SCHEMA_LOCK_ID = 0x766F6362  # an advisory lock: two workers creating the schema at once
 
@@ -66,7 +66,7 @@ class PostgresOutbox:
             with self._db.transaction():
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
                 for statement in filter(str.strip, _pg(SCHEMA).split(";")):
-                    self._db.execute(statement)  # type: ignore[arg-type]
+                    self._db.execute(statement)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the postgresql outbox: {exc}") from exc
         self._lock = threading.Lock()
@@ -74,7 +74,7 @@ class PostgresOutbox:
     def _run(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
             with self._lock, self._db.transaction():
-                return self._db.execute(_pg(sql), args).rowcount  # type: ignore[arg-type]
+                return self._db.execute(_pg(sql), args).rowcount
         except psycopg.Error as exc:
             raise StoreError(f"outbox transaction failed: {exc}") from exc
 
@@ -88,11 +88,10 @@ class PostgresOutbox:
         """
         try:
             with self._lock, self._db.transaction():
-                self._db.execute(_pg(UPSERT_STATE), (call_id, state_json, now_s))  # type: ignore[arg-type]
+                self._db.execute(_pg(UPSERT_STATE), (call_id, state_json, now_s))
                 insert = _pg(INSERT_WRITE)
                 return [
-                    self._db.execute(insert, write_params(w, now_s)).rowcount == 1  # type: ignore[arg-type]
-                    for w in writes
+                    self._db.execute(insert, write_params(w, now_s)).rowcount == 1 for w in writes
                 ]
         except psycopg.Error as exc:
             raise StoreError(f"outbox transaction failed: {exc}") from exc
@@ -119,7 +118,9 @@ class PostgresOutbox:
                 ).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"outbox claim failed: {exc}") from exc
-        return [OutboxEntry(CRMWrite.from_json(r[0]), int(r[1]), float(r[2])) for r in rows]
+        return [
+            OutboxEntry(CRMWrite.from_json(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows
+        ]
 
     def complete(self, key: str, owner: str, now_s: float, crm_id: str) -> bool:
         """Rule 3.
@@ -158,14 +159,15 @@ class PostgresOutbox:
             (str(r[0]), str(r[1]), int(r[2]), float(r[3]), r[4])
             for r in self._query(
                 "SELECT idempotency_key, status, attempts, created_at, delivered_at "
-                "FROM crm_outbox ORDER BY created_at, idempotency_key", ()
+                "FROM crm_outbox ORDER BY created_at, idempotency_key",
+                (),
             )
         ]
 
     def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         try:
             with self._lock, self._db.transaction():
-                return self._db.execute(_pg(sql), args).fetchall()  # type: ignore[arg-type]
+                return self._db.execute(_pg(sql), args).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"outbox read failed: {exc}") from exc
 

@@ -84,9 +84,7 @@ class Relay:
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were claimed."""
-        entries = self.outbox.claim(
-            self.owner, self.batch_size, self.clock.wall(), self.lease_s
-        )
+        entries = self.outbox.claim(self.owner, self.batch_size, self.clock.wall(), self.lease_s)
         for entry in entries:
             await self.deliver(entry)
         return len(entries)
@@ -117,7 +115,11 @@ class Relay:
     ) -> None:
         key = entry.write.idempotency_key
         now_s = self.clock.wall()
-        give_up = not retryable or entry.attempts >= self.policy.max_attempts
+        give_up = (
+            not retryable
+            or entry.attempts >= self.policy.max_attempts
+            or entry.claims >= self.policy.max_claims
+        )
         retry_at = (
             None
             if give_up
@@ -128,8 +130,9 @@ class Relay:
         elif give_up:
             self.counts.dead_lettered += 1
             # The key holds the call id and action, no personal data.
-            log.warning("crm write dead-lettered after %d attempts: %s (%s)",
-                        entry.attempts, key, reason)
+            log.warning(
+                "crm write dead-lettered after %d attempts: %s (%s)", entry.attempts, key, reason
+            )
         else:
             self.counts.retried += 1
 

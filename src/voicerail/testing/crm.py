@@ -42,6 +42,8 @@ class InMemoryCRM:
         faults: the fault kinds to draw from.
         scripted: key → faults for its next attempts, in order (overrides the draw).
         seed: the generator's seed.
+        upsert_by_key: False makes every applied write create a record, as a
+            plain create endpoint would (shows what the duplicate count catches).
         retry_after_s: what ``rate_limited`` sends as ``Retry-After``.
         contacts: phone (E.164) → fields.
         records: key → properties last written.
@@ -60,6 +62,7 @@ class InMemoryCRM:
     creates: Counter[str] = field(default_factory=Counter)
     attempts: int = 0
     fault_counts: Counter[str] = field(default_factory=Counter)
+    upsert_by_key: bool = True
     name: str = "memory"
 
     def __post_init__(self) -> None:
@@ -75,7 +78,7 @@ class InMemoryCRM:
         return CustomerRecord("mem-" + phone_e164, fields) if fields is not None else None
 
     def _apply(self, write: CRMWrite) -> WriteReceipt:
-        created = write.idempotency_key not in self.records
+        created = write.idempotency_key not in self.records or not self.upsert_by_key
         self.records[write.idempotency_key] = dict(write.properties)
         if created:
             self.creates[write.idempotency_key] += 1
@@ -99,8 +102,13 @@ class InMemoryCRM:
             self._apply(write)
             raise TimeoutError
         if fault == "rate_limited":
-            raise CRMError("rate limited", provider=self.name, status=429,
-                           retry_after_s=self.retry_after_s, code="RATE_LIMIT")
+            raise CRMError(
+                "rate limited",
+                provider=self.name,
+                status=429,
+                retry_after_s=self.retry_after_s,
+                code="RATE_LIMIT",
+            )
         if fault == "server_error":
             raise CRMError("server error", provider=self.name, status=503)
         if fault == "kill":
@@ -108,6 +116,11 @@ class InMemoryCRM:
                 self._apply(write)
             raise RelayKilled
         if fault == "permanent":
-            raise CRMError("invalid property", provider=self.name, status=400,
-                           error_class=ErrorClass.PERMANENT, code="VALIDATION_ERROR")
+            raise CRMError(
+                "invalid property",
+                provider=self.name,
+                status=400,
+                error_class=ErrorClass.PERMANENT,
+                code="VALIDATION_ERROR",
+            )
         raise ValueError(f"unknown fault {fault!r}")
