@@ -129,6 +129,7 @@ class EmbeddedCRM:
                 date.fromisoformat(str(props["day"])),
                 time.fromisoformat(str(props["time"])),
                 write.idempotency_key,
+                booking_id=str(props["booking_id"]) if props.get("booking_id") else None,
             )
         except (KeyError, ValueError) as exc:
             raise CRMError(

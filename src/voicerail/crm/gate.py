@@ -14,14 +14,19 @@ Rules kept here:
 3. Conditions are names: ``verified:<check>`` (e.g. ``verified:dob``, set when
    the caller confirmed their date of birth) and ``intent:<name>`` (set when the
    NLU or the LLM recognized it). The dialog tells the gate which hold.
+4. A verification compares what the caller said with a field the agent may
+   *not* see (``verify: {dob: date_of_birth}``) inside the gate: the dialog
+   learns only whether it matched, never the value.
 
-The agent file's section (both keys optional)::
+The agent file's section (all keys optional)::
 
     context:
       must: [first_name, upcoming_appointment]
       when:
         account_balance: "verified:dob"
         last_invoice: ["verified:dob", "intent:billing"]   # any of these
+      verify:
+        dob: date_of_birth          # check name -> the CRM field it compares with
 """
 
 from __future__ import annotations
@@ -43,10 +48,12 @@ class ContextPolicy:
     Attributes:
         must: fields visible from the start.
         when: field → the conditions of which any one makes it visible.
+        verify: check name → the CRM field the caller's answer is compared with.
     """
 
     must: tuple[str, ...] = ()
     when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    verify: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, source: str = "<agent>") -> ContextPolicy:
@@ -60,7 +67,7 @@ class ContextPolicy:
             return cls()
         if not isinstance(raw, Mapping):
             raise ConfigError("expected a mapping with 'must' and 'when'", source=source)
-        unknown = set(raw) - {"must", "when"}
+        unknown = set(raw) - {"must", "when", "verify"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, field="context")
         must = raw.get("must") or []
@@ -75,7 +82,12 @@ class ContextPolicy:
             for condition in items:
                 _check_condition(condition, source, where)
             when[str(name)] = tuple(items)
-        return cls(must=tuple(must), when=when)
+        verify = raw.get("verify") or {}
+        if not isinstance(verify, Mapping) or not all(
+            isinstance(v, str) and v for v in verify.values()
+        ):
+            raise ConfigError("expected check: field", source=source, field="context.verify")
+        return cls(must=tuple(must), when=when, verify={str(k): v for k, v in verify.items()})
 
     def allowed(self, conditions: Iterable[str]) -> frozenset[str]:
         """The fields visible while ``conditions`` hold."""
@@ -148,6 +160,26 @@ class ContextGate:
         _check_condition(condition, "<dialog>", "condition")
         self._conditions.add(condition)
 
+    def verify(self, check: str, answer: str) -> bool:
+        """Compare the caller's ``answer`` with the hidden field of ``check`` (rule 4).
+
+        A match holds ``verified:<check>``. The comparison ignores case, spaces
+        and punctuation (``"14/03/1985"`` does not match ``"1985-03-14"``: the
+        dialog normalizes dates before asking).
+
+        Returns:
+            True when it matched; False when it did not, the check is unknown,
+            or the caller is not in the CRM.
+        """
+        field_name = self._policy.verify.get(check)
+        if self._record is None or field_name is None:
+            return False
+        expected = self._record.fields.get(field_name)
+        if expected is None or _canonical(str(expected)) != _canonical(answer):
+            return False
+        self._conditions.add(f"verified:{check}")
+        return True
+
     def context(self) -> GatedContext:
         """The fields the agent may see now."""
         if self._record is None:
@@ -155,3 +187,7 @@ class ContextGate:
         allowed = self._policy.allowed(self._conditions)
         fields = {k: v for k, v in self._record.fields.items() if k in allowed}
         return GatedContext(known_caller=True, fields=fields)
+
+
+def _canonical(text: str) -> str:
+    return "".join(ch for ch in text.casefold() if ch.isalnum())

@@ -89,7 +89,13 @@ class BookingStore:
         self._lock = threading.Lock()
 
     def create(
-        self, call_id: str, name: str, day: date, at: dtime, idempotency_key: str
+        self,
+        call_id: str,
+        name: str,
+        day: date,
+        at: dtime,
+        idempotency_key: str,
+        booking_id: str | None = None,
     ) -> Booking:
         """Book ``name`` on ``day`` at ``at``; the same key returns the first booking.
 
@@ -99,6 +105,8 @@ class BookingStore:
             day: the appointment's date.
             at: its local time.
             idempotency_key: ``"{call_id}:book:{n}"`` (rule 1).
+            booking_id: the confirmation number to use, when the caller was
+                already told it (a write through the CRM outbox); None draws one.
 
         Returns:
             The booking written now, or the one this key wrote before (unchanged,
@@ -108,7 +116,7 @@ class BookingStore:
             StoreError: the database failed.
         """
         now = time.time()
-        booking_id = "BK-" + uuid.uuid4().hex[:8].upper()
+        booking_id = booking_id or "BK-" + uuid.uuid4().hex[:8].upper()
         try:
             with self._lock:
                 self._db.execute(

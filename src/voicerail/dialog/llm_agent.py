@@ -19,6 +19,15 @@ Rules kept here:
 2. After a barge-in only the words the caller heard stay in the assistant's
    message history (``on_agent_heard``).
 3. ``transfer_to_human`` ends the turn with a handoff; ``end_call`` with a goodbye.
+4. With a CRM, the caller is looked up when the call starts (``caller_known``)
+   and the greeting does not wait; the first caller turn waits at most the
+   lookup's deadline. Only the fields the agent file's ``context`` section
+   allows reach the prompt (``crm/gate.py``); ``verify_caller`` checks an answer
+   against a hidden field inside the gate and may reveal more fields.
+5. With an outbox, ``book_appointment`` records the booking as a CRM write in
+   the outbox, with the call's state, instead of writing the booking store;
+   the confirmation number is derived from the idempotency key, so the caller
+   hears the number the relay will later write, however often it is replayed.
 """
 
 from __future__ import annotations
@@ -34,6 +43,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voicerail.clock import Clock, SystemClock
+from voicerail.crm.gate import ContextGate, ContextPolicy
+from voicerail.crm.lookup import CallerLookup
+from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction
+from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
 from voicerail.errors import ConfigError, DialogError
@@ -76,6 +90,16 @@ TOOLS: dict[str, ToolSpec] = {
         description="Transfer the call to the front desk when the caller asks for a person.",
         parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
     ),
+    "verify_caller": ToolSpec(
+        name="verify_caller",
+        description="Check an identity answer of the caller (e.g. check 'dob' with the date "
+        "of birth as YYYY-MM-DD). Answers only whether it matched.",
+        parameters={
+            "type": "object",
+            "properties": {"check": {"type": "string"}, "value": {"type": "string"}},
+            "required": ["check", "value"],
+        },
+    ),
     "end_call": ToolSpec(
         name="end_call",
         description="End the call after saying goodbye.",
@@ -104,6 +128,7 @@ class LLMAgentSpec(BaseModel):
     name: str
     greeting: str
     llm: LLMSection
+    context: dict[str, Any] | None = None
 
 
 def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
@@ -127,6 +152,7 @@ def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
     for tool in spec.llm.tools:
         if tool not in TOOLS:
             raise ConfigError(f"unknown tool {tool!r}", source=source, field="llm.tools")
+    ContextPolicy.from_mapping(spec.context, source=source)
     return spec
 
 
@@ -149,6 +175,11 @@ class LLMAgent:
         llm: the language model (usually the router's per-call LLM or a cloud adapter).
         bookings: where the booking tools write.
         today: the caller's local date, given to the model in the system prompt.
+        crm: the CRM the caller is looked up in (rule 4); None: no lookup.
+        outbox: where writes are recorded for the relay (rule 5); None: the
+            booking store directly.
+        lookup_deadline_s: how long the first caller turn may wait for the lookup.
+        clock: the wall clock of the outbox's times.
     """
 
     def __init__(
@@ -158,6 +189,10 @@ class LLMAgent:
         llm: LanguageModel,
         bookings: BookingStore,
         today: Callable[[], date] = date.today,
+        crm: CRMConnector | None = None,
+        outbox: Outbox | None = None,
+        lookup_deadline_s: float = 1.5,
+        clock: Clock | None = None,
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -165,6 +200,11 @@ class LLMAgent:
         self.bookings = bookings
         self.today = today
         self.tools = [TOOLS[name] for name in spec.llm.tools]
+        self.context_policy = ContextPolicy.from_mapping(spec.context, source=spec.name)
+        self.crm = crm
+        self.outbox = outbox
+        self.lookup_deadline_s = lookup_deadline_s
+        self.clock = clock or SystemClock()
 
     def new_dialog(self, call_id: str) -> LLMDialog:
         """A fresh conversation for ``call_id``."""
@@ -180,6 +220,28 @@ class LLMDialog:
         self.turn = 0
         system = f"{agent.spec.llm.system_prompt}\nToday is {agent.today().isoformat()}."
         self.messages: list[ChatMessage] = [ChatMessage("system", system)]
+        self.lookup: CallerLookup | None = None
+        self.gate: ContextGate | None = None
+
+    def caller_known(self, phone: str) -> None:
+        """Start looking the caller up (rule 4); returns at once."""
+        if self.agent.crm is not None and self.lookup is None and phone:
+            policy, deadline_s = self.agent.context_policy, self.agent.lookup_deadline_s
+            self.lookup = CallerLookup(self.agent.crm, policy, phone, deadline_s)
+            self.lookup.start()
+
+    async def _open_gate(self) -> dict[str, Any]:
+        """On the first caller turn: the gated context into the prompt; safe event data."""
+        if self.lookup is None or self.gate is not None:
+            return {}
+        self.gate = await self.lookup.gate(wait_s=self.agent.lookup_deadline_s)
+        context = self.gate.context()
+        self.messages.insert(1, ChatMessage("system", context.prompt_text()))
+        return {
+            "crm_known_caller": context.known_caller,
+            "crm_fields": context.field_names,
+            "crm_lookup": self.lookup.reason or "ok",
+        }
 
     async def start(self) -> AgentReply:
         self.messages.append(ChatMessage("assistant", self.agent.spec.greeting))
@@ -187,8 +249,12 @@ class LLMDialog:
 
     async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
         self.turn += 1
+        crm_data = await self._open_gate()
         self.messages.append(ChatMessage("user", text))
-        return await self._complete()
+        reply = await self._complete()
+        if crm_data:
+            reply.data.update(crm_data)
+        return reply
 
     async def on_dtmf(self, digits: str) -> AgentReply:
         return await self.on_user_turn(f"(the caller pressed the key {digits})", None)
@@ -247,6 +313,15 @@ class LLMDialog:
     def _run_tool(self, call: ToolCall) -> ToolResult:
         args = call.arguments
         try:
+            if call.name == "book_appointment" and self.agent.outbox is not None:
+                return self._book_through_outbox(call)
+            if call.name == "verify_caller":
+                ok = self.gate is not None and self.gate.verify(
+                    str(args["check"]), str(args["value"])
+                )
+                if not ok or self.gate is None:
+                    return ToolResult({"verified": False})
+                return ToolResult({"verified": True, "context": dict(self.gate.context().fields)})
             if call.name == "book_appointment":
                 booking = self.agent.bookings.create(
                     self.call_id,
@@ -274,6 +349,28 @@ class LLMDialog:
             # The model sent bad arguments: tell it, so it can ask the caller again.
             return ToolResult({"error": f"invalid arguments: {exc}"})
         return ToolResult({"error": f"unknown tool {call.name!r}"})
+
+    def _book_through_outbox(self, call: ToolCall) -> ToolResult:
+        """Rule 5: record the booking in the outbox; the relay writes it."""
+        args = call.arguments
+        properties = {
+            "name": str(args["name"]),
+            "day": date.fromisoformat(str(args["day"])).isoformat(),
+            "time": time.fromisoformat(str(args["time"])).isoformat("minutes"),
+        }
+        key = self.idempotency_key(call)
+        booking_id = "BK-" + hashlib.sha256(key.encode()).hexdigest()[:8].upper()
+        write = CRMWrite(
+            key, self.call_id, WriteAction.BOOKING, {**properties, "booking_id": booking_id}
+        )
+        state = json.dumps({"turn": self.turn, "booking_id": booking_id})
+        assert self.agent.outbox is not None
+        self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
+        return ToolResult(
+            {"booking_id": booking_id, "status": "booked"},
+            booking_id=booking_id,
+            outcome=Outcome.COMPLETED,
+        )
 
     def _reply(self, text: str, result: ToolResult) -> AgentReply:
         return AgentReply(
