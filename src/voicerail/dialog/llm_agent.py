@@ -28,6 +28,10 @@ Rules kept here:
    the outbox, with the call's state, instead of writing the booking store;
    the confirmation number is derived from the idempotency key, so the caller
    hears the number the relay will later write, however often it is replayed.
+6. A write tool that the model calls again in the same call with the same
+   arguments (the caller barged in after the tool ran and repeated the
+   request on a later turn, so rule 1's key differs) is not run again: the
+   model gets the first result. A different argument is a different write.
 """
 
 from __future__ import annotations
@@ -222,6 +226,7 @@ class LLMDialog:
         self.messages: list[ChatMessage] = [ChatMessage("system", system)]
         self.lookup: CallerLookup | None = None
         self.gate: ContextGate | None = None
+        self._writes_done: dict[tuple[str, str], ToolResult] = {}
 
     def caller_known(self, phone: str) -> None:
         """Start looking the caller up (rule 4); returns at once."""
@@ -279,7 +284,7 @@ class LLMDialog:
                 return self._reply(text, final)
             self.messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
             for call in calls:
-                result = self._run_tool(call)
+                result = self._run_tool_once(call)
                 final = _merge(final, result)
                 self.messages.append(
                     ChatMessage("tool", json.dumps(result.content), tool_call_id=call.id)
@@ -309,6 +314,25 @@ class LLMDialog:
         canonical = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
         return f"{self.call_id}:t{self.turn}:{call.name}:{digest}"
+
+    def _run_tool_once(self, call: ToolCall) -> ToolResult:
+        """Rule 6: a write tool called again with the same arguments in this call
+        returns what the first call did and writes nothing."""
+        spec = TOOLS.get(call.name)
+        if spec is None or not spec.writes:
+            return self._run_tool(call)
+        canonical = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
+        done = self._writes_done.get((call.name, canonical))
+        if done is not None:
+            return ToolResult(
+                {**done.content, "note": "already done earlier in this call"},
+                booking_id=done.booking_id,
+                outcome=done.outcome,
+            )
+        result = self._run_tool(call)
+        if "error" not in result.content and result.content.get("status") != "not_found":
+            self._writes_done[(call.name, canonical)] = result
+        return result
 
     def _run_tool(self, call: ToolCall) -> ToolResult:
         args = call.arguments
