@@ -221,3 +221,16 @@ def test_binding_beyond_loopback_without_a_key_is_warned_about():
     assert exposure_warning("0.0.0.0", AccessSettings(api_key=KEY)) is None
     warning = exposure_warning("0.0.0.0", AccessSettings())
     assert warning is not None and "VOICERAIL_API_KEY" in warning
+
+
+def test_metrics_include_the_crm_outbox(store):
+    """With an outbox configured, /metrics reports its rows (crm/metrics.py)."""
+    from voicerail.crm.model import CRMWrite, WriteAction
+    from voicerail.crm.outbox import SQLiteOutbox
+
+    outbox = SQLiteOutbox(":memory:")
+    outbox.record("c", "{}", [CRMWrite("c:t1:book:0", "c", WriteAction.BOOKING)], NOW - 5.0)
+    text = client_for(store, outbox=outbox).get("/metrics").text
+    assert 'voicerail_crm_outbox_rows{state="pending"} 1.0' in text
+    assert "voicerail_crm_outbox_oldest_pending_age_seconds 5.0" in text
+    outbox.close()

@@ -217,6 +217,13 @@ def stats_from_rows(rows: Sequence[Sequence[Any]], now_s: float) -> OutboxStats:
     )
 
 
+def read_stats(
+    fetch: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]], now_s: float
+) -> OutboxStats:
+    """Outbox counts through any ``SQLReader.fetch`` (read-only, for ``voicerail ops``)."""
+    return stats_from_rows(fetch(STATS, ()), now_s)
+
+
 def write_params(write: CRMWrite, now_s: float) -> tuple[Any, ...]:
     """The parameters of :data:`INSERT_WRITE` for ``write``."""
     return (write.idempotency_key, write.call_id, str(write.action), write.to_json(), now_s, now_s)

@@ -26,6 +26,8 @@ import httpx
 from opentelemetry.sdk.trace import SpanProcessor
 from starlette.applications import Starlette
 
+from voicerail.crm.metrics import OutboxCollector
+from voicerail.crm.outbox import Outbox
 from voicerail.events.telemetry import Telemetry, build_telemetry
 from voicerail.ops.alerts import CredentialMonitor
 from voicerail.ops.credentials import (
@@ -56,6 +58,7 @@ class OperationsSettings:
         credential_check_interval_s: time between credential checks.
         live_credential_checks: ask providers (else configured expiry only).
         data_dir: where the alert state file is kept.
+        outbox: the CRM outbox whose counts ``/metrics`` reports (``crm/metrics.py``).
     """
 
     access: AccessSettings = field(default_factory=AccessSettings)
@@ -69,6 +72,7 @@ class OperationsSettings:
     credential_check_interval_s: float = 6 * 3600.0
     live_credential_checks: bool = True
     data_dir: Path | None = None
+    outbox: Outbox | None = None
 
     @classmethod
     def from_env(
@@ -152,6 +156,8 @@ def mount_operations(
 
     routes = []
     if settings.metrics:
+        if settings.outbox is not None:
+            telemetry.metrics.registry.register(OutboxCollector(settings.outbox, runtime.clock))
         routes += metrics_routes(telemetry.metrics.registry)
     if settings.dashboard:
         state = DashboardState(
