@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from voicerail.dialog.base import DialogFactory
 from voicerail.events.model import Event
@@ -14,6 +15,9 @@ from voicerail.events.store import EventStore, SQLiteEventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
+
+if TYPE_CHECKING:
+    from voicerail.crm.service import CRMService
 
 
 def default_data_dir() -> Path:
@@ -94,9 +98,12 @@ def build_runtime(options: ServeOptions) -> Runtime:
     else:
         events = SQLiteEventStore(options.data_dir / "events.sqlite3")
     bookings = BookingStore(options.data_dir / "bookings.sqlite3")
+    from voicerail.crm.service import open_crm
+
+    crm = open_crm(options.data_dir, bookings, database_url=options.database_url)
     agent: DialogFactory
     if _is_llm_agent(options.agent_path):
-        agent = _llm_agent(options.agent_path, bookings)
+        agent = _llm_agent(options.agent_path, bookings, crm)
     else:
         agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
     piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
@@ -146,6 +153,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
         turns=options.turns,
         audio=options.audio,
         router=router,
+        crm=crm,
     )
 
 
@@ -196,7 +204,7 @@ def _is_llm_agent(path: Path) -> bool:
     return isinstance(raw, dict) and "llm" in raw
 
 
-def _llm_agent(path: Path, bookings: object) -> DialogFactory:
+def _llm_agent(path: Path, bookings: object, crm: CRMService | None = None) -> DialogFactory:
     """An LLM-mode agent on an OpenAI-compatible endpoint from the environment.
 
     ``VOICERAIL_LLM_BASE_URL`` (default OpenAI), ``VOICERAIL_LLM_MODEL``
@@ -212,7 +220,13 @@ def _llm_agent(path: Path, bookings: object) -> DialogFactory:
         base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
         api_key=os.environ.get("VOICERAIL_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
     )
-    return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
+    return LLMAgent(
+        load_llm_agent_spec(path),
+        llm=llm,
+        bookings=bookings,
+        crm=crm.connector if crm is not None else None,
+        outbox=crm.outbox if crm is not None else None,
+    )
 
 
 async def warm_up(runtime: Runtime) -> None:

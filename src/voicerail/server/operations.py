@@ -27,7 +27,6 @@ from opentelemetry.sdk.trace import SpanProcessor
 from starlette.applications import Starlette
 
 from voicerail.crm.metrics import OutboxCollector
-from voicerail.crm.outbox import Outbox
 from voicerail.events.telemetry import Telemetry, build_telemetry
 from voicerail.ops.alerts import CredentialMonitor
 from voicerail.ops.credentials import (
@@ -58,7 +57,6 @@ class OperationsSettings:
         credential_check_interval_s: time between credential checks.
         live_credential_checks: ask providers (else configured expiry only).
         data_dir: where the alert state file is kept.
-        outbox: the CRM outbox whose counts ``/metrics`` reports (``crm/metrics.py``).
     """
 
     access: AccessSettings = field(default_factory=AccessSettings)
@@ -72,7 +70,6 @@ class OperationsSettings:
     credential_check_interval_s: float = 6 * 3600.0
     live_credential_checks: bool = True
     data_dir: Path | None = None
-    outbox: Outbox | None = None
 
     @classmethod
     def from_env(
@@ -156,8 +153,9 @@ def mount_operations(
 
     routes = []
     if settings.metrics:
-        if settings.outbox is not None:
-            telemetry.metrics.registry.register(OutboxCollector(settings.outbox, runtime.clock))
+        if runtime.crm is not None:
+            collector = OutboxCollector(runtime.crm.outbox, runtime.clock)
+            telemetry.metrics.registry.register(collector)
         routes += metrics_routes(telemetry.metrics.registry)
     if settings.dashboard:
         state = DashboardState(
@@ -170,18 +168,20 @@ def mount_operations(
         routes += login_routes(settings.access, now=runtime.clock.wall)
     app.router.routes.extend(routes)
     app.add_middleware(AccessMiddleware, access=settings.access, now=runtime.clock.wall)
-    _chain_lifespan(app, ops)
+    _chain_lifespan(app, ops, runtime)
     app.state.operations = ops
     return ops
 
 
-def _chain_lifespan(app: Starlette, ops: Operations) -> None:
-    """Run the credential monitor inside the app's existing lifespan."""
+def _chain_lifespan(app: Starlette, ops: Operations, runtime: Runtime) -> None:
+    """Run the credential monitor and the CRM relay inside the app's existing lifespan."""
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         task = asyncio.create_task(ops.monitor.run()) if ops.monitor is not None else None
+        if runtime.crm is not None:
+            runtime.crm.start()
         try:
             async with previous(app_) as state:
                 yield state
@@ -192,6 +192,8 @@ def _chain_lifespan(app: Starlette, ops: Operations) -> None:
                     await task
             if ops.client is not None:
                 await ops.client.aclose()
+            if runtime.crm is not None:
+                await runtime.crm.aclose()
             await asyncio.to_thread(ops.telemetry.shutdown)
 
     app.router.lifespan_context = lifespan

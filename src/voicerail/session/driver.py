@@ -290,6 +290,9 @@ class CallSession:
             },
             pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
         )
+        # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
+        if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
+            caller_known(start.custom_parameters.get("from", ""))
         self._start_job(self._greet())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from voicerail.clock import Clock, SystemClock
 from voicerail.dialog.base import DialogFactory
@@ -11,6 +12,9 @@ from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
 from voicerail.turns.policy import TurnConfig
+
+if TYPE_CHECKING:
+    from voicerail.crm.service import CRMService
 
 #: The call whose task is running: set by the driver for each call's tasks (they
 #: inherit it), read by call-independent code that records per-call events, such
@@ -66,6 +70,8 @@ class Runtime:
             failover) instead of ``stt`` and ``tts``.
         turn_budget_s: a caller turn's latency budget from its end, seconds; the
             router derives per-attempt deadlines from what is left of it.
+        crm: the CRM connector, outbox and relay (``crm/service.py``), when configured;
+            the server runs its relay and reports its outbox on ``/metrics``.
     """
 
     agent: DialogFactory
@@ -78,3 +84,4 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     router: Router | None = None
     turn_budget_s: float = 2.5
+    crm: CRMService | None = None
