@@ -32,6 +32,10 @@ Rules kept here:
    arguments (the caller barged in after the tool ran and repeated the
    request on a later turn, so rule 1's key differs) is not run again: the
    model gets the first result. A different argument is a different write.
+7. ``transfer_to_human`` builds the handoff summary (``handoff/summary.py``)
+   from the gated context, the writes done and the caller's last words; it is
+   returned in the reply (``pii["handoff_summary"]``, so the driver stores it
+   in the event's marked field) and, with an outbox, written to the CRM.
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
 from voicerail.errors import ConfigError, DialogError
 from voicerail.events.model import Outcome
+from voicerail.handoff.rules import HandoffReason
+from voicerail.handoff.summary import HandoffSummary, build_summary
 from voicerail.providers.base import (
     ChatMessage,
     LanguageModel,
@@ -169,6 +175,7 @@ class ToolResult:
     outcome: Outcome | None = None
     handoff: bool = False
     end_call: bool = False
+    summary: HandoffSummary | None = None
 
 
 class LLMAgent:
@@ -184,6 +191,7 @@ class LLMAgent:
             booking store directly.
         lookup_deadline_s: how long the first caller turn may wait for the lookup.
         clock: the wall clock of the outbox's times.
+        dashboard_url: the dashboard's base URL, for the handoff summary's link.
     """
 
     def __init__(
@@ -197,6 +205,7 @@ class LLMAgent:
         outbox: Outbox | None = None,
         lookup_deadline_s: float = 1.5,
         clock: Clock | None = None,
+        dashboard_url: str = "",
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -209,6 +218,7 @@ class LLMAgent:
         self.outbox = outbox
         self.lookup_deadline_s = lookup_deadline_s
         self.clock = clock or SystemClock()
+        self.dashboard_url = dashboard_url
 
     def new_dialog(self, call_id: str) -> LLMDialog:
         """A fresh conversation for ``call_id``."""
@@ -366,13 +376,44 @@ class LLMDialog:
                 self.agent.bookings.cancel(matches[0].booking_id)
                 return ToolResult({"status": "cancelled"}, outcome=Outcome.COMPLETED)
             if call.name == "transfer_to_human":
-                return ToolResult({"status": "transferring"}, handoff=True, outcome=Outcome.HANDOFF)
+                summary = self._handoff_summary()
+                return ToolResult(
+                    {"status": "transferring"},
+                    handoff=True,
+                    outcome=Outcome.HANDOFF,
+                    summary=summary,
+                )
             if call.name == "end_call":
                 return ToolResult({"status": "ending"}, end_call=True)
         except (KeyError, ValueError) as exc:
             # The model sent bad arguments: tell it, so it can ask the caller again.
             return ToolResult({"error": f"invalid arguments: {exc}"})
         return ToolResult({"error": f"unknown tool {call.name!r}"})
+
+    def _handoff_summary(self) -> HandoffSummary:
+        """Rule 7: the summary at handoff time, written to the CRM through the outbox."""
+        context = self.gate.context() if self.gate is not None else None
+        actions = [
+            _action_text(name, json.loads(args), result)
+            for (name, args), result in self._writes_done.items()
+        ]
+        last_user = next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+        summary = build_summary(
+            call_id=self.call_id,
+            reason=HandoffReason.TOOL,
+            context=context.fields if context else {},
+            known_caller=bool(context and context.known_caller),
+            collected={name: json.loads(args) for name, args in self._writes_done},
+            actions=actions,
+            last_caller_text=last_user,
+            dashboard_url=self.agent.dashboard_url,
+        )
+        if self.agent.outbox is not None:
+            key = f"{self.call_id}:t{self.turn}:handoff_summary"
+            write = CRMWrite(key, self.call_id, WriteAction.HANDOFF_SUMMARY, summary.to_dict())
+            state = json.dumps({"turn": self.turn, "handoff": summary.safe_dict()})
+            self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
+        return summary
 
     def _book_through_outbox(self, call: ToolCall) -> ToolResult:
         """Rule 5: record the booking in the outbox; the relay writes it."""
@@ -397,6 +438,12 @@ class LLMDialog:
         )
 
     def _reply(self, text: str, result: ToolResult) -> AgentReply:
+        data: dict[str, Any] = {"turn": self.turn}
+        pii: dict[str, Any] = {}
+        if result.summary is not None:
+            data["handoff"] = result.summary.safe_dict()
+            pii["handoff_summary"] = result.summary.to_dict()
+            pii["handoff_whisper"] = result.summary.whisper_text()
         return AgentReply(
             text=text,
             end_call=result.end_call or result.handoff,
@@ -404,8 +451,18 @@ class LLMDialog:
             outcome=result.outcome,
             booking_id=result.booking_id,
             node="llm",
-            data={"turn": self.turn},
+            data=data,
+            pii=pii,
         )
+
+
+def _action_text(name: str, args: dict[str, Any], result: ToolResult) -> str:
+    """One phrase for the handoff summary: ``"booked BK-1A2B3C4D for 2026-12-10 10:00"``."""
+    if name == "book_appointment" and result.booking_id:
+        return f"booked {result.booking_id} for {args.get('day')} {args.get('time')}"
+    if name == "cancel_appointment":
+        return f"cancelled the appointment under {args.get('name')}"
+    return name.replace("_", " ")
 
 
 def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
@@ -415,4 +472,5 @@ def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
         outcome=b.outcome or a.outcome,
         handoff=a.handoff or b.handoff,
         end_call=a.end_call or b.end_call,
+        summary=b.summary or a.summary,
     )

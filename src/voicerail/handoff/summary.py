@@ -161,3 +161,22 @@ def build_summary(
         next_action=_NEXT_ACTION[reason].format(**values),
         transcript_url=link,
     )
+
+
+def handoff_from_events(events: Sequence[Any]) -> dict[str, Any] | None:
+    """The call's handoff for the REST API and the dashboard: the last event whose
+    ``pii`` holds a ``handoff_summary`` (the dialog's reply at handoff time).
+
+    Returns:
+        ``{"reason", "requested_at", "summary": {...}}``, or None when the call
+        was not handed off with a summary.
+    """
+    for event in reversed(events):
+        summary = event.pii.get("handoff_summary") if event.pii else None
+        if isinstance(summary, Mapping):
+            return {
+                "reason": summary.get("reason"),
+                "requested_at": event.at_wall,
+                "summary": dict(summary),
+            }
+    return None

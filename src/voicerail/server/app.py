@@ -34,6 +34,7 @@ from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import StoreError
+from voicerail.handoff.summary import handoff_from_events
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
@@ -152,6 +153,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         body = call.to_dict()
         body["in_progress"] = call_id in active
         body["events"] = [e.to_dict() for e in events]
+        body["handoff"] = handoff_from_events(events)
         return JSONResponse(body)
 
     routes = [

@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from voicerail.events.model import EventKind
 from voicerail.events.redaction import scrub_value
+from voicerail.handoff.summary import handoff_from_events
 from voicerail.ops import reports
 from voicerail.ops.credentials import CredentialStatus
 from voicerail.server.charts import bars_svg, stage_colour, waterfall_svg
@@ -343,6 +344,25 @@ def _transcript(events: list[Any], t0: float) -> str:
     return "".join(lines) or '<p class="empty">no transcript</p>'
 
 
+def _handoff(events: list[Any]) -> str:
+    """The handoff summary section (``handoff/summary.py``), empty without a handoff."""
+    handoff = handoff_from_events(events)
+    if handoff is None:
+        return ""
+    s = handoff["summary"]
+    caller = ", ".join(f"{k}: {v}" for k, v in sorted(s.get("caller", {}).items()))
+    items = [
+        ("Caller", caller or "not in the CRM"),
+        ("Why", s.get("reason_text", "")),
+        ("Collected", ", ".join(f"{k}: {v}" for k, v in s.get("collected", {}).items())),
+        ("Done", "; ".join(s.get("actions", []))),
+        ("Caller expects", s.get("caller_expects", "")),
+        ("Next", s.get("next_action", "")),
+    ]
+    rows = "".join(f"<dt>{k}</dt><dd>{escape(str(v)) or '-'}</dd>" for k, v in items)
+    return f'<section id="handoff"><h2>Handoff</h2><dl>{rows}</dl></section>'
+
+
 def call_body(call: Any, events: list[Any]) -> str:
     """One call: summary, waterfall, transcript and events."""
     index = reports.first_failure(events)
@@ -386,7 +406,7 @@ def call_body(call: Any, events: list[Any]) -> str:
 <section id="waterfall"><h2>Timeline</h2>{
         waterfall_svg(events, first_failure=first.seq if first else None)
     }</section>
-<section id="transcript"><h2>Transcript</h2>{_transcript(events, t0)}</section>
+{_handoff(events)}<section id="transcript"><h2>Transcript</h2>{_transcript(events, t0)}</section>
 <section id="events"><h2>Events</h2><table class="events"><thead><tr>{header}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table></section>"""
 
