@@ -163,6 +163,15 @@ def build_summary(
     )
 
 
+def whisper_from_events(events: Sequence[Any]) -> str | None:
+    """The spoken summary the dialog stored at handoff time (``pii["handoff_whisper"]``)."""
+    for event in reversed(events):
+        whisper = event.pii.get("handoff_whisper") if event.pii else None
+        if isinstance(whisper, str) and whisper:
+            return whisper
+    return None
+
+
 def handoff_from_events(events: Sequence[Any]) -> dict[str, Any] | None:
     """The call's handoff for the REST API and the dashboard: the last event whose
     ``pii`` holds a ``handoff_summary`` (the dialog's reply at handoff time).

@@ -98,11 +98,24 @@ def say(text: str) -> str:
     return f"<Say>{escape(text)}</Say>"
 
 
-def hold_twiml(conference: str, hold_music_url: str) -> str:
-    """Rule 2a: the caller waits in ``conference`` with hold music."""
+def hold_twiml(conference: str, hold_music_url: str = "", status_callback: str = "") -> str:
+    """Rule 2a: the caller waits in ``conference`` with hold music.
+
+    Args:
+        conference: the conference's name.
+        hold_music_url: the ``waitUrl``; empty for Twilio's default music.
+        status_callback: where the conference reports participants leaving
+            (rule 4 needs the caller's ``participant-leave``); empty for none.
+    """
+    wait = f" waitUrl={quoteattr(hold_music_url)}" if hold_music_url else ""
+    events = (
+        f' statusCallback={quoteattr(status_callback)} statusCallbackEvent="leave"'
+        if status_callback
+        else ""
+    )
     return (
         '<Response><Dial><Conference startConferenceOnEnter="false" '
-        f'endConferenceOnExit="true" beep="false" waitUrl={quoteattr(hold_music_url)}>'
+        f'endConferenceOnExit="true" beep="false"{wait}{events}>'
         f"{escape(conference)}</Conference></Dial></Response>"
     )
 
@@ -144,7 +157,8 @@ class TwilioREST:
     """The two calls of the REST API a transfer needs.
 
     Args:
-        client: the HTTP client.
+        client: the HTTP client; None opens one per request (a handoff makes
+            a few requests, and nothing is left open to close).
         account_sid: ``AC…``.
         auth_token: the account's auth token (HTTP Basic password).
         base_url: ``https://api.twilio.com``, or a fake's URL.
@@ -152,7 +166,7 @@ class TwilioREST:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: httpx.AsyncClient | None,
         account_sid: str,
         auth_token: str,
         base_url: str = "https://api.twilio.com",
@@ -164,7 +178,11 @@ class TwilioREST:
     async def _post(self, url: str, form: Mapping[str, str | list[str]]) -> dict[str, Any]:
         try:
             # A list value is sent as the key repeated (StatusCallbackEvent).
-            response = await self._client.post(url, data=dict(form), auth=self._auth)
+            if self._client is not None:
+                response = await self._client.post(url, data=dict(form), auth=self._auth)
+            else:
+                async with httpx.AsyncClient(timeout=10.0) as client:
+                    response = await client.post(url, data=dict(form), auth=self._auth)
         except httpx.HTTPError as exc:
             raise ProviderError(
                 f"connection failed: {type(exc).__name__}", provider="twilio"
@@ -249,13 +267,14 @@ class WarmTransfer:
     fallback: Fallback | None = None
     requested_at_s: float | None = None
     outcome_after_s: float | None = None
+    _early: list[dict[str, str]] = field(default_factory=list, repr=False)
 
     @property
     def conference(self) -> str:
         return f"handoff-{self.caller_sid}"
 
     async def start(self) -> None:
-        """Rule 2a and 2b: hold the caller, dial the human.
+        """Rule 2a and 2b: hold the caller (through the REST API), dial the human.
 
         Raises:
             ProviderError: Twilio refused; the caller's call is unchanged if the
@@ -265,6 +284,16 @@ class WarmTransfer:
         await self.rest.update_call(
             self.caller_sid, twiml=hold_twiml(self.conference, self.hold_music_url)
         )
+        await self.dial_human()
+
+    async def dial_human(self) -> None:
+        """Rule 2b alone, for a caller already put on hold by a TwiML response.
+
+        Raises:
+            ProviderError: Twilio refused.
+        """
+        if self.requested_at_s is None:
+            self.requested_at_s = self.clock.monotonic()
         created = await self.rest.create_call(
             to=self.human_number,
             from_=self.from_number,
@@ -272,27 +301,42 @@ class WarmTransfer:
             status_callback=self.status_callback,
         )
         self.human_sid = str(created["sid"])
+        # Callbacks can overtake the create call's answer: apply the ones held back.
+        early, self._early = self._early, []
+        for form in early:
+            await self.on_status(form)
 
     async def on_status(self, form: Mapping[str, str]) -> TransferOutcome | None:
         """Apply one status callback of the human's leg; returns the outcome once known."""
+        if self.human_sid is None and self.outcome is None:
+            self._early.append(dict(form))
+            return None
         if self.outcome is not None or form.get("CallSid") != self.human_sid:
             return self.outcome
         outcome = classify(form)
         if outcome is None:
             return None
-        await self._finish(outcome)
-        if outcome is not TransferOutcome.ANSWERED:
-            self.fallback = self.fallbacks.get(outcome, Fallback.AGENT)
-            if outcome is TransferOutcome.VOICEMAIL and self.human_sid:
-                # The human's voicemail must not record the conference.
-                await self.rest.update_call(self.human_sid, status="completed")
-            await self.rest.update_call(
-                self.caller_sid,
-                twiml=fallback_twiml(
-                    self.fallback, stream_url=self.stream_url, apology=self.apology
-                ),
-            )
+        await self.conclude(outcome)
         return outcome
+
+    async def conclude(self, outcome: TransferOutcome) -> None:
+        """Record ``outcome`` and, unless answered, apply its fallback (rule 3).
+
+        Also used when the human could not be dialled at all (``FAILED``).
+
+        Raises:
+            ProviderError: Twilio refused the fallback (e.g. 21220: the caller's
+                call already ended).
+        """
+        await self._finish(outcome)
+        if outcome is TransferOutcome.ANSWERED:
+            return
+        self.fallback = self.fallbacks.get(outcome, Fallback.AGENT)
+        if outcome is TransferOutcome.VOICEMAIL and self.human_sid:
+            # The human's voicemail must not record the conference.
+            await self.rest.update_call(self.human_sid, status="completed")
+        twiml = fallback_twiml(self.fallback, stream_url=self.stream_url, apology=self.apology)
+        await self.rest.update_call(self.caller_sid, twiml=twiml)
 
     async def on_caller_hung_up(self, human_answered: bool = False) -> None:
         """Rule 4: end the human's leg when the caller leaves first."""

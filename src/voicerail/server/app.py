@@ -35,6 +35,7 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import StoreError
 from voicerail.handoff.summary import handoff_from_events
+from voicerail.server.handoff import HandoffDesk, HandoffSettings, handoff_routes
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
@@ -52,12 +53,15 @@ class ServerSettings:
             used for signature validation and the stream URL behind proxies.
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
         operations: metrics, traces, dashboard, access and credential checks.
+        handoff: warm or cold transfer through Twilio's REST API (``server/handoff.py``);
+            when set it is used instead of ``handoff_number``.
     """
 
     twilio_auth_token: str | None = None
     public_url: str | None = None
     handoff_number: str | None = None
     operations: OperationsSettings = field(default_factory=OperationsSettings)
+    handoff: HandoffSettings | None = None
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -65,6 +69,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     settings = settings or ServerSettings()
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
     active: dict[str, CallSession] = {}
+    desk = HandoffDesk(runtime, settings.handoff) if settings.handoff else None
 
     def external_url(request: Request) -> str:
         if settings.public_url:
@@ -103,10 +108,12 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
-        wants_human = any(
-            c.call_sid == call_sid and c.data.get("handoff")
-            for c in runtime.events.calls(limit=200)
-        )
+        call = next((c for c in runtime.events.calls(limit=200) if c.call_sid == call_sid), None)
+        wants_human = call is not None and bool(call.data.get("handoff"))
+        if wants_human and desk is not None and call is not None and call_sid:
+            base = settings.public_url or f"https://{request.headers.get('host', 'localhost')}"
+            twiml = await desk.begin(call_sid, call.call_id, base.rstrip("/"))
+            return Response(twiml, media_type="application/xml")
         if wants_human and settings.handoff_number:
             response.dial(settings.handoff_number)
         else:
@@ -164,7 +171,10 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls", list_calls),
         Route("/api/calls/{call_id}", get_call),
     ]
+    if desk is not None:
+        routes += handoff_routes(desk, signed_form)
     app = Starlette(routes=routes)
+    app.state.handoff_desk = desk
     mount_operations(app, runtime, settings.operations)
     return app
 
