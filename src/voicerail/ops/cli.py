@@ -8,6 +8,7 @@ Subcommands::
     voicerail ops halve       [--window 7d]    the causes whose removal halves failures
     voicerail ops credentials [--check]        registry, expiry, and (with --check) live checks
     voicerail ops outbox                       CRM writes pending, failed, dead-lettered, oldest age
+    voicerail ops handoffs    [--window 7d]    transfers by outcome, time from request to outcome
 
 The store is ``<data dir>/events.sqlite3`` (read-only), or PostgreSQL with
 ``--database-url`` / ``$VOICERAIL_DATABASE_URL``; the outbox is
@@ -70,6 +71,8 @@ def add_parser(sub: Any) -> None:
     )
     creds.add_argument("--check", action="store_true", help="ask each provider live")
     ops_sub.add_parser("outbox", parents=[common], help="the CRM outbox: pending, dead-lettered")
+    handoffs = ops_sub.add_parser("handoffs", parents=[common], help="handoff SLA by outcome")
+    handoffs.add_argument("--window", type=parse_duration, default=7 * 86400.0)
 
 
 class _SQLiteReader:
@@ -131,6 +134,10 @@ def answer(db: SQLReader, args: argparse.Namespace, now_s: float) -> Any:
         from voicerail.crm.outbox import read_stats
 
         return read_stats(db.fetch, now_s).to_dict()
+    if args.ops_command == "handoffs":
+        from voicerail.ops.handoffs import handoff_sla
+
+        return handoff_sla(db, window_s=args.window, now_s=now_s)
     return reports.halve(db, window_s=args.window, now_s=now_s)
 
 
@@ -157,6 +164,10 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
             f"retry), {result['dead_lettered']} dead-lettered, {result['delivered']} delivered; "
             f"oldest pending {result['oldest_pending_age_s']:.0f} s"
         )
+    elif args.ops_command == "handoffs":
+        from voicerail.ops.handoffs import format_sla
+
+        print(format_sla(result))
     else:
         from voicerail.ops.text import print_answer
 

@@ -221,6 +221,24 @@ def last_failed_section(answer: list[dict[str, Any]]) -> str:
     }</section>"""
 
 
+def handoffs_section(answer: dict[str, Any]) -> str:
+    """The handoff SLA (``ops/handoffs.py``): transfers by outcome, time to the outcome."""
+    if not answer["transfers"]:
+        return '<section id="handoffs"><h2>Handoffs</h2><p class="empty">no transfers</p></section>'
+    rows = [
+        [
+            escape(o["outcome"]),
+            str(o["transfers"]),
+            *(f"{o[k]:.1f} s" if o[k] is not None else "-" for k in ("p50_s", "p90_s", "max_s")),
+        ]
+        for o in answer["outcomes"]
+    ]
+    return f"""<section id="handoffs"><h2>Handoffs</h2>
+<p>{answer["transfers"]} transfers in the last {answer["window_s"] / 86400:g} days,
+<span class="big">{_pct(answer["answered_rate"])}</span> answered by a human.</p>
+{_table(["outcome", "transfers", "p50", "p90", "max"], rows, "handoffs")}</section>"""
+
+
 def halve_section(answer: dict[str, Any]) -> str:
     """Question 4: ``reports.halve``, the halving set ticked."""
     chosen = {
