@@ -7,18 +7,22 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 import httpx
 import uvicorn
 
 from voicerail.crm.embedded import EmbeddedCRM
 from voicerail.crm.outbox import SQLiteOutbox
+from voicerail.crm.relay import Relay
+from voicerail.crm.service import CRMService
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
-from voicerail.events.model import EventKind
+from voicerail.events.model import Event, EventKind
 from voicerail.events.store import SQLiteEventStore
-from voicerail.handoff.twilio_transfer import TransferOutcome
+from voicerail.handoff.twilio_transfer import Fallback, TransferOutcome
 from voicerail.providers.base import LLMDelta, ToolCall
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.handoff import HandoffSettings
@@ -56,8 +60,18 @@ async def serve_voicerail(app, listener: socket.socket) -> AsyncIterator[str]:
         listener.close()
 
 
-async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
-    """The human's leg says who is calling and why, then joins the caller's conference."""
+@dataclass
+class HandoffRun:
+    answer: str
+    caller_sid: str
+    fake: FakeTwilioREST
+    desk: Any
+    events: SQLiteEventStore
+    outbox: SQLiteOutbox
+
+
+async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
+    """A simulated caller presses a key; the LLM transfers; Twilio asks <Connect action>."""
     bookings = BookingStore(tmp_path / "bookings.sqlite3")
     crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=bookings)
     crm.add_contact(PHONE, {"first_name": "Ada", "last_name": "Lovelace", "diagnosis": "asthma"})
@@ -70,19 +84,16 @@ async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
             "context": {"must": ["first_name", "last_name"]},
         }
     )
+    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
     agent = LLMAgent(
-        spec,
-        llm=llm,
-        bookings=bookings,
-        crm=crm,
-        outbox=SQLiteOutbox(tmp_path / "outbox.sqlite3"),
-        today=lambda: date(2026, 12, 6),
+        spec, llm=llm, bookings=bookings, crm=crm, outbox=outbox, today=lambda: date(2026, 12, 6)
     )
     events = SQLiteEventStore(tmp_path / "events.sqlite3")
-    fake = FakeTwilioREST(human="answer")
+    fake = FakeTwilioREST(human=human)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     public_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    service = CRMService(crm, outbox, Relay(outbox, crm, "r1"))
     async with serve_app(build_twilio_rest_app(fake)) as twilio_url:
         handoff = HandoffSettings(
             number=HUMAN,
@@ -91,8 +102,9 @@ async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
             account_sid=fake.account_sid,
             auth_token=fake.auth_token,
             api_base_url=twilio_url,
+            fallbacks=fallbacks or {},
         )
-        runtime = Runtime(agent=agent, stt=NoSTT(), tts=ToneTTS(), events=events)
+        runtime = Runtime(agent=agent, stt=NoSTT(), tts=ToneTTS(), events=events, crm=service)
         app_settings = ServerSettings(
             operations=OperationsSettings(credentials=[]), handoff=handoff, public_url=public_url
         )
@@ -111,17 +123,36 @@ async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
                 )
             await app.state.handoff_desk.drain()
             await fake.drain()
-    assert "<Conference" in answer.text and 'startConferenceOnEnter="false"' in answer.text
-    (human,) = [c for c in fake.calls.values() if c.to == HUMAN]
+    return HandoffRun(answer.text, result.call_sid, fake, app.state.handoff_desk, events, outbox)
+
+
+def transferred(run: HandoffRun) -> list[Event]:
+    call = run.events.calls()[0]
+    return [e for e in run.events.events(call.call_id) if e.kind is EventKind.CALL_TRANSFERRED]
+
+
+async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
+    """The human's leg says who is calling and why, then joins the caller's conference."""
+    run = await handoff_call(tmp_path, "answer")
+    assert "<Conference" in run.answer and 'startConferenceOnEnter="false"' in run.answer
+    (human,) = [c for c in run.fake.calls.values() if c.to == HUMAN]
     assert len(human.said) == 1
     whisper = human.said[0]
     assert whisper.startswith("Incoming transfer: Ada Lovelace, a known customer.")
     assert "asthma" not in whisper
-    assert f"handoff-{result.call_sid}</Conference>" in human.twiml[0]
-    transfer = app.state.handoff_desk.transfers[result.call_sid]
-    assert transfer.outcome is TransferOutcome.ANSWERED
-    call = events.calls()[0]
-    transferred = [e for e in events.events(call.call_id) if e.kind is EventKind.CALL_TRANSFERRED]
-    assert [e.outcome for e in transferred] == ["answered"]
-    assert transferred[0].latency_s is not None and transferred[0].latency_s >= 0
-    events.close()
+    assert f"handoff-{run.caller_sid}</Conference>" in human.twiml[0]
+    assert run.desk.transfers[run.caller_sid].outcome is TransferOutcome.ANSWERED
+    events = transferred(run)
+    assert [e.outcome for e in events] == ["answered"]
+    assert events[0].latency_s is not None and events[0].latency_s >= 0
+    run.events.close()
+
+
+async def test_busy_human_books_a_callback_through_the_outbox(tmp_path) -> None:
+    """Busy with a callback fallback: the caller is told, and a callback write is queued."""
+    run = await handoff_call(tmp_path, "busy", {TransferOutcome.BUSY: Fallback.CALLBACK})
+    assert [e.outcome for e in transferred(run)] == ["busy"]
+    assert "call you back" in run.fake.calls[run.caller_sid].said[-1]
+    keys = [row[0] for row in run.outbox.rows()]
+    assert any(k.endswith(":callback") for k in keys)
+    run.events.close()

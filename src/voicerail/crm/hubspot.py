@@ -38,6 +38,7 @@ DEFAULT_OBJECT_TYPES: Mapping[WriteAction, str] = {
     WriteAction.CALL_SUMMARY: "calls",
     WriteAction.DISPOSITION: "calls",
     WriteAction.HANDOFF_SUMMARY: "notes",
+    WriteAction.CALLBACK: "tasks",
 }
 _DAILY_WAIT_S = 3600.0
 

@@ -36,6 +36,7 @@ class WriteAction(StrEnum):
     CALL_SUMMARY = "call_summary"
     DISPOSITION = "disposition"
     HANDOFF_SUMMARY = "handoff_summary"
+    CALLBACK = "callback"
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ DEFAULT_SOBJECTS: Mapping[WriteAction, str] = {
     WriteAction.CALL_SUMMARY: "Task",
     WriteAction.DISPOSITION: "Task",
     WriteAction.HANDOFF_SUMMARY: "Task",
+    WriteAction.CALLBACK: "Task",
 }
 
 

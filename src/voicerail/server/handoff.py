@@ -14,6 +14,9 @@ Flow (``handoff/twilio_transfer.py`` has the Twilio side):
    signature over the public URL's path.
 4. Each transfer's outcome is recorded as a ``CallTransferred`` event, with the
    time from the handoff request to the outcome as its ``latency_s``.
+5. A ``callback`` fallback books the callback: a ``callback`` CRM write through
+   the outbox (keyed by the call, so a repeated callback writes once), when the
+   server has a CRM.
 
 Callbacks are accepted only for transfers this process started (unknown call
 SIDs get 404), and with a Twilio auth token configured they must carry a valid
@@ -24,6 +27,7 @@ passes its check).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -33,6 +37,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from voicerail.crm.model import CRMWrite, WriteAction
 from voicerail.errors import ProviderError, StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.handoff.summary import whisper_from_events
@@ -184,6 +189,8 @@ class HandoffDesk:
         call_id = self._call_ids.get(transfer.caller_sid)
         if call_id is None:
             return
+        if transfer.fallback is Fallback.CALLBACK and self.runtime.crm is not None:
+            self._book_callback(call_id, transfer, outcome)
         self.runtime.events.append(
             Event(
                 call_id,
@@ -200,6 +207,19 @@ class HandoffDesk:
                 },
             )
         )
+
+    def _book_callback(
+        self, call_id: str, transfer: WarmTransfer, outcome: TransferOutcome
+    ) -> None:
+        """Rule 5: the callback request as a CRM write through the outbox."""
+        assert self.runtime.crm is not None
+        properties = {"reason": f"transfer {outcome}", "caller_call_sid": transfer.caller_sid}
+        write = CRMWrite(f"{call_id}:callback", call_id, WriteAction.CALLBACK, properties)
+        state = json.dumps({"handoff_outcome": str(outcome), "fallback": "callback"})
+        try:
+            self.runtime.crm.outbox.record(call_id, state, [write], self.runtime.clock.wall())
+        except StoreError as exc:
+            log.warning("callback booking not recorded: %s", exc)
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
