@@ -105,7 +105,10 @@ def build_runtime(options: ServeOptions) -> Runtime:
     if _is_llm_agent(options.agent_path):
         agent = _llm_agent(options.agent_path, bookings, crm)
     else:
-        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
+        from voicerail.crm.bookings import OutboxBookings
+
+        writes = OutboxBookings(bookings, crm.outbox) if crm is not None else bookings
+        agent = load_agent(options.agent_path, bookings=writes, embedder=MiniLMEmbedder())
     piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
     espeak: TextToSpeech = EspeakTTS()
     tts_chain = [espeak, piper] if options.tts == "espeak-ng" else [piper, espeak]

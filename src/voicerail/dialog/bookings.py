@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
+from typing import Protocol
 
 from voicerail.errors import StoreError
 
@@ -62,6 +63,29 @@ class Booking:
     day: date
     time: dtime
     status: str = "booked"
+
+
+class Bookings(Protocol):
+    """What the dialogs need of a booking store: :class:`BookingStore`, or
+    :class:`voicerail.crm.bookings.OutboxBookings` (bookings through the CRM outbox)."""
+
+    def create(
+        self,
+        call_id: str,
+        name: str,
+        day: date,
+        at: dtime,
+        idempotency_key: str,
+        booking_id: str | None = None,
+    ) -> Booking: ...
+
+    def find(self, name: str, day: date | None = None) -> list[Booking]: ...
+
+    def get(self, booking_id: str) -> Booking | None: ...
+
+    def reschedule(self, booking_id: str, day: date, at: dtime) -> Booking | None: ...
+
+    def cancel(self, booking_id: str) -> Booking | None: ...
 
 
 class BookingStore:

@@ -52,6 +52,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicerail.clock import Clock, SystemClock
+from voicerail.crm.bookings import booking_id_for
 from voicerail.crm.gate import ContextGate, ContextPolicy
 from voicerail.crm.lookup import CallerLookup
 from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction
@@ -424,7 +425,7 @@ class LLMDialog:
             "time": time.fromisoformat(str(args["time"])).isoformat("minutes"),
         }
         key = self.idempotency_key(call)
-        booking_id = "BK-" + hashlib.sha256(key.encode()).hexdigest()[:8].upper()
+        booking_id = booking_id_for(key)
         write = CRMWrite(
             key, self.call_id, WriteAction.BOOKING, {**properties, "booking_id": booking_id}
         )
