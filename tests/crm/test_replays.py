@@ -121,3 +121,21 @@ async def test_relay_restart_mid_delivery_writes_once(tmp_path) -> None:
     ((_, _, _, deliveries),) = s.crm.records()
     assert deliveries == 2  # the second delivery updated the same record
     assert s.outbox.stats(s.clock.wall()).delivered == 1
+
+
+async def test_call_end_writes_summary_disposition_and_lead_once(tmp_path) -> None:
+    """An unknown caller's call ends twice (a resumed worker): one summary, disposition, lead."""
+    s = Setup(tmp_path, [book("t1"), said("Booked.")])
+    s.agent.crm = s.crm  # knows no contact: the caller is unknown
+    dialog = s.agent.new_dialog("call-9")
+    dialog.caller_known("+1 555 000 1234")
+    reply = await dialog.on_user_turn("book me at ten", 0.9)
+    dialog.on_call_ended("completed", 1)
+    dialog.on_call_ended("completed", 1)
+    await s.relay_all()
+    records = {action: props for _, action, props, _ in s.crm.records()}
+    assert set(records) == {"booking", "call_summary", "disposition", "lead"}
+    assert records["call_summary"]["bookings"] == [reply.booking_id]
+    assert records["disposition"] == {"disposition": "completed"}
+    assert records["lead"]["phone"] == "+15550001234"
+    assert len(s.outbox.rows()) == 4

@@ -120,7 +120,7 @@ def test_handoff_summary_reaches_the_api_the_dashboard_and_the_crm(tmp_path) -> 
                 ws.receive_text()
             ws.send_text(twilio.serialize_inbound(twilio.Stop(9, "MZ1", "AC" + "0" * 32, "CA1")))
         deadline = time.monotonic() + 10.0
-        while service.outbox.stats(time.time()).delivered < 2 and time.monotonic() < deadline:
+        while service.outbox.stats(time.time()).delivered < 4 and time.monotonic() < deadline:
             time.sleep(0.05)
         call_id = events.calls()[0].call_id
         body = client.get(f"/api/calls/{call_id}").json()
@@ -137,6 +137,6 @@ def test_handoff_summary_reaches_the_api_the_dashboard_and_the_crm(tmp_path) -> 
     assert '<section id="handoff">' in page and "first_name: Ada" in page
     assert "asthma" not in page and "asthma" not in str(body)
     actions = [action for _, action, _, _ in service.connector.records()]
-    assert sorted(actions) == ["booking", "handoff_summary"]
+    assert sorted(actions) == ["booking", "call_summary", "disposition", "handoff_summary"]
     assert body["outcome"] == "handoff"
     events.close()

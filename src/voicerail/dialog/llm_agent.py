@@ -36,12 +36,16 @@ Rules kept here:
    from the gated context, the writes done and the caller's last words; it is
    returned in the reply (``pii["handoff_summary"]``, so the driver stores it
    in the event's marked field) and, with an outbox, written to the CRM.
+8. With an outbox, the end of the call queues a call summary and a disposition,
+   and a lead when the CRM did not know the caller (``on_call_ended``), keyed
+   by the call alone, so a call ended twice (a resumed worker) writes once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
@@ -55,11 +59,11 @@ from voicerail.clock import Clock, SystemClock
 from voicerail.crm.bookings import booking_id_for
 from voicerail.crm.gate import ContextGate, ContextPolicy
 from voicerail.crm.lookup import CallerLookup
-from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction
+from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction, normalize_phone
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
-from voicerail.errors import ConfigError, DialogError
+from voicerail.errors import ConfigError, DialogError, StoreError
 from voicerail.events.model import Outcome
 from voicerail.handoff.rules import HandoffReason
 from voicerail.handoff.summary import HandoffSummary, build_summary
@@ -70,6 +74,8 @@ from voicerail.providers.base import (
     ToolSpec,
     closing_stream,
 )
+
+log = logging.getLogger(__name__)
 
 TOOLS: dict[str, ToolSpec] = {
     "book_appointment": ToolSpec(
@@ -238,9 +244,12 @@ class LLMDialog:
         self.lookup: CallerLookup | None = None
         self.gate: ContextGate | None = None
         self._writes_done: dict[tuple[str, str], ToolResult] = {}
+        self.phone = ""
+        self._handed_off = False
 
     def caller_known(self, phone: str) -> None:
         """Start looking the caller up (rule 4); returns at once."""
+        self.phone = phone
         if self.agent.crm is not None and self.lookup is None and phone:
             policy, deadline_s = self.agent.context_policy, self.agent.lookup_deadline_s
             self.lookup = CallerLookup(self.agent.crm, policy, phone, deadline_s)
@@ -391,6 +400,42 @@ class LLMDialog:
             return ToolResult({"error": f"invalid arguments: {exc}"})
         return ToolResult({"error": f"unknown tool {call.name!r}"})
 
+    def on_call_ended(self, outcome: str, turns: int) -> None:
+        """Rule 8: queue the call-end writes; a store failure is logged, never raised."""
+        if self.agent.outbox is None:
+            return
+        bookings = sorted(str(r.booking_id) for r in self._writes_done.values() if r.booking_id)
+        summary = {
+            "outcome": outcome,
+            "turns": turns,
+            "bookings": bookings,
+            "handoff": self._handed_off,
+        }
+        writes = [
+            CRMWrite(
+                f"{self.call_id}:call_summary", self.call_id, WriteAction.CALL_SUMMARY, summary
+            ),
+            CRMWrite(
+                f"{self.call_id}:disposition",
+                self.call_id,
+                WriteAction.DISPOSITION,
+                {"disposition": outcome},
+            ),
+        ]
+        unknown = self.gate is not None and not self.gate.context().known_caller
+        if unknown and self.phone:
+            lead = {
+                "phone": normalize_phone(self.phone),
+                "source": "phone call",
+                "outcome": outcome,
+            }
+            writes.append(CRMWrite(f"{self.call_id}:lead", self.call_id, WriteAction.LEAD, lead))
+        state = json.dumps({"ended": outcome, "turns": turns})
+        try:
+            self.agent.outbox.record(self.call_id, state, writes, self.agent.clock.wall())
+        except StoreError as exc:
+            log.warning("call-end crm writes not recorded: %s", exc)
+
     def _handoff_summary(self) -> HandoffSummary:
         """Rule 7: the summary at handoff time, written to the CRM through the outbox."""
         context = self.gate.context() if self.gate is not None else None
@@ -399,6 +444,7 @@ class LLMDialog:
             for (name, args), result in self._writes_done.items()
         ]
         last_user = next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+        self._handed_off = True
         summary = build_summary(
             call_id=self.call_id,
             reason=HandoffReason.TOOL,

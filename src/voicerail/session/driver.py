@@ -202,6 +202,9 @@ class CallSession:
             outcome = Outcome.COMPLETED
         else:
             outcome = Outcome.ABANDONED
+        # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
+        if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
+            call_ended(str(outcome), self._turn_index)
         now = self._clock.wall()
         self._emit(
             EventKind.CALL_ENDED,
