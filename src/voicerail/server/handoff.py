@@ -38,7 +38,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from voicerail.crm.model import CRMWrite, WriteAction
-from voicerail.errors import ProviderError, StoreError
+from voicerail.errors import ConfigError, ProviderError, StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.handoff.summary import whisper_from_events
 from voicerail.handoff.twilio_transfer import (
@@ -78,6 +78,63 @@ class HandoffSettings:
     api_base_url: str = "https://api.twilio.com"
     hold_music_url: str = ""
     fallbacks: Mapping[TransferOutcome, Fallback] = field(default_factory=dict)
+
+
+def parse_fallbacks(text: str) -> dict[TransferOutcome, Fallback]:
+    """``"busy=callback,no_answer=voicemail"`` → the fallback per outcome.
+
+    Raises:
+        ConfigError: an unknown outcome or fallback, naming the pair.
+    """
+    fallbacks: dict[TransferOutcome, Fallback] = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        outcome, _, fallback = pair.partition("=")
+        try:
+            fallbacks[TransferOutcome(outcome.strip())] = Fallback(fallback.strip())
+        except ValueError as exc:
+            raise ConfigError(
+                f"expected outcome=agent|voicemail|callback, got {pair!r}",
+                source="--handoff-fallbacks",
+            ) from exc
+    return fallbacks
+
+
+def settings_from(
+    *,
+    number: str | None,
+    mode: str,
+    from_number: str | None,
+    account_sid: str | None,
+    auth_token: str | None,
+    hold_music_url: str = "",
+    fallbacks: str = "",
+) -> HandoffSettings | None:
+    """The settings ``voicerail serve`` builds from its flags (None without a number).
+
+    Raises:
+        ConfigError: warm mode without the Twilio account, token or caller ID.
+    """
+    if not number:
+        return None
+    if mode not in ("cold", "warm"):
+        raise ConfigError(f"expected cold or warm, got {mode!r}", source="--handoff-mode")
+    if mode == "warm":
+        for value, name in (
+            (account_sid, "$TWILIO_ACCOUNT_SID"),
+            (auth_token, "--twilio-auth-token"),
+            (from_number, "--handoff-from"),
+        ):
+            if not value:
+                raise ConfigError("needed for a warm handoff", source=name)
+    return HandoffSettings(
+        number=number,
+        mode=mode,
+        from_number=from_number or "",
+        account_sid=account_sid or "",
+        auth_token=auth_token or "",
+        hold_music_url=hold_music_url,
+        fallbacks=parse_fallbacks(fallbacks),
+    )
 
 
 class HandoffDesk:

@@ -71,6 +71,7 @@ class FakeTwilioREST:
     human: str = "answer"
     calls: dict[str, FakeCall] = field(default_factory=dict)
     callbacks: list[dict[str, str]] = field(default_factory=list)
+    callback_failures: int = 0
     _sids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -97,8 +98,12 @@ class FakeTwilioREST:
             **extra,
         }
         self.callbacks.append(form)
-        async with httpx.AsyncClient() as client:
-            await client.post(call.status_callback, data=form)
+        try:
+            async with httpx.AsyncClient() as client:
+                await client.post(call.status_callback, data=form)
+        except httpx.HTTPError:
+            # Twilio logs error 11200 (HTTP retrieval failure) and moves on.
+            self.callback_failures += 1
 
     async def _script(self, call: FakeCall) -> None:
         await self._post_status(call, "initiated")
