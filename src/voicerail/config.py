@@ -105,10 +105,12 @@ def build_runtime(options: ServeOptions) -> Runtime:
     if _is_llm_agent(options.agent_path):
         agent = _llm_agent(options.agent_path, bookings, crm)
     else:
-        from voicerail.crm.bookings import OutboxBookings
+        from voicerail.crm.service import flow_bookings, with_crm
 
-        writes = OutboxBookings(bookings, crm.outbox) if crm is not None else bookings
-        agent = load_agent(options.agent_path, bookings=writes, embedder=MiniLMEmbedder())
+        flows = load_agent(
+            options.agent_path, bookings=flow_bookings(bookings, crm), embedder=MiniLMEmbedder()
+        )
+        agent = with_crm(flows, crm, source=str(options.agent_path))
     piper: TextToSpeech = PiperTTS(voice=options.piper_voice)
     espeak: TextToSpeech = EspeakTTS()
     tts_chain = [espeak, piper] if options.tts == "espeak-ng" else [piper, espeak]

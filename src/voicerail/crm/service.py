@@ -29,6 +29,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 
@@ -36,8 +37,12 @@ from voicerail.clock import Clock, SystemClock
 from voicerail.crm.model import CRMConnector
 from voicerail.crm.outbox import Outbox, SQLiteOutbox
 from voicerail.crm.relay import Relay
-from voicerail.dialog.bookings import BookingStore
+from voicerail.dialog.base import DialogFactory
+from voicerail.dialog.bookings import Bookings, BookingStore
 from voicerail.errors import ConfigError
+
+if TYPE_CHECKING:
+    from voicerail.dialog.flows import FlowAgent
 
 KINDS = ("embedded", "hubspot", "salesforce", "webhook")
 
@@ -169,4 +174,31 @@ def _connector(
         client,
         _need(env, "VOICERAIL_CRM_WEBHOOK_URL"),
         _need(env, "VOICERAIL_CRM_WEBHOOK_SECRET").encode(),
+    )
+
+
+def flow_bookings(bookings: BookingStore, crm: CRMService | None) -> Bookings:
+    """What the flow engine books through: the outbox with a CRM, else the table."""
+    if crm is None:
+        return bookings
+    from voicerail.crm.bookings import OutboxBookings
+
+    return OutboxBookings(bookings, crm.outbox)
+
+
+def with_crm(flows: FlowAgent, crm: CRMService | None, source: str) -> DialogFactory:
+    """The flow agent wrapped for caller recognition and handoff summaries
+    (``handoff/contextual.py``), gated by its file's ``context`` section.
+
+    Raises:
+        ConfigError: the ``context`` section is invalid.
+    """
+    from voicerail.crm.gate import ContextPolicy
+    from voicerail.handoff.contextual import ContextualAgent
+
+    return ContextualAgent(
+        flows,
+        crm=crm.connector if crm is not None else None,
+        policy=ContextPolicy.from_mapping(flows.spec.context, source),
+        outbox=crm.outbox if crm is not None else None,
     )

@@ -58,7 +58,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -220,6 +220,8 @@ class AgentSpec(_Strict):
     keypad: KeypadSpec = Field(default_factory=KeypadSpec)
     messages: Messages = Field(default_factory=Messages)
     max_misunderstandings: int = Field(default=2, ge=1)
+    # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy.
+    context: dict[str, Any] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
     @field_validator("intents", mode="before")

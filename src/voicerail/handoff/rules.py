@@ -44,6 +44,7 @@ class HandoffReason(StrEnum):
     TIER = "tier"
     MISUNDERSTANDING = "misunderstanding"
     SENTIMENT = "sentiment"
+    ERROR = "error"  # the agent could not finish a write (a store or CRM failure)
 
 
 @dataclass(frozen=True)

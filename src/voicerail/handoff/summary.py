@@ -30,6 +30,7 @@ _REASON_TEXT = {
     HandoffReason.TIER: "a {tier} customer the assistant could not help at once",
     HandoffReason.MISUNDERSTANDING: "the assistant did not understand the caller {count} times",
     HandoffReason.SENTIMENT: "the caller sounded upset",
+    HandoffReason.ERROR: "the assistant could not complete the request",
 }
 _NEXT_ACTION = {
     HandoffReason.TOOL: "Continue the caller's request from where the assistant stopped.",
@@ -38,6 +39,7 @@ _NEXT_ACTION = {
     HandoffReason.TIER: "Greet them as a {tier} customer and resolve the request first.",
     HandoffReason.MISUNDERSTANDING: "Ask what they need; the assistant could not tell.",
     HandoffReason.SENTIMENT: "Acknowledge the frustration before anything else.",
+    HandoffReason.ERROR: "Complete the request by hand; the system failed to.",
 }
 
 
