@@ -63,6 +63,7 @@ from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction, normalize_p
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
+from voicerail.dialog.llm_tools import TOOLS
 from voicerail.errors import ConfigError, DialogError, StoreError
 from voicerail.events.model import Outcome
 from voicerail.handoff.rules import HandoffReason
@@ -71,58 +72,10 @@ from voicerail.providers.base import (
     ChatMessage,
     LanguageModel,
     ToolCall,
-    ToolSpec,
     closing_stream,
 )
 
 log = logging.getLogger(__name__)
-
-TOOLS: dict[str, ToolSpec] = {
-    "book_appointment": ToolSpec(
-        name="book_appointment",
-        description="Book an appointment once the caller has confirmed day, time and name.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "caller's full name"},
-                "day": {"type": "string", "description": "ISO date, YYYY-MM-DD"},
-                "time": {"type": "string", "description": "24-hour time, HH:MM"},
-            },
-            "required": ["name", "day", "time"],
-        },
-        writes=True,
-    ),
-    "cancel_appointment": ToolSpec(
-        name="cancel_appointment",
-        description="Cancel the caller's appointment, found by full name.",
-        parameters={
-            "type": "object",
-            "properties": {"name": {"type": "string"}},
-            "required": ["name"],
-        },
-        writes=True,
-    ),
-    "transfer_to_human": ToolSpec(
-        name="transfer_to_human",
-        description="Transfer the call to the front desk when the caller asks for a person.",
-        parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
-    ),
-    "verify_caller": ToolSpec(
-        name="verify_caller",
-        description="Check an identity answer of the caller (e.g. check 'dob' with the date "
-        "of birth as YYYY-MM-DD). Answers only whether it matched.",
-        parameters={
-            "type": "object",
-            "properties": {"check": {"type": "string"}, "value": {"type": "string"}},
-            "required": ["check", "value"],
-        },
-    ),
-    "end_call": ToolSpec(
-        name="end_call",
-        description="End the call after saying goodbye.",
-        parameters={"type": "object", "properties": {}},
-    ),
-}
 
 
 class LLMSection(BaseModel):
