@@ -225,3 +225,42 @@ async def test_a_poison_write_that_kills_every_relay_is_dead_lettered(outbox: Ou
     await last.run_once()
     assert last.counts.dead_lettered == 1
     assert outbox.stats(clock.wall()).dead_lettered == 1
+
+
+def claim_concurrently(boxes: list[Outbox]) -> list[str]:
+    """Each box drains the outbox in its own thread; returns every key claimed."""
+    import threading
+
+    claimed: list[list[str]] = [[] for _ in boxes]
+
+    def drain(i: int) -> None:
+        while entries := boxes[i].claim(f"r{i}", 7, 1.0, 60.0):
+            claimed[i] += [e.write.idempotency_key for e in entries]
+
+    threads = [threading.Thread(target=drain, args=(i,)) for i in range(len(boxes))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return [k for part in claimed for k in part]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_concurrent_claims_never_share_a_row(
+    request: pytest.FixtureRequest, tmp_path, backend: str
+) -> None:
+    """Four relays on their own connections claim at once (SKIP LOCKED on PostgreSQL, the
+    write lock on SQLite): every row is claimed exactly once."""
+    if backend == "postgres":
+        from voicerail.crm.outbox_pg import PostgresOutbox
+
+        url = request.getfixturevalue("postgres_url")
+        boxes: list[Outbox] = [PostgresOutbox(url) for _ in range(4)]
+    else:
+        boxes = [SQLiteOutbox(tmp_path / "shared.sqlite3") for _ in range(4)]
+    writes = [booking(call_id=f"c{n}") for n in range(400)]
+    boxes[0].record("c", "{}", writes, 0.0)
+    keys = claim_concurrently(boxes)
+    assert sorted(keys) == sorted(w.idempotency_key for w in writes)
+    for box in boxes:
+        box.close()
