@@ -84,6 +84,15 @@ def test_verification_compares_inside_the_gate() -> None:
     assert "date_of_birth" not in gate.context().fields
 
 
+def test_three_wrong_answers_lock_the_check() -> None:
+    """After three wrong dates of birth even the right one fails for this call."""
+    gate = ContextGate(ContextPolicy.from_mapping(POLICY), CustomerRecord("c1", RECORD))
+    for wrong in ("1985-03-15", "1985-03-16", "1985-03-17"):
+        assert not gate.verify("dob", wrong)
+    assert not gate.verify("dob", "1985-03-14")
+    assert "account_balance" not in gate.context().fields
+
+
 def test_unknown_caller_sees_nothing_and_verifies_nothing() -> None:
     """No record: no fields, and a verification cannot pass."""
     gate = ContextGate(ContextPolicy.from_mapping(POLICY), None)

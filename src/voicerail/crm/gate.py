@@ -16,7 +16,9 @@ Rules kept here:
    NLU or the LLM recognized it). The dialog tells the gate which hold.
 4. A verification compares what the caller said with a field the agent may
    *not* see (``verify: {dob: date_of_birth}``) inside the gate: the dialog
-   learns only whether it matched, never the value.
+   learns only whether it matched, never the value. After three wrong answers
+   to one check it fails for the rest of the call, so a model (or a caller)
+   cannot guess its way through.
 
 The agent file's section (all keys optional)::
 
@@ -39,6 +41,7 @@ from voicerail.crm.model import CustomerRecord
 from voicerail.errors import ConfigError
 
 _CONDITION_KINDS = ("verified", "intent")
+MAX_WRONG_ANSWERS = 3  # rule 4
 
 
 @dataclass(frozen=True)
@@ -150,6 +153,7 @@ class ContextGate:
         self._policy = policy
         self._record = record
         self._conditions: set[str] = set()
+        self._wrong: dict[str, int] = {}
 
     def hold(self, condition: str) -> None:
         """Record that ``condition`` (``"verified:dob"``, ``"intent:billing"``) now holds.
@@ -169,13 +173,16 @@ class ContextGate:
 
         Returns:
             True when it matched; False when it did not, the check is unknown,
-            or the caller is not in the CRM.
+            the caller is not in the CRM, or three answers were already wrong.
         """
         field_name = self._policy.verify.get(check)
         if self._record is None or field_name is None:
             return False
+        if self._wrong.get(check, 0) >= MAX_WRONG_ANSWERS:
+            return False
         expected = self._record.fields.get(field_name)
         if expected is None or _canonical(str(expected)) != _canonical(answer):
+            self._wrong[check] = self._wrong.get(check, 0) + 1
             return False
         self._conditions.add(f"verified:{check}")
         return True

@@ -135,7 +135,10 @@ class ContextualDialog:
         }
 
     def _after(self, reply: AgentReply) -> AgentReply:
-        """Rule 2, and the bookkeeping it needs."""
+        """Rule 2, and the bookkeeping it needs (an intent recognized opens the
+        gate's ``intent:<name>`` fields for the summary)."""
+        if reply.intent and self.gate is not None:
+            self.gate.hold(f"intent:{reply.intent}")
         self._collected.update({k: v for k, v in reply.pii.items() if k != "agent_text"})
         if reply.booking_id:
             self._actions.append(f"booked {reply.booking_id}")
