@@ -186,3 +186,28 @@ def test_a_call_is_recognized_and_books_through_the_outbox(tmp_path) -> None:
     assert any(e.data.get("crm_fields") == ["first_name"] for e in decided)
     assert 'voicerail_crm_outbox_rows{state="delivered"} 3.0' in metrics
     events.close()
+
+
+def test_flow_agent_file_sections_reach_the_wrapper(tmp_path) -> None:
+    """`context` and `handoff_rules` in a flow agent file configure the gate and the rules;
+    a bad section is refused naming the file."""
+    from pathlib import Path
+
+    from voicerail.crm.service import flow_bookings, with_crm
+    from voicerail.dialog.embeddings import MiniLMEmbedder
+    from voicerail.dialog.flows import load_agent
+
+    clinic = Path(__file__).parents[2] / "examples" / "clinic.yaml"
+    path = tmp_path / "clinic.yaml"
+    extra = "\ncontext: {must: [first_name]}\nhandoff_rules: {intents: [hours]}\n"
+    path.write_text(clinic.read_text() + extra)
+    store = BookingStore(":memory:")
+    assert flow_bookings(store, None) is store
+    flows = load_agent(path, bookings=store, embedder=MiniLMEmbedder())
+    agent = with_crm(flows, None, source=str(path))
+    assert agent.policy.must == ("first_name",)
+    assert agent.rules is not None and agent.rules.intents == ("hours",)
+    path.write_text(clinic.read_text() + "\nhandoff_rules: {misunderstandings: many}\n")
+    with pytest.raises(ConfigError) as caught:
+        with_crm(load_agent(path, bookings=store, embedder=MiniLMEmbedder()), None, str(path))
+    assert caught.value.source == str(path)

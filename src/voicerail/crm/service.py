@@ -187,18 +187,23 @@ def flow_bookings(bookings: BookingStore, crm: CRMService | None) -> Bookings:
 
 
 def with_crm(flows: FlowAgent, crm: CRMService | None, source: str) -> DialogFactory:
-    """The flow agent wrapped for caller recognition and handoff summaries
-    (``handoff/contextual.py``), gated by its file's ``context`` section.
+    """The flow agent wrapped for caller recognition, handoff summaries and the
+    extra handoff rules (``handoff/contextual.py``), from its file's ``context``
+    and ``handoff_rules`` sections.
 
     Raises:
-        ConfigError: the ``context`` section is invalid.
+        ConfigError: either section is invalid.
     """
     from voicerail.crm.gate import ContextPolicy
     from voicerail.handoff.contextual import ContextualAgent
+    from voicerail.handoff.rules import HandoffPolicy
 
+    rules = flows.spec.handoff_rules
     return ContextualAgent(
         flows,
         crm=crm.connector if crm is not None else None,
         policy=ContextPolicy.from_mapping(flows.spec.context, source),
         outbox=crm.outbox if crm is not None else None,
+        rules=HandoffPolicy.from_mapping(rules, source) if rules is not None else None,
+        handoff_text=flows.spec.handoff.text,
     )

@@ -220,8 +220,10 @@ class AgentSpec(_Strict):
     keypad: KeypadSpec = Field(default_factory=KeypadSpec)
     messages: Messages = Field(default_factory=Messages)
     max_misunderstandings: int = Field(default=2, ge=1)
-    # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy.
+    # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy, and
+    # the extra handoff rules (``handoff/rules.py``), checked by HandoffPolicy.
     context: dict[str, Any] | None = None
+    handoff_rules: dict[str, Any] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
 
     @field_validator("intents", mode="before")

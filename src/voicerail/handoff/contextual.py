@@ -11,13 +11,21 @@ Wraps any :class:`~voicerail.dialog.base.DialogFactory`:
    the gated fields, the slots collected (the reply's ``pii`` so far), the
    booking made and the caller's last words. It goes into the reply's ``pii``
    (and the CRM through the outbox when there is one), as the LLM agent does.
-3. Everything else is passed through unchanged.
+3. The agent file's ``handoff_rules`` (``handoff/rules.py``) add the triggers
+   the flow engine does not have: a listed intent, a customer tier from the
+   gated CRM fields, and sentiment when a scorer is given (none ships yet).
+   The flow engine keeps its own two rules (asking for a person, two turns not
+   understood); a reply that a rule hands off becomes a handoff reply with the
+   agent's handoff text.
+4. Everything else is passed through unchanged.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from voicerail.clock import Clock, SystemClock
@@ -27,7 +35,14 @@ from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply, Dialog, DialogFactory
 from voicerail.errors import StoreError
-from voicerail.handoff.rules import HandoffReason
+from voicerail.events.model import Outcome
+from voicerail.handoff.rules import (
+    HandoffPolicy,
+    HandoffReason,
+    HandoffState,
+    TurnSignals,
+    decide,
+)
 from voicerail.handoff.summary import build_summary
 
 log = logging.getLogger(__name__)
@@ -37,7 +52,9 @@ _REASONS = {
     "keypad": HandoffReason.EXPLICIT,
     "misunderstood": HandoffReason.MISUNDERSTANDING,
     "store_failed": HandoffReason.ERROR,
+    **{str(r): r for r in HandoffReason},
 }
+_HANDOFF_TEXT = "Let me transfer you to a member of our staff. Please hold."
 
 
 class ContextualAgent:
@@ -51,6 +68,9 @@ class ContextualAgent:
         lookup_deadline_s: how long the first caller turn may wait for the lookup.
         dashboard_url: the dashboard's base URL, for the summary's transcript link.
         clock: the outbox's wall clock.
+        rules: the extra handoff rules (rule 3); None: none.
+        handoff_text: what the agent says when a rule hands off.
+        sentiment: scores a caller turn in [-1, 1] for the sentiment rule.
     """
 
     def __init__(
@@ -63,6 +83,9 @@ class ContextualAgent:
         lookup_deadline_s: float = 1.5,
         dashboard_url: str = "",
         clock: Clock | None = None,
+        rules: HandoffPolicy | None = None,
+        handoff_text: str = _HANDOFF_TEXT,
+        sentiment: Callable[[str], float] | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
@@ -72,6 +95,12 @@ class ContextualAgent:
         self.lookup_deadline_s = lookup_deadline_s
         self.dashboard_url = dashboard_url
         self.clock = clock or SystemClock()
+        # The flow engine applies its own explicit and misunderstanding rules.
+        self.rules = (
+            replace(rules, explicit=False, tool=False, misunderstandings=0) if rules else None
+        )
+        self.handoff_text = handoff_text
+        self.sentiment = sentiment
 
     def new_dialog(self, call_id: str) -> ContextualDialog:
         """The inner agent's dialog for ``call_id``, wrapped."""
@@ -91,6 +120,7 @@ class ContextualDialog:
         self._collected: dict[str, Any] = {}
         self._actions: list[str] = []
         self._turns = 0
+        self._rule_state = HandoffState()
 
     def caller_known(self, phone: str) -> None:
         """Rule 1: start the lookup; returns at once."""
@@ -109,13 +139,13 @@ class ContextualDialog:
         self._last_text = text
         reply = await self.inner.on_user_turn(text, confidence)
         reply.data.update(crm_data)
-        return self._after(reply)
+        return self._after(self._apply_rules(reply, text))
 
     async def on_dtmf(self, digits: str) -> AgentReply:
         crm_data = await self._open_gate()
         reply = await self.inner.on_dtmf(digits)
         reply.data.update(crm_data)
-        return self._after(reply)
+        return self._after(self._apply_rules(reply, None))
 
     async def on_silence(self, count: int, final: bool = False) -> AgentReply:
         return self._after(await self.inner.on_silence(count, final))
@@ -134,6 +164,32 @@ class ContextualDialog:
             "crm_lookup": self.lookup.reason or "ok",
         }
 
+    def _apply_rules(self, reply: AgentReply, text: str | None) -> AgentReply:
+        """Rule 3 on one caller turn (``text`` None for keys)."""
+        rules = self.agent.rules
+        if rules is None or reply.handoff:
+            return reply
+        scorer = self.agent.sentiment
+        signals = TurnSignals(
+            understood=reply.data.get("decision") != "not_understood",
+            intent=reply.intent,
+            sentiment=scorer(text) if scorer is not None and text else None,
+            context=self.gate.context().fields if self.gate is not None else None,
+        )
+        self._rule_state, reason = decide(rules, self._rule_state, signals)
+        if reason is None:
+            return reply
+        return AgentReply(
+            text=self.agent.handoff_text,
+            end_call=True,
+            handoff=True,
+            outcome=Outcome.HANDOFF,
+            intent=reply.intent,
+            node=reply.node,
+            data={**reply.data, "handoff_reason": str(reason)},
+            pii=dict(reply.pii),
+        )
+
     def _after(self, reply: AgentReply) -> AgentReply:
         """Rule 2, and the bookkeeping it needs (an intent recognized opens the
         gate's ``intent:<name>`` fields for the summary)."""
@@ -146,6 +202,8 @@ class ContextualDialog:
             return reply
         reason = _REASONS.get(str(reply.data.get("handoff_reason")), HandoffReason.EXPLICIT)
         context = self.gate.context() if self.gate is not None else None
+        tier_field = self.agent.rules.tier_field if self.agent.rules else None
+        tier = context.fields.get(tier_field) if context and tier_field else None
         summary = build_summary(
             call_id=self.call_id,
             reason=reason,
@@ -155,6 +213,7 @@ class ContextualDialog:
             actions=self._actions,
             last_caller_text=self._last_text,
             intent=reply.intent,
+            tier=str(tier) if tier else None,
             not_understood=2 if reason is HandoffReason.MISUNDERSTANDING else 0,
             dashboard_url=self.agent.dashboard_url,
         )
