@@ -68,6 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--public-url", default=None)
     serve.add_argument("--handoff-number", default=None)
     serve.add_argument(
+        "--handoff-mode",
+        default="cold",
+        choices=["cold", "warm"],
+        help="warm: conference, summary whispered to the human (needs $TWILIO_ACCOUNT_SID)",
+    )
+    serve.add_argument("--handoff-from", default=None, help="caller ID of the human's leg")
+    serve.add_argument("--hold-music-url", default="", help="the conference's waitUrl")
+    serve.add_argument(
+        "--handoff-fallbacks", default="", help="e.g. busy=callback,no_answer=voicemail"
+    )
+    serve.add_argument(
         "--database-url", default=None, help="PostgreSQL event store (or $VOICERAIL_DATABASE_URL)"
     )
     serve.add_argument(
@@ -293,12 +304,24 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
     )
     runtime = build_runtime(options)
     asyncio.run(warm_up(runtime))
+    from voicerail.server.handoff import settings_from
+
+    auth_token = args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
     settings = ServerSettings(
-        twilio_auth_token=args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN"),
+        twilio_auth_token=auth_token,
         public_url=args.public_url,
         handoff_number=args.handoff_number,
         operations=operations,
         overflow=load_overflow(args.agent),
+        handoff=settings_from(
+            number=args.handoff_number if args.handoff_mode == "warm" else None,
+            mode=args.handoff_mode,
+            from_number=args.handoff_from,
+            account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
+            auth_token=auth_token,
+            hold_music_url=args.hold_music_url,
+            fallbacks=args.handoff_fallbacks,
+        ),
     )
     app = create_app(runtime, settings)
     config = uvicorn.Config(

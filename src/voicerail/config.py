@@ -7,7 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicerail.dialog.base import DialogFactory
 from voicerail.errors import ConfigError
@@ -18,6 +18,9 @@ from voicerail.session.load import AdmissionConfig, LoadMonitor
 from voicerail.session.phrase_cache import HOLDING_PHRASE, PhraseCache, default_cache_dir
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.turns.policy import TurnConfig
+
+if TYPE_CHECKING:
+    from voicerail.crm.service import CRMService
 
 
 def default_data_dir() -> Path:
@@ -151,11 +154,19 @@ def build_runtime(options: ServeOptions) -> Runtime:
         prices=load_prices(options.prices_path) if options.prices_path else None,
         stage_configs=stage_configs,
     )
+    from voicerail.crm.service import open_crm
+
+    crm = open_crm(options.data_dir, bookings, database_url=options.database_url)
     agent: DialogFactory
     if _is_llm_agent(options.agent_path):
-        agent = _llm_agent(options.agent_path, bookings, router, events.append)
+        agent = _llm_agent(options.agent_path, bookings, router, events.append, crm)
     else:
-        agent = load_agent(options.agent_path, bookings=bookings, embedder=MiniLMEmbedder())
+        from voicerail.crm.service import flow_bookings, with_crm
+
+        flows = load_agent(
+            options.agent_path, bookings=flow_bookings(bookings, crm), embedder=MiniLMEmbedder()
+        )
+        agent = with_crm(flows, crm, source=str(options.agent_path))
     local = {p.name for p in (_innermost(stt_chain[0]), _innermost(tts_chain[0]))} & LOCAL_ENGINES
     max_calls = (
         options.max_calls if options.max_calls is not None else default_max_calls(local=bool(local))
@@ -179,6 +190,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
         turns=options.turns,
         audio=options.audio,
         router=router,
+        crm=crm,
     )
 
 
@@ -274,7 +286,11 @@ def _is_llm_agent(path: Path) -> bool:
 
 
 def _llm_agent(
-    path: Path, bookings: object, router: Any, emit: Callable[[Event], object]
+    path: Path,
+    bookings: object,
+    router: Any,
+    emit: Callable[[Event], object],
+    crm: CRMService | None = None,
 ) -> DialogFactory:
     """An LLM-mode agent on the router's LLM chain when the deployment file names
     one; else on an OpenAI-compatible endpoint from the environment:
@@ -294,13 +310,19 @@ def _llm_agent(
         from voicerail.session.runtime import current_call_id
 
         llm = CurrentCallLLM(router, current_call_id.get, emit)
-        return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
-    llm = OpenAIChatLLM(
-        os.environ.get("VOICERAIL_LLM_MODEL", "gpt-4o-mini"),
-        base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
-        api_key=os.environ.get("VOICERAIL_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
+    else:
+        llm = OpenAIChatLLM(
+            os.environ.get("VOICERAIL_LLM_MODEL", "gpt-4o-mini"),
+            base_url=os.environ.get("VOICERAIL_LLM_BASE_URL", "https://api.openai.com/v1"),
+            api_key=os.environ.get("VOICERAIL_LLM_API_KEY") or os.environ.get("OPENAI_API_KEY"),
+        )
+    return LLMAgent(
+        load_llm_agent_spec(path),
+        llm=llm,
+        bookings=bookings,
+        crm=crm.connector if crm is not None else None,
+        outbox=crm.outbox if crm is not None else None,
     )
-    return LLMAgent(load_llm_agent_spec(path), llm=llm, bookings=bookings)
 
 
 async def warm_up(runtime: Runtime) -> None:

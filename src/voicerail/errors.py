@@ -10,7 +10,8 @@
     │   └── CredentialError      a configured credential is missing, refused or expired; names it
     ├── ProviderError            a speech/LLM provider failed (provider, status, error_class)
     │   ├── ProviderTimeout      no answer within the attempt's deadline (transient)
-    │   └── ProviderUnavailable  every provider of a chain failed or is open-circuited
+    │   ├── ProviderUnavailable  every provider of a chain failed or is open-circuited
+    │   └── CRMError             a CRM refused or failed a lookup or write (retry_after_s)
     ├── DialogError              the dialog engine could not produce a reply
     └── StoreError               an event, state or booking store failed
 
@@ -131,6 +132,31 @@ class ProviderTimeout(ProviderError):
 
 class ProviderUnavailable(ProviderError):
     """No provider of a chain could serve the request."""
+
+
+class CRMError(ProviderError):
+    """A CRM (HubSpot, Salesforce, a webhook, the embedded one) failed a call.
+
+    Attributes:
+        retry_after_s: how long the CRM asked us to wait (``Retry-After``, a rate
+            limit window), None when it said nothing.
+        code: the CRM's own error code (``"REQUEST_LIMIT_EXCEEDED"``,
+            ``"RATE_LIMIT"``, ``"EXPIRED_AUTHENTICATION"``), when it sent one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status: int | None = None,
+        error_class: ErrorClass = ErrorClass.TRANSIENT,
+        retry_after_s: float | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status=status, error_class=error_class)
+        self.retry_after_s = retry_after_s
+        self.code = code
 
 
 class DialogError(VoicerailError):

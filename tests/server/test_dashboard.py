@@ -63,9 +63,9 @@ def store(tmp_path_factory):
     events.close()
 
 
-def client_for(store, **operations) -> TestClient:
+def client_for(store, crm=None, **operations) -> TestClient:
     clock = FakeClock(wall_offset_s=NOW)
-    runtime = Runtime(agent=NoAgent(), stt=NoSTT(), tts=NoTTS(), events=store, clock=clock)
+    runtime = Runtime(agent=NoAgent(), stt=NoSTT(), tts=NoTTS(), events=store, clock=clock, crm=crm)
     operations.setdefault("credentials", [])
     settings = ServerSettings(operations=OperationsSettings(**operations))
     return TestClient(create_app(runtime, settings))
@@ -221,3 +221,21 @@ def test_binding_beyond_loopback_without_a_key_is_warned_about():
     assert exposure_warning("0.0.0.0", AccessSettings(api_key=KEY)) is None
     warning = exposure_warning("0.0.0.0", AccessSettings())
     assert warning is not None and "VOICERAIL_API_KEY" in warning
+
+
+def test_metrics_include_the_crm_outbox(store):
+    """With a CRM configured, /metrics reports its outbox rows (crm/metrics.py)."""
+    from voicerail.crm.model import CRMWrite, WriteAction
+    from voicerail.crm.outbox import SQLiteOutbox
+    from voicerail.crm.relay import Relay
+    from voicerail.crm.service import CRMService
+    from voicerail.testing.crm import InMemoryCRM
+
+    outbox = SQLiteOutbox(":memory:")
+    outbox.record("c", "{}", [CRMWrite("c:t1:book:0", "c", WriteAction.BOOKING)], NOW - 5.0)
+    crm = InMemoryCRM()
+    service = CRMService(crm, outbox, Relay(outbox, crm, "r", clock=FakeClock(NOW)))
+    text = client_for(store, crm=service).get("/metrics").text
+    assert 'voicerail_crm_outbox_rows{state="pending"} 1.0' in text
+    assert "voicerail_crm_outbox_oldest_pending_age_seconds 5.0" in text
+    outbox.close()

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from datetime import time as dtime
 from pathlib import Path
+from typing import Protocol
 
 from voicerail.errors import StoreError
 
@@ -64,6 +65,29 @@ class Booking:
     status: str = "booked"
 
 
+class Bookings(Protocol):
+    """What the dialogs need of a booking store: :class:`BookingStore`, or
+    :class:`voicerail.crm.bookings.OutboxBookings` (bookings through the CRM outbox)."""
+
+    def create(
+        self,
+        call_id: str,
+        name: str,
+        day: date,
+        at: dtime,
+        idempotency_key: str,
+        booking_id: str | None = None,
+    ) -> Booking: ...
+
+    def find(self, name: str, day: date | None = None) -> list[Booking]: ...
+
+    def get(self, booking_id: str) -> Booking | None: ...
+
+    def reschedule(self, booking_id: str, day: date, at: dtime) -> Booking | None: ...
+
+    def cancel(self, booking_id: str) -> Booking | None: ...
+
+
 class BookingStore:
     """Appointments in one SQLite file, safe to share between calls (one lock).
 
@@ -89,7 +113,13 @@ class BookingStore:
         self._lock = threading.Lock()
 
     def create(
-        self, call_id: str, name: str, day: date, at: dtime, idempotency_key: str
+        self,
+        call_id: str,
+        name: str,
+        day: date,
+        at: dtime,
+        idempotency_key: str,
+        booking_id: str | None = None,
     ) -> Booking:
         """Book ``name`` on ``day`` at ``at``; the same key returns the first booking.
 
@@ -99,6 +129,8 @@ class BookingStore:
             day: the appointment's date.
             at: its local time.
             idempotency_key: ``"{call_id}:book:{n}"`` (rule 1).
+            booking_id: the confirmation number to use, when the caller was
+                already told it (a write through the CRM outbox); None draws one.
 
         Returns:
             The booking written now, or the one this key wrote before (unchanged,
@@ -108,7 +140,7 @@ class BookingStore:
             StoreError: the database failed.
         """
         now = time.time()
-        booking_id = "BK-" + uuid.uuid4().hex[:8].upper()
+        booking_id = booking_id or "BK-" + uuid.uuid4().hex[:8].upper()
         try:
             with self._lock:
                 self._db.execute(

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from datetime import date, time
 from typing import Any
 
-from voicerail.dialog.bookings import Booking, BookingStore
+from voicerail.dialog.bookings import Booking, Bookings
 
 SlotValue = date | time | str
 
@@ -31,7 +31,7 @@ def idempotency_key(call_id: str, action: str, number: int) -> str:
 
 
 def find_target(
-    store: BookingStore, action: str, values: Mapping[str, SlotValue], today: date
+    store: Bookings, action: str, values: Mapping[str, SlotValue], today: date
 ) -> Booking | None:
     """The booking ``action`` will change (rule 3), or None when the caller has none.
 
@@ -51,7 +51,7 @@ def find_target(
 
 
 def run_action(
-    store: BookingStore,
+    store: Bookings,
     action: str,
     *,
     call_id: str,

@@ -58,7 +58,7 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -220,6 +220,10 @@ class AgentSpec(_Strict):
     keypad: KeypadSpec = Field(default_factory=KeypadSpec)
     messages: Messages = Field(default_factory=Messages)
     max_misunderstandings: int = Field(default=2, ge=1)
+    # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy, and
+    # the extra handoff rules (``handoff/rules.py``), checked by HandoffPolicy.
+    context: dict[str, Any] | None = None
+    handoff_rules: dict[str, Any] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     # What callers beyond capacity get; validated by server.admission.load_overflow.
     overflow: dict[str, str] | None = None

@@ -45,7 +45,7 @@ from typing import Any
 from voicerail.dialog import flow_actions as actions
 from voicerail.dialog import slots as extractors
 from voicerail.dialog.base import AgentReply
-from voicerail.dialog.bookings import BookingStore
+from voicerail.dialog.bookings import Bookings
 from voicerail.dialog.flow_actions import SlotValue
 from voicerail.dialog.flow_config import (
     LOOKUP_ACTIONS,
@@ -92,7 +92,7 @@ class FlowAgent:
         self,
         spec: AgentSpec,
         *,
-        bookings: BookingStore,
+        bookings: Bookings,
         embedder: Embedder,
         today: Callable[[], date] = date.today,
     ) -> None:
@@ -488,7 +488,7 @@ def _spoken(value: SlotValue) -> str:
 def load_agent(
     path: str | Path,
     *,
-    bookings: BookingStore,
+    bookings: Bookings,
     embedder: Embedder | None = None,
     today: Callable[[], date] | None = None,
 ) -> FlowAgent:

@@ -19,12 +19,33 @@ Rules kept here:
 2. After a barge-in only the words the caller heard stay in the assistant's
    message history (``on_agent_heard``).
 3. ``transfer_to_human`` ends the turn with a handoff; ``end_call`` with a goodbye.
+4. With a CRM, the caller is looked up when the call starts (``caller_known``)
+   and the greeting does not wait; the first caller turn waits at most the
+   lookup's deadline. Only the fields the agent file's ``context`` section
+   allows reach the prompt (``crm/gate.py``); ``verify_caller`` checks an answer
+   against a hidden field inside the gate and may reveal more fields.
+5. With an outbox, ``book_appointment`` records the booking as a CRM write in
+   the outbox, with the call's state, instead of writing the booking store;
+   the confirmation number is derived from the idempotency key, so the caller
+   hears the number the relay will later write, however often it is replayed.
+6. A write tool that the model calls again in the same call with the same
+   arguments (the caller barged in after the tool ran and repeated the
+   request on a later turn, so rule 1's key differs) is not run again: the
+   model gets the first result. A different argument is a different write.
+7. ``transfer_to_human`` builds the handoff summary (``handoff/summary.py``)
+   from the gated context, the writes done and the caller's last words; it is
+   returned in the reply (``pii["handoff_summary"]``, so the driver stores it
+   in the event's marked field) and, with an outbox, written to the CRM.
+8. With an outbox, the end of the call queues a call summary and a disposition,
+   and a lead when the CRM did not know the caller (``on_call_ended``), keyed
+   by the call alone, so a call ended twice (a resumed worker) writes once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, time
@@ -34,54 +55,27 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from voicerail.clock import Clock, SystemClock
+from voicerail.crm.bookings import booking_id_for
+from voicerail.crm.gate import ContextGate, ContextPolicy
+from voicerail.crm.lookup import CallerLookup
+from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction, normalize_phone
+from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
-from voicerail.errors import ConfigError, DialogError
+from voicerail.dialog.llm_tools import TOOLS
+from voicerail.errors import ConfigError, DialogError, StoreError
 from voicerail.events.model import Outcome
+from voicerail.handoff.rules import HandoffReason
+from voicerail.handoff.summary import HandoffSummary, build_summary
 from voicerail.providers.base import (
     ChatMessage,
     LanguageModel,
     ToolCall,
-    ToolSpec,
     closing_stream,
 )
 
-TOOLS: dict[str, ToolSpec] = {
-    "book_appointment": ToolSpec(
-        name="book_appointment",
-        description="Book an appointment once the caller has confirmed day, time and name.",
-        parameters={
-            "type": "object",
-            "properties": {
-                "name": {"type": "string", "description": "caller's full name"},
-                "day": {"type": "string", "description": "ISO date, YYYY-MM-DD"},
-                "time": {"type": "string", "description": "24-hour time, HH:MM"},
-            },
-            "required": ["name", "day", "time"],
-        },
-        writes=True,
-    ),
-    "cancel_appointment": ToolSpec(
-        name="cancel_appointment",
-        description="Cancel the caller's appointment, found by full name.",
-        parameters={
-            "type": "object",
-            "properties": {"name": {"type": "string"}},
-            "required": ["name"],
-        },
-        writes=True,
-    ),
-    "transfer_to_human": ToolSpec(
-        name="transfer_to_human",
-        description="Transfer the call to the front desk when the caller asks for a person.",
-        parameters={"type": "object", "properties": {"reason": {"type": "string"}}},
-    ),
-    "end_call": ToolSpec(
-        name="end_call",
-        description="End the call after saying goodbye.",
-        parameters={"type": "object", "properties": {}},
-    ),
-}
+log = logging.getLogger(__name__)
 
 
 class LLMSection(BaseModel):
@@ -106,6 +100,7 @@ class LLMAgentSpec(BaseModel):
     llm: LLMSection
     # What callers beyond capacity get; validated by server.admission.load_overflow.
     overflow: dict[str, str] | None = None
+    context: dict[str, Any] | None = None
 
 
 def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
@@ -129,6 +124,7 @@ def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
     for tool in spec.llm.tools:
         if tool not in TOOLS:
             raise ConfigError(f"unknown tool {tool!r}", source=source, field="llm.tools")
+    ContextPolicy.from_mapping(spec.context, source=source)
     return spec
 
 
@@ -141,6 +137,7 @@ class ToolResult:
     outcome: Outcome | None = None
     handoff: bool = False
     end_call: bool = False
+    summary: HandoffSummary | None = None
 
 
 class LLMAgent:
@@ -151,6 +148,12 @@ class LLMAgent:
         llm: the language model (usually the router's per-call LLM or a cloud adapter).
         bookings: where the booking tools write.
         today: the caller's local date, given to the model in the system prompt.
+        crm: the CRM the caller is looked up in (rule 4); None: no lookup.
+        outbox: where writes are recorded for the relay (rule 5); None: the
+            booking store directly.
+        lookup_deadline_s: how long the first caller turn may wait for the lookup.
+        clock: the wall clock of the outbox's times.
+        dashboard_url: the dashboard's base URL, for the handoff summary's link.
     """
 
     def __init__(
@@ -160,6 +163,11 @@ class LLMAgent:
         llm: LanguageModel,
         bookings: BookingStore,
         today: Callable[[], date] = date.today,
+        crm: CRMConnector | None = None,
+        outbox: Outbox | None = None,
+        lookup_deadline_s: float = 1.5,
+        clock: Clock | None = None,
+        dashboard_url: str = "",
     ) -> None:
         self.spec = spec
         self.name = spec.name
@@ -167,6 +175,12 @@ class LLMAgent:
         self.bookings = bookings
         self.today = today
         self.tools = [TOOLS[name] for name in spec.llm.tools]
+        self.context_policy = ContextPolicy.from_mapping(spec.context, source=spec.name)
+        self.crm = crm
+        self.outbox = outbox
+        self.lookup_deadline_s = lookup_deadline_s
+        self.clock = clock or SystemClock()
+        self.dashboard_url = dashboard_url
 
     def fixed_texts(self) -> list[str]:
         """What this agent says whatever the caller said: the greeting."""
@@ -186,6 +200,32 @@ class LLMDialog:
         self.turn = 0
         system = f"{agent.spec.llm.system_prompt}\nToday is {agent.today().isoformat()}."
         self.messages: list[ChatMessage] = [ChatMessage("system", system)]
+        self.lookup: CallerLookup | None = None
+        self.gate: ContextGate | None = None
+        self._writes_done: dict[tuple[str, str], ToolResult] = {}
+        self.phone = ""
+        self._handed_off = False
+
+    def caller_known(self, phone: str) -> None:
+        """Start looking the caller up (rule 4); returns at once."""
+        self.phone = phone
+        if self.agent.crm is not None and self.lookup is None and phone:
+            policy, deadline_s = self.agent.context_policy, self.agent.lookup_deadline_s
+            self.lookup = CallerLookup(self.agent.crm, policy, phone, deadline_s)
+            self.lookup.start()
+
+    async def _open_gate(self) -> dict[str, Any]:
+        """On the first caller turn: the gated context into the prompt; safe event data."""
+        if self.lookup is None or self.gate is not None:
+            return {}
+        self.gate = await self.lookup.gate(wait_s=self.agent.lookup_deadline_s)
+        context = self.gate.context()
+        self.messages.insert(1, ChatMessage("system", context.prompt_text()))
+        return {
+            "crm_known_caller": context.known_caller,
+            "crm_fields": context.field_names,
+            "crm_lookup": self.lookup.reason or "ok",
+        }
 
     async def start(self) -> AgentReply:
         self.messages.append(ChatMessage("assistant", self.agent.spec.greeting))
@@ -193,8 +233,12 @@ class LLMDialog:
 
     async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
         self.turn += 1
+        crm_data = await self._open_gate()
         self.messages.append(ChatMessage("user", text))
-        return await self._complete()
+        reply = await self._complete()
+        if crm_data:
+            reply.data.update(crm_data)
+        return reply
 
     async def on_dtmf(self, digits: str) -> AgentReply:
         return await self.on_user_turn(f"(the caller pressed the key {digits})", None)
@@ -219,7 +263,7 @@ class LLMDialog:
                 return self._reply(text, final)
             self.messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
             for call in calls:
-                result = self._run_tool(call)
+                result = self._run_tool_once(call)
                 final = _merge(final, result)
                 self.messages.append(
                     ChatMessage("tool", json.dumps(result.content), tool_call_id=call.id)
@@ -250,9 +294,37 @@ class LLMDialog:
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
         return f"{self.call_id}:t{self.turn}:{call.name}:{digest}"
 
+    def _run_tool_once(self, call: ToolCall) -> ToolResult:
+        """Rule 6: a write tool called again with the same arguments in this call
+        returns what the first call did and writes nothing."""
+        spec = TOOLS.get(call.name)
+        if spec is None or not spec.writes:
+            return self._run_tool(call)
+        canonical = json.dumps(call.arguments, sort_keys=True, separators=(",", ":"))
+        done = self._writes_done.get((call.name, canonical))
+        if done is not None:
+            return ToolResult(
+                {**done.content, "note": "already done earlier in this call"},
+                booking_id=done.booking_id,
+                outcome=done.outcome,
+            )
+        result = self._run_tool(call)
+        if "error" not in result.content and result.content.get("status") != "not_found":
+            self._writes_done[(call.name, canonical)] = result
+        return result
+
     def _run_tool(self, call: ToolCall) -> ToolResult:
         args = call.arguments
         try:
+            if call.name == "book_appointment" and self.agent.outbox is not None:
+                return self._book_through_outbox(call)
+            if call.name == "verify_caller":
+                ok = self.gate is not None and self.gate.verify(
+                    str(args["check"]), str(args["value"])
+                )
+                if not ok or self.gate is None:
+                    return ToolResult({"verified": False})
+                return ToolResult({"verified": True, "context": dict(self.gate.context().fields)})
             if call.name == "book_appointment":
                 booking = self.agent.bookings.create(
                     self.call_id,
@@ -273,7 +345,13 @@ class LLMDialog:
                 self.agent.bookings.cancel(matches[0].booking_id)
                 return ToolResult({"status": "cancelled"}, outcome=Outcome.COMPLETED)
             if call.name == "transfer_to_human":
-                return ToolResult({"status": "transferring"}, handoff=True, outcome=Outcome.HANDOFF)
+                summary = self._handoff_summary()
+                return ToolResult(
+                    {"status": "transferring"},
+                    handoff=True,
+                    outcome=Outcome.HANDOFF,
+                    summary=summary,
+                )
             if call.name == "end_call":
                 return ToolResult({"status": "ending"}, end_call=True)
         except (KeyError, ValueError) as exc:
@@ -281,7 +359,97 @@ class LLMDialog:
             return ToolResult({"error": f"invalid arguments: {exc}"})
         return ToolResult({"error": f"unknown tool {call.name!r}"})
 
+    def on_call_ended(self, outcome: str, turns: int) -> None:
+        """Rule 8: queue the call-end writes; a store failure is logged, never raised."""
+        if self.agent.outbox is None:
+            return
+        bookings = sorted(str(r.booking_id) for r in self._writes_done.values() if r.booking_id)
+        summary = {
+            "outcome": outcome,
+            "turns": turns,
+            "bookings": bookings,
+            "handoff": self._handed_off,
+        }
+        writes = [
+            CRMWrite(
+                f"{self.call_id}:call_summary", self.call_id, WriteAction.CALL_SUMMARY, summary
+            ),
+            CRMWrite(
+                f"{self.call_id}:disposition",
+                self.call_id,
+                WriteAction.DISPOSITION,
+                {"disposition": outcome},
+            ),
+        ]
+        unknown = self.gate is not None and not self.gate.context().known_caller
+        if unknown and self.phone:
+            lead = {
+                "phone": normalize_phone(self.phone),
+                "source": "phone call",
+                "outcome": outcome,
+            }
+            writes.append(CRMWrite(f"{self.call_id}:lead", self.call_id, WriteAction.LEAD, lead))
+        state = json.dumps({"ended": outcome, "turns": turns})
+        try:
+            self.agent.outbox.record(self.call_id, state, writes, self.agent.clock.wall())
+        except StoreError as exc:
+            log.warning("call-end crm writes not recorded: %s", exc)
+
+    def _handoff_summary(self) -> HandoffSummary:
+        """Rule 7: the summary at handoff time, written to the CRM through the outbox."""
+        context = self.gate.context() if self.gate is not None else None
+        actions = [
+            _action_text(name, json.loads(args), result)
+            for (name, args), result in self._writes_done.items()
+        ]
+        last_user = next((m.content for m in reversed(self.messages) if m.role == "user"), "")
+        self._handed_off = True
+        summary = build_summary(
+            call_id=self.call_id,
+            reason=HandoffReason.TOOL,
+            context=context.fields if context else {},
+            known_caller=bool(context and context.known_caller),
+            collected={name: json.loads(args) for name, args in self._writes_done},
+            actions=actions,
+            last_caller_text=last_user,
+            dashboard_url=self.agent.dashboard_url,
+        )
+        if self.agent.outbox is not None:
+            key = f"{self.call_id}:t{self.turn}:handoff_summary"
+            write = CRMWrite(key, self.call_id, WriteAction.HANDOFF_SUMMARY, summary.to_dict())
+            state = json.dumps({"turn": self.turn, "handoff": summary.safe_dict()})
+            self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
+        return summary
+
+    def _book_through_outbox(self, call: ToolCall) -> ToolResult:
+        """Rule 5: record the booking in the outbox; the relay writes it."""
+        args = call.arguments
+        properties = {
+            "name": str(args["name"]),
+            "day": date.fromisoformat(str(args["day"])).isoformat(),
+            "time": time.fromisoformat(str(args["time"])).isoformat("minutes"),
+        }
+        key = self.idempotency_key(call)
+        booking_id = booking_id_for(key)
+        write = CRMWrite(
+            key, self.call_id, WriteAction.BOOKING, {**properties, "booking_id": booking_id}
+        )
+        state = json.dumps({"turn": self.turn, "booking_id": booking_id})
+        assert self.agent.outbox is not None
+        self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
+        return ToolResult(
+            {"booking_id": booking_id, "status": "booked"},
+            booking_id=booking_id,
+            outcome=Outcome.COMPLETED,
+        )
+
     def _reply(self, text: str, result: ToolResult) -> AgentReply:
+        data: dict[str, Any] = {"turn": self.turn}
+        pii: dict[str, Any] = {}
+        if result.summary is not None:
+            data["handoff"] = result.summary.safe_dict()
+            pii["handoff_summary"] = result.summary.to_dict()
+            pii["handoff_whisper"] = result.summary.whisper_text()
         return AgentReply(
             text=text,
             end_call=result.end_call or result.handoff,
@@ -289,8 +457,18 @@ class LLMDialog:
             outcome=result.outcome,
             booking_id=result.booking_id,
             node="llm",
-            data={"turn": self.turn},
+            data=data,
+            pii=pii,
         )
+
+
+def _action_text(name: str, args: dict[str, Any], result: ToolResult) -> str:
+    """One phrase for the handoff summary: ``"booked BK-1A2B3C4D for 2026-12-10 10:00"``."""
+    if name == "book_appointment" and result.booking_id:
+        return f"booked {result.booking_id} for {args.get('day')} {args.get('time')}"
+    if name == "cancel_appointment":
+        return f"cancelled the appointment under {args.get('name')}"
+    return name.replace("_", " ")
 
 
 def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
@@ -300,4 +478,5 @@ def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
         outcome=b.outcome or a.outcome,
         handoff=a.handoff or b.handoff,
         end_call=a.end_call or b.end_call,
+        summary=b.summary or a.summary,
     )

@@ -50,6 +50,7 @@ class EventKind(StrEnum):
     REPROMPTED = "Reprompted"
     DTMF_RECEIVED = "DTMFReceived"
     HANDOFF_REQUESTED = "HandoffRequested"
+    CALL_TRANSFERRED = "CallTransferred"
     BOOKING_WRITTEN = "BookingWritten"
     PROVIDER_ATTEMPTED = "ProviderAttempted"
     PROVIDER_FAILED_OVER = "ProviderFailedOver"

@@ -7,9 +7,12 @@ Subcommands::
     voicerail ops last-failed [-n 10]          last failed calls, first failing stage marked
     voicerail ops halve       [--window 7d]    the causes whose removal halves failures
     voicerail ops credentials [--check]        registry, expiry, and (with --check) live checks
+    voicerail ops outbox                       CRM writes pending, failed, dead-lettered, oldest age
+    voicerail ops handoffs    [--window 7d]    transfers by outcome, time from request to outcome
 
 The store is ``<data dir>/events.sqlite3`` (read-only), or PostgreSQL with
-``--database-url`` / ``$VOICERAIL_DATABASE_URL``. Exit status: 0 answered, 1 a
+``--database-url`` / ``$VOICERAIL_DATABASE_URL``; the outbox is
+``<data dir>/outbox.sqlite3`` or the same PostgreSQL database. Exit status: 0 answered, 1 a
 credential needs attention (``credentials`` only), 2 no store or a bad argument.
 """
 
@@ -67,6 +70,9 @@ def add_parser(sub: Any) -> None:
         "--credentials", type=Path, default=None, help="credentials file ($VOICERAIL_CREDENTIALS)"
     )
     creds.add_argument("--check", action="store_true", help="ask each provider live")
+    ops_sub.add_parser("outbox", parents=[common], help="the CRM outbox: pending, dead-lettered")
+    handoffs = ops_sub.add_parser("handoffs", parents=[common], help="handoff SLA by outcome")
+    handoffs.add_argument("--window", type=parse_duration, default=7 * 86400.0)
 
 
 class _SQLiteReader:
@@ -88,8 +94,11 @@ class _SQLiteReader:
 
 
 @contextmanager
-def open_reader(data_dir: Path, database_url: str | None) -> Iterator[SQLReader]:
-    """The event store to read: PostgreSQL when a URL is given, else the data dir's file.
+def open_reader(
+    data_dir: Path, database_url: str | None, outbox: bool = False
+) -> Iterator[SQLReader]:
+    """The event store (or with ``outbox`` the CRM outbox) to read: PostgreSQL when a
+    URL is given, else the data dir's file.
 
     Raises:
         StoreError: no store there, or it cannot be opened.
@@ -103,9 +112,9 @@ def open_reader(data_dir: Path, database_url: str | None) -> Iterator[SQLReader]
         finally:
             pg.close()
         return
-    path = data_dir / "events.sqlite3"
+    path = data_dir / ("outbox.sqlite3" if outbox else "events.sqlite3")
     if not path.exists():
-        raise StoreError(f"no event store at {path}")
+        raise StoreError(f"no {'outbox' if outbox else 'event store'} at {path}")
     reader = _SQLiteReader(path)
     try:
         yield reader
@@ -121,6 +130,14 @@ def answer(db: SQLReader, args: argparse.Namespace, now_s: float) -> Any:
         return reports.cost(db, weeks=args.weeks, now_s=now_s)
     if args.ops_command == "last-failed":
         return reports.last_failed(db, n=args.n)
+    if args.ops_command == "outbox":
+        from voicerail.crm.outbox import read_stats
+
+        return read_stats(db.fetch, now_s).to_dict()
+    if args.ops_command == "handoffs":
+        from voicerail.ops.handoffs import handoff_sla
+
+        return handoff_sla(db, window_s=args.window, now_s=now_s)
     return reports.halve(db, window_s=args.window, now_s=now_s)
 
 
@@ -134,13 +151,23 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
     data_dir = args.data_dir or default_data_dir or configured_data_dir()
     url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
     try:
-        with open_reader(data_dir, url) as db:
+        with open_reader(data_dir, url, outbox=args.ops_command == "outbox") as db:
             result = answer(db, args, now_s)
     except StoreError as exc:
         print(f"voicerail: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result, indent=2, default=str))
+    elif args.ops_command == "outbox":
+        print(
+            f"CRM outbox: {result['pending']} pending ({result['failed']} failed, waiting to "
+            f"retry), {result['dead_lettered']} dead-lettered, {result['delivered']} delivered; "
+            f"oldest pending {result['oldest_pending_age_s']:.0f} s"
+        )
+    elif args.ops_command == "handoffs":
+        from voicerail.ops.handoffs import format_sla
+
+        print(format_sla(result))
     else:
         from voicerail.ops.text import print_answer
 

@@ -48,7 +48,9 @@ from twilio.twiml.voice_response import Connect, VoiceResponse
 
 from voicerail.errors import ProtocolError, StoreError
 from voicerail.events.model import Event, EventKind, Stage
+from voicerail.handoff.summary import handoff_from_events
 from voicerail.server.admission import OverflowPolicy
+from voicerail.server.handoff import HandoffDesk, HandoffSettings, handoff_routes
 from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
 from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
@@ -71,6 +73,8 @@ class ServerSettings:
         operations: metrics, traces, dashboard, access and credential checks.
         overflow: what callers beyond capacity get (the agent file's ``overflow``).
         limits: deadlines, rates and sizes that bound abusive or idle peers.
+        handoff: warm or cold transfer through Twilio's REST API (``server/handoff.py``);
+            when set it is used instead of ``handoff_number``.
     """
 
     twilio_auth_token: str | None = None
@@ -79,6 +83,7 @@ class ServerSettings:
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
     limits: ServerLimits = field(default_factory=ServerLimits)
+    handoff: HandoffSettings | None = None
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -87,6 +92,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
     active: dict[str, CallSession] = {}
     refused = [0]  # media streams refused at the handshake, for the log
+    desk = HandoffDesk(runtime, settings.handoff) if settings.handoff else None
 
     def external_url(request: Request) -> str:
         if settings.public_url:
@@ -147,9 +153,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
-        wants_human = bool(call_sid) and any(
-            c.data.get("handoff") for c in runtime.events.calls(limit=10, call_sid=call_sid)
-        )
+        found = runtime.events.calls(limit=1, call_sid=call_sid) if call_sid else []
+        call = found[0] if found else None
+        wants_human = call is not None and bool(call.data.get("handoff"))
+        if wants_human and desk is not None and call is not None and call_sid:
+            base = settings.public_url or f"https://{request.headers.get('host', 'localhost')}"
+            twiml = await desk.begin(call_sid, call.call_id, base.rstrip("/"))
+            return Response(twiml, media_type="application/xml")
         if wants_human and settings.handoff_number:
             response.dial(settings.handoff_number)
         else:
@@ -220,6 +230,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         body = call.to_dict()
         body["in_progress"] = call_id in active
         body["events"] = [e.to_dict() for e in events]
+        body["handoff"] = handoff_from_events(events)
         return JSONResponse(body)
 
     routes = [
@@ -231,7 +242,10 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls", list_calls),
         Route("/api/calls/{call_id}", get_call),
     ]
+    if desk is not None:
+        routes += handoff_routes(desk, signed_form)
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
+    app.state.handoff_desk = desk
     limits = settings.limits
     throttle = LoginThrottle(
         per_client=limits.login_failures_per_client,

@@ -36,6 +36,7 @@ from voicerail.events import queries
 from voicerail.events.store import EventStore, SQLReader
 from voicerail.ops import reports
 from voicerail.ops.credentials import CredentialStatus
+from voicerail.ops.handoffs import handoff_sla
 from voicerail.server import pages
 
 
@@ -124,11 +125,12 @@ def dashboard_routes(state: DashboardState) -> list[Route]:
                     reports.last_failed(db, n=10),
                     reports.halve(db, window_s=7 * 86400.0, now_s=now_s),
                     reports.provider_health(db, window_s=3600.0, now_s=now_s),
+                    handoff_sla(db, window_s=7 * 86400.0, now_s=now_s),
                 )
             )
         except StoreError as exc:
             return pages.error_page(str(exc), 503)
-        failures, cost, last, halve, health = answers
+        failures, cost, last, halve, health, handoffs = answers
         body = (
             pages.credentials_alert(state.credentials())
             + '<div class="grid">'
@@ -141,6 +143,7 @@ def dashboard_routes(state: DashboardState) -> list[Route]:
             + pages.health_section(health)
             + pages.credentials_section(state.credentials())
             + "</div>"
+            + pages.handoffs_section(handoffs)
         )
         return pages.page("The four questions", body, "overview")
 
@@ -190,6 +193,7 @@ def dashboard_routes(state: DashboardState) -> list[Route]:
             "providers": lambda db: {
                 "providers": reports.provider_health(db, window_s=window_s, now_s=now_s)
             },
+            "handoffs": lambda db: handoff_sla(db, window_s=window_s, now_s=now_s),
         }
         if question not in answers:
             return JSONResponse({"error": f"no question {question!r}"}, status_code=404)

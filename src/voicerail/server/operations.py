@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from starlette.applications import Starlette
 
+from voicerail.crm.metrics import OutboxCollector
 from voicerail.events.telemetry import Telemetry, build_telemetry
 from voicerail.ops.alerts import CredentialMonitor
 from voicerail.ops.credentials import (
@@ -161,6 +162,9 @@ def mount_operations(
 
     routes = []
     if settings.metrics:
+        if runtime.crm is not None:
+            collector = OutboxCollector(runtime.crm.outbox, runtime.clock)
+            telemetry.metrics.registry.register(collector)
         routes += metrics_routes(telemetry.metrics.registry)
     if settings.dashboard:
         state = DashboardState(
@@ -173,18 +177,20 @@ def mount_operations(
         routes += login_routes(settings.access, now=runtime.clock.wall, throttle=login_throttle)
     app.router.routes.extend(routes)
     app.add_middleware(AccessMiddleware, access=settings.access, now=runtime.clock.wall)
-    _chain_lifespan(app, ops)
+    _chain_lifespan(app, ops, runtime)
     app.state.operations = ops
     return ops
 
 
-def _chain_lifespan(app: Starlette, ops: Operations) -> None:
-    """Run the credential monitor inside the app's existing lifespan."""
+def _chain_lifespan(app: Starlette, ops: Operations, runtime: Runtime) -> None:
+    """Run the credential monitor and the CRM relay inside the app's existing lifespan."""
     previous = app.router.lifespan_context
 
     @contextlib.asynccontextmanager
     async def lifespan(app_: Any) -> AsyncIterator[Any]:
         task = asyncio.create_task(ops.monitor.run()) if ops.monitor is not None else None
+        if runtime.crm is not None:
+            runtime.crm.start()
         try:
             async with previous(app_) as state:
                 yield state
@@ -195,6 +201,8 @@ def _chain_lifespan(app: Starlette, ops: Operations) -> None:
                     await task
             if ops.client is not None:
                 await ops.client.aclose()
+            if runtime.crm is not None:
+                await runtime.crm.aclose()
             await asyncio.to_thread(ops.telemetry.shutdown)
 
     app.router.lifespan_context = lifespan

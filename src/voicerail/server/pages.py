@@ -14,6 +14,7 @@ from starlette.responses import HTMLResponse
 
 from voicerail.events.model import EventKind
 from voicerail.events.redaction import scrub_value
+from voicerail.handoff.summary import handoff_from_events
 from voicerail.ops import reports
 from voicerail.ops.credentials import CredentialStatus
 from voicerail.server.charts import bars_svg, stage_colour, waterfall_svg
@@ -220,6 +221,24 @@ def last_failed_section(answer: list[dict[str, Any]]) -> str:
     }</section>"""
 
 
+def handoffs_section(answer: dict[str, Any]) -> str:
+    """The handoff SLA (``ops/handoffs.py``): transfers by outcome, time to the outcome."""
+    if not answer["transfers"]:
+        return '<section id="handoffs"><h2>Handoffs</h2><p class="empty">no transfers</p></section>'
+    rows = [
+        [
+            escape(o["outcome"]),
+            str(o["transfers"]),
+            *(f"{o[k]:.1f} s" if o[k] is not None else "-" for k in ("p50_s", "p90_s", "max_s")),
+        ]
+        for o in answer["outcomes"]
+    ]
+    return f"""<section id="handoffs"><h2>Handoffs</h2>
+<p>{answer["transfers"]} transfers in the last {answer["window_s"] / 86400:g} days,
+<span class="big">{_pct(answer["answered_rate"])}</span> answered by a human.</p>
+{_table(["outcome", "transfers", "p50", "p90", "max"], rows, "handoffs")}</section>"""
+
+
 def halve_section(answer: dict[str, Any]) -> str:
     """Question 4: ``reports.halve``, the halving set ticked."""
     chosen = {
@@ -343,6 +362,25 @@ def _transcript(events: list[Any], t0: float) -> str:
     return "".join(lines) or '<p class="empty">no transcript</p>'
 
 
+def _handoff(events: list[Any]) -> str:
+    """The handoff summary section (``handoff/summary.py``), empty without a handoff."""
+    handoff = handoff_from_events(events)
+    if handoff is None:
+        return ""
+    s = handoff["summary"]
+    caller = ", ".join(f"{k}: {v}" for k, v in sorted(s.get("caller", {}).items()))
+    items = [
+        ("Caller", caller or "not in the CRM"),
+        ("Why", s.get("reason_text", "")),
+        ("Collected", ", ".join(f"{k}: {v}" for k, v in s.get("collected", {}).items())),
+        ("Done", "; ".join(s.get("actions", []))),
+        ("Caller expects", s.get("caller_expects", "")),
+        ("Next", s.get("next_action", "")),
+    ]
+    rows = "".join(f"<dt>{k}</dt><dd>{escape(str(v)) or '-'}</dd>" for k, v in items)
+    return f'<section id="handoff"><h2>Handoff</h2><dl>{rows}</dl></section>'
+
+
 def call_body(call: Any, events: list[Any]) -> str:
     """One call: summary, waterfall, transcript and events."""
     index = reports.first_failure(events)
@@ -386,7 +424,7 @@ def call_body(call: Any, events: list[Any]) -> str:
 <section id="waterfall"><h2>Timeline</h2>{
         waterfall_svg(events, first_failure=first.seq if first else None)
     }</section>
-<section id="transcript"><h2>Transcript</h2>{_transcript(events, t0)}</section>
+{_handoff(events)}<section id="transcript"><h2>Transcript</h2>{_transcript(events, t0)}</section>
 <section id="events"><h2>Events</h2><table class="events"><thead><tr>{header}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table></section>"""
 

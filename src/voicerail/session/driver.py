@@ -243,6 +243,9 @@ class CallSession:
             outcome = Outcome.COMPLETED
         else:
             outcome = Outcome.ABANDONED
+        # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
+        if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
+            call_ended(str(outcome), self._turn_index)
         now = self._clock.wall()
         self._emit(
             EventKind.CALL_ENDED,
@@ -363,6 +366,9 @@ class CallSession:
             },
             pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
         )
+        # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
+        if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
+            caller_known(start.custom_parameters.get("from", ""))
         self._start_job(self._greet())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:

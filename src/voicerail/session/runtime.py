@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from voicerail.clock import Clock, SystemClock
 from voicerail.dialog.base import DialogFactory
@@ -13,6 +14,9 @@ from voicerail.routing.router import Router
 from voicerail.session.load import LoadMonitor
 from voicerail.session.phrase_cache import PhraseCache
 from voicerail.turns.policy import TurnConfig
+
+if TYPE_CHECKING:
+    from voicerail.crm.service import CRMService
 
 #: The call whose task is running: set by the driver for each call's tasks (they
 #: inherit it), read by call-independent code that records per-call events, such
@@ -74,6 +78,8 @@ class Runtime:
             router derives per-attempt deadlines from what is left of it.
         load: the server's live load and admission limits (``--max-calls``).
         phrases: the fixed sentences of the agent, synthesized once (None: off).
+        crm: the CRM connector, outbox and relay (``crm/service.py``), when configured;
+            the server runs its relay and reports its outbox on ``/metrics``.
     """
 
     agent: DialogFactory
@@ -88,3 +94,4 @@ class Runtime:
     turn_budget_s: float = 2.5
     load: LoadMonitor = field(default_factory=LoadMonitor)
     phrases: PhraseCache | None = None
+    crm: CRMService | None = None

@@ -1,0 +1,390 @@
+"""The transactional outbox: every CRM write is recorded with the call's state, then relayed.
+
+Rules kept here (``outbox_pg.py`` keeps the same ones on PostgreSQL):
+
+1. :meth:`SQLiteOutbox.record` writes the call's state and the call's CRM writes
+   in *one* transaction: either the state moved and its writes are queued, or
+   neither happened. A write whose idempotency key is already queued is not
+   queued again (``INSERT ... ON CONFLICT DO NOTHING``): replays from failover,
+   barge-in after a tool call or a worker restart add nothing.
+2. A relay *claims* due rows before delivering them: it sets a lease (owner and
+   expiry) and counts the claim in one transaction. On SQLite the claim runs
+   under ``BEGIN IMMEDIATE`` (one writer at a time); on PostgreSQL under
+   ``FOR UPDATE SKIP LOCKED``, so relays never wait on each other's rows. A
+   relay killed mid-batch leaves leases that expire; another relay re-claims.
+3. Completing or failing a row is *fenced* by the lease owner: a relay whose
+   lease expired and was taken over cannot overwrite the new owner's outcome.
+   A re-delivery that results is harmless: the CRM upserts by the key.
+4. A failed attempt is retried with capped exponential backoff (jitter derived
+   from the key, so runs are reproducible), no sooner than the CRM's
+   ``Retry-After``; a permanent error, or ``max_attempts`` failed attempts, moves
+   the row to ``dead`` (dead-lettered) for an operator. Failed attempts are
+   counted when a relay reports them, claims when rows are claimed: a relay
+   killed mid-batch costs the rows it never reached no attempt, and a row that
+   kills every relay that claims it (a poison write) is dead-lettered after
+   ``max_claims`` claims.
+5. Times are Unix seconds from the injected clock, passed in as ``now_s``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from voicerail.crm.model import CRMWrite
+from voicerail.errors import StoreError
+
+PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Rule 4's numbers.
+
+    Attributes:
+        base_s: the first backoff, seconds.
+        cap_s: the longest backoff, seconds.
+        max_attempts: failed attempts before a row is dead-lettered.
+        max_claims: claims before a row is dead-lettered (a poison write).
+    """
+
+    base_s: float = 0.5
+    cap_s: float = 300.0
+    max_attempts: int = 10
+    max_claims: int = 30
+
+    def next_attempt_s(
+        self, key: str, attempts: int, now_s: float, retry_after_s: float | None
+    ) -> float:
+        """When the row may be tried again, Unix seconds.
+
+        The backoff is ``min(cap, base * 2**(attempts-1))`` scaled by a factor in
+        [0.5, 1) taken from the key's hash (spreads retries, reproducible).
+        """
+        backoff_s = min(self.cap_s, self.base_s * 2 ** max(0, attempts - 1))
+        jitter = int.from_bytes(hashlib.sha256(f"{key}:{attempts}".encode()).digest()[:2], "big")
+        backoff_s *= 0.5 + 0.5 * jitter / 65536
+        return now_s + max(backoff_s, retry_after_s or 0.0)
+
+
+@dataclass(frozen=True)
+class OutboxEntry:
+    """One claimed row.
+
+    Attributes:
+        write: the write to deliver.
+        attempts: this attempt's number (failed attempts before it, plus one).
+        claims: claims including this one.
+        created_at: when it was recorded, Unix seconds.
+    """
+
+    write: CRMWrite
+    attempts: int
+    claims: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """What ``voicerail ops outbox`` and ``/metrics`` show.
+
+    Attributes:
+        pending: rows not yet delivered and not dead (including failed ones).
+        failed: pending rows whose last attempt failed (waiting for a retry).
+        dead_lettered: rows given up on (rule 4).
+        delivered: rows delivered.
+        oldest_pending_age_s: age of the oldest pending row, seconds (0 when none).
+    """
+
+    pending: int
+    failed: int
+    dead_lettered: int
+    delivered: int
+    oldest_pending_age_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "pending": self.pending,
+            "failed": self.failed,
+            "dead_lettered": self.dead_lettered,
+            "delivered": self.delivered,
+            "oldest_pending_age_s": round(self.oldest_pending_age_s, 3),
+        }
+
+
+class Outbox(Protocol):
+    """What the relay and the operators need of an outbox (SQLite or PostgreSQL)."""
+
+    def record(
+        self, call_id: str, state_json: str, writes: Sequence[CRMWrite], now_s: float
+    ) -> list[bool]:
+        """Rule 1; returns, per write, True when it was queued now."""
+        ...
+
+    def claim(self, owner: str, limit: int, now_s: float, lease_s: float) -> list[OutboxEntry]:
+        """Rule 2: up to ``limit`` due rows, leased to ``owner`` until ``now_s + lease_s``."""
+        ...
+
+    def complete(self, key: str, owner: str, now_s: float, crm_id: str) -> bool:
+        """Rule 3: mark delivered; False when ``owner`` no longer holds the lease."""
+        ...
+
+    def fail(
+        self, key: str, owner: str, now_s: float, error: str, retry_at_s: float | None
+    ) -> bool:
+        """Rule 3/4: schedule a retry at ``retry_at_s``, or dead-letter when None."""
+        ...
+
+    def stats(self, now_s: float) -> OutboxStats:
+        """Counts for operators."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS call_state (
+  call_id TEXT PRIMARY KEY,
+  state TEXT NOT NULL,
+  updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS crm_outbox (
+  idempotency_key TEXT PRIMARY KEY,
+  call_id TEXT NOT NULL,
+  action TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'pending',
+  attempts INTEGER NOT NULL DEFAULT 0,
+  claims INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at REAL NOT NULL,
+  lease_owner TEXT,
+  lease_until REAL,
+  created_at REAL NOT NULL,
+  delivered_at REAL,
+  last_error TEXT,
+  crm_id TEXT
+);
+CREATE INDEX IF NOT EXISTS crm_outbox_due ON crm_outbox(status, next_attempt_at);
+"""
+
+# Shared by both dialects (qmark placeholders; outbox_pg.py swaps them for %s).
+INSERT_WRITE = (
+    "INSERT INTO crm_outbox (idempotency_key, call_id, action, payload, next_attempt_at, "
+    "created_at) VALUES (?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING"
+)
+UPSERT_STATE = (
+    "INSERT INTO call_state VALUES (?,?,?) ON CONFLICT (call_id) DO UPDATE "
+    "SET state = excluded.state, updated_at = excluded.updated_at"
+)
+COMPLETE = (
+    "UPDATE crm_outbox SET status = 'delivered', delivered_at = ?, crm_id = ?, "
+    "attempts = attempts + 1, "
+    "lease_owner = NULL, lease_until = NULL WHERE idempotency_key = ? AND lease_owner = ? "
+    "AND status = 'pending'"
+)
+FAIL = (
+    "UPDATE crm_outbox SET status = ?, next_attempt_at = ?, last_error = ?, "
+    "attempts = attempts + 1, "
+    "lease_owner = NULL, lease_until = NULL WHERE idempotency_key = ? AND lease_owner = ? "
+    "AND status = 'pending'"
+)
+STATS = (
+    "SELECT status, COUNT(*), SUM(CASE WHEN last_error IS NOT NULL THEN 1 ELSE 0 END), "
+    "MIN(created_at) FROM crm_outbox GROUP BY status"
+)
+
+
+def stats_from_rows(rows: Sequence[Sequence[Any]], now_s: float) -> OutboxStats:
+    """Turn :data:`STATS` rows into :class:`OutboxStats`."""
+    by_status = {str(r[0]): r for r in rows}
+    pending = by_status.get(PENDING)
+    oldest = float(pending[3]) if pending and pending[3] is not None else None
+    return OutboxStats(
+        pending=int(pending[1]) if pending else 0,
+        failed=int(pending[2] or 0) if pending else 0,
+        dead_lettered=int(by_status[DEAD][1]) if DEAD in by_status else 0,
+        delivered=int(by_status[DELIVERED][1]) if DELIVERED in by_status else 0,
+        oldest_pending_age_s=max(0.0, now_s - oldest) if oldest is not None else 0.0,
+    )
+
+
+def read_stats(
+    fetch: Callable[[str, Sequence[Any]], list[tuple[Any, ...]]], now_s: float
+) -> OutboxStats:
+    """Outbox counts through any ``SQLReader.fetch`` (read-only, for ``voicerail ops``)."""
+    return stats_from_rows(fetch(STATS, ()), now_s)
+
+
+def write_params(write: CRMWrite, now_s: float) -> tuple[Any, ...]:
+    """The parameters of :data:`INSERT_WRITE` for ``write``."""
+    return (write.idempotency_key, write.call_id, str(write.action), write.to_json(), now_s, now_s)
+
+
+class SQLiteOutbox:
+    """The outbox and the call state in one SQLite file (rules 1-5).
+
+    Several processes may share the file: claims are serialized by
+    ``BEGIN IMMEDIATE`` and protected by leases.
+
+    Args:
+        path: the database file (``":memory:"`` for tests).
+
+    Raises:
+        StoreError: the file cannot be opened.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        try:
+            if str(path) != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot open the outbox: {exc}") from exc
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise StoreError(f"outbox transaction failed: {exc}") from exc
+
+    def record(
+        self,
+        call_id: str,
+        state_json: str,
+        writes: Sequence[CRMWrite],
+        now_s: float,
+        also: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> list[bool]:
+        """Rule 1: the call's state and its writes in one transaction.
+
+        Args:
+            call_id: the call.
+            state_json: the call's state, as the dialog serializes it.
+            writes: the writes this step makes (possibly none).
+            now_s: Unix seconds.
+            also: more statements to run in the same transaction (tests use it
+                to fail the transaction half way).
+
+        Returns:
+            Per write, True when queued now, False when its key was already queued.
+
+        Raises:
+            StoreError: the database failed; nothing was written.
+        """
+        with self._transaction() as db:
+            db.execute(UPSERT_STATE, (call_id, state_json, now_s))
+            queued = [
+                db.execute(INSERT_WRITE, write_params(w, now_s)).rowcount == 1 for w in writes
+            ]
+            if also is not None:
+                also(db)
+        return queued
+
+    def call_state(self, call_id: str) -> str | None:
+        """The state last recorded for ``call_id``, None when none.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        rows = self._query("SELECT state FROM call_state WHERE call_id = ?", (call_id,))
+        return str(rows[0][0]) if rows else None
+
+    def claim(self, owner: str, limit: int, now_s: float, lease_s: float) -> list[OutboxEntry]:
+        """Rule 2. See :class:`Outbox`.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        with self._transaction() as db:
+            rows = list(
+                db.execute(
+                    "UPDATE crm_outbox SET lease_owner = ?, lease_until = ?, claims = claims + 1 "
+                    "WHERE idempotency_key IN (SELECT idempotency_key FROM crm_outbox "
+                    "WHERE status = 'pending' AND next_attempt_at <= ? "
+                    "AND (lease_until IS NULL OR lease_until <= ?) "
+                    "ORDER BY next_attempt_at LIMIT ?) "
+                    "RETURNING payload, attempts + 1, claims, created_at",
+                    (owner, now_s + lease_s, now_s, now_s, limit),
+                )
+            )
+        return [
+            OutboxEntry(CRMWrite.from_json(r[0]), int(r[1]), int(r[2]), float(r[3])) for r in rows
+        ]
+
+    def complete(self, key: str, owner: str, now_s: float, crm_id: str) -> bool:
+        """Rule 3. See :class:`Outbox`.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        with self._transaction() as db:
+            return db.execute(COMPLETE, (now_s, crm_id, key, owner)).rowcount == 1
+
+    def fail(
+        self, key: str, owner: str, now_s: float, error: str, retry_at_s: float | None
+    ) -> bool:
+        """Rules 3 and 4. See :class:`Outbox`.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        status, at = (PENDING, retry_at_s) if retry_at_s is not None else (DEAD, now_s)
+        with self._transaction() as db:
+            return db.execute(FAIL, (status, at, error[:500], key, owner)).rowcount == 1
+
+    def stats(self, now_s: float) -> OutboxStats:
+        """Counts for operators.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        return stats_from_rows(self._query(STATS, ()), now_s)
+
+    def rows(self) -> list[tuple[str, str, int, float, float | None]]:
+        """Every row: (key, status, attempts, created_at, delivered_at), oldest first.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        return [
+            (str(r[0]), str(r[1]), int(r[2]), float(r[3]), r[4])
+            for r in self._query(
+                "SELECT idempotency_key, status, attempts, created_at, delivered_at "
+                "FROM crm_outbox ORDER BY created_at, rowid",
+                (),
+            )
+        ]
+
+    def _query(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            with self._lock:
+                return list(self._db.execute(sql, args))
+        except sqlite3.Error as exc:
+            raise StoreError(f"outbox read failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Release the connection."""
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,64 @@
+"""The handoff summary answers who, why, collected, did, expects and next, for each rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from voicerail.handoff.rules import HandoffReason
+from voicerail.handoff.summary import build_summary
+
+CONTEXT = {"first_name": "Ada", "last_name": "Lovelace", "customer_tier": "platinum"}
+
+
+@pytest.mark.parametrize(
+    ("reason", "why", "next_step"),
+    [
+        (HandoffReason.EXPLICIT, "asked for a person", "take over their request"),
+        (HandoffReason.TOOL, "assistant decided", "from where the assistant stopped"),
+        (HandoffReason.INTENT, "raised complaint", "Acknowledge the complaint"),
+        (HandoffReason.TIER, "a platinum customer", "as a platinum customer"),
+        (HandoffReason.MISUNDERSTANDING, "did not understand the caller 2 times", "Ask what"),
+        (HandoffReason.SENTIMENT, "sounded upset", "frustration"),
+    ],
+)
+def test_summary_content_for_each_rule(reason: HandoffReason, why: str, next_step: str) -> None:
+    """Each reason has its own sentence and recommended next action."""
+    summary = build_summary(
+        call_id="vr_1",
+        reason=reason,
+        context=CONTEXT,
+        known_caller=True,
+        collected={"day": "2026-12-10"},
+        actions=["booked BK-1A2B3C4D for 2026-12-10 10:00"],
+        last_caller_text="  I was charged twice for my visit  ",
+        intent="complaint",
+        tier="platinum",
+        not_understood=2,
+        dashboard_url="https://voice.example.com/",
+    )
+    assert why in summary.reason_text
+    assert next_step in summary.next_action
+    assert summary.caller["first_name"] == "Ada"
+    assert summary.caller_expects == "I was charged twice for my visit"
+    assert summary.transcript_url == "https://voice.example.com/dashboard/calls/vr_1"
+    whisper = summary.whisper_text()
+    assert whisper.startswith("Incoming transfer: Ada Lovelace, a known customer.")
+    assert "booked BK-1A2B3C4D" in whisper and summary.next_action in whisper
+
+
+def test_unknown_caller_and_safe_dict() -> None:
+    """An unknown caller is said so; the loggable part holds names and counts, no values."""
+    summary = build_summary(
+        call_id="vr_2",
+        reason=HandoffReason.EXPLICIT,
+        context={},
+        known_caller=False,
+        collected={"name": "Grace Hopper"},
+        last_caller_text="my card number is 4111",
+    )
+    assert "a caller not in the CRM" in summary.whisper_text()
+    assert summary.transcript_url == "/dashboard/calls/vr_2"
+    safe = repr(summary.safe_dict())
+    assert "Grace" not in safe and "4111" not in safe
+    assert summary.safe_dict()["collected_fields"] == ["name"]
+    assert summary.to_dict()["collected"] == {"name": "Grace Hopper"}

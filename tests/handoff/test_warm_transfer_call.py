@@ -1,0 +1,158 @@
+"""End to end: a simulated caller is recognized, asks for a person, and the human's leg,
+dialled through a fake Twilio REST API, hears the summary before joining (warm)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import httpx
+import uvicorn
+
+from voicerail.crm.embedded import EmbeddedCRM
+from voicerail.crm.outbox import SQLiteOutbox
+from voicerail.crm.relay import Relay
+from voicerail.crm.service import CRMService
+from voicerail.dialog.bookings import BookingStore
+from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
+from voicerail.events.model import Event, EventKind
+from voicerail.events.store import SQLiteEventStore
+from voicerail.handoff.twilio_transfer import Fallback, TransferOutcome
+from voicerail.providers.base import LLMDelta, ToolCall
+from voicerail.server.app import ServerSettings, create_app
+from voicerail.server.handoff import HandoffSettings
+from voicerail.server.operations import OperationsSettings
+from voicerail.session.runtime import Runtime
+from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.testing.fake_servers.crm import run_fake_crm as serve_app
+from voicerail.testing.fake_servers.openai import _Server
+from voicerail.testing.fake_servers.twilio_rest import FakeTwilioREST, build_twilio_rest_app
+
+from .test_handoff_call import NoSTT, ScriptedLLM, ToneTTS
+
+PHONE = "+15551230000"
+HUMAN = "+15559990000"
+
+
+@contextlib.asynccontextmanager
+async def serve_voicerail(app, listener: socket.socket) -> AsyncIterator[str]:
+    """The app on ``listener`` with WebSockets (the media stream) and no lifespan."""
+    port = listener.getsockname()[1]
+    config = uvicorn.Config(
+        app, lifespan="off", log_config=None, access_log=False, ws="websockets-sansio"
+    )
+    server = _Server(config)
+    task = asyncio.create_task(server.serve(sockets=[listener]))
+    try:
+        while not server.started:
+            if task.done():
+                await task  # it failed to start: raise why
+            await asyncio.sleep(0.005)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop.set()
+        await task
+        listener.close()
+
+
+@dataclass
+class HandoffRun:
+    answer: str
+    caller_sid: str
+    fake: FakeTwilioREST
+    desk: Any
+    events: SQLiteEventStore
+    outbox: SQLiteOutbox
+
+
+async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
+    """A simulated caller presses a key; the LLM transfers; Twilio asks <Connect action>."""
+    bookings = BookingStore(tmp_path / "bookings.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=bookings)
+    crm.add_contact(PHONE, {"first_name": "Ada", "last_name": "Lovelace", "diagnosis": "asthma"})
+    llm = ScriptedLLM([[LLMDelta(tool_call=ToolCall("h1", "transfer_to_human", {}))]])
+    spec = LLMAgentSpec.model_validate(
+        {
+            "name": "Clinic",
+            "greeting": "Hi, you're talking to the clinic's AI assistant; calls are recorded.",
+            "llm": {"system_prompt": "Help callers.", "tools": ["transfer_to_human"]},
+            "context": {"must": ["first_name", "last_name"]},
+        }
+    )
+    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
+    agent = LLMAgent(
+        spec, llm=llm, bookings=bookings, crm=crm, outbox=outbox, today=lambda: date(2026, 12, 6)
+    )
+    events = SQLiteEventStore(tmp_path / "events.sqlite3")
+    fake = FakeTwilioREST(human=human)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    public_url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    service = CRMService(crm, outbox, Relay(outbox, crm, "r1"))
+    async with serve_app(build_twilio_rest_app(fake)) as twilio_url:
+        handoff = HandoffSettings(
+            number=HUMAN,
+            mode="warm",
+            from_number="+15550001111",
+            account_sid=fake.account_sid,
+            auth_token=fake.auth_token,
+            api_base_url=twilio_url,
+            fallbacks=fallbacks or {},
+        )
+        runtime = Runtime(agent=agent, stt=NoSTT(), tts=ToneTTS(), events=events, crm=service)
+        app_settings = ServerSettings(
+            operations=OperationsSettings(credentials=[]), handoff=handoff, public_url=public_url
+        )
+        app = create_app(runtime, app_settings)
+        async with serve_voicerail(app, listener) as base_url:
+            caller = SimulatedTwilioCall(
+                base_url.replace("http://", "ws://") + "/twilio/media",
+                turn_gap_s=0.3,
+                custom_parameters={"from": PHONE},
+            )
+            result = await caller.run([CallerTurn(label="press 0", dtmf="0")])
+            fake.add_live_call(result.call_sid)
+            async with httpx.AsyncClient() as client:
+                answer = await client.post(
+                    base_url + "/twilio/connect-action", data={"CallSid": result.call_sid}
+                )
+            await app.state.handoff_desk.drain()
+            await fake.drain()
+    return HandoffRun(answer.text, result.call_sid, fake, app.state.handoff_desk, events, outbox)
+
+
+def transferred(run: HandoffRun) -> list[Event]:
+    call = run.events.calls()[0]
+    return [e for e in run.events.events(call.call_id) if e.kind is EventKind.CALL_TRANSFERRED]
+
+
+async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
+    """The human's leg says who is calling and why, then joins the caller's conference."""
+    run = await handoff_call(tmp_path, "answer")
+    assert "<Conference" in run.answer and 'startConferenceOnEnter="false"' in run.answer
+    (human,) = [c for c in run.fake.calls.values() if c.to == HUMAN]
+    assert len(human.said) == 1
+    whisper = human.said[0]
+    assert whisper.startswith("Incoming transfer: Ada Lovelace, a known customer.")
+    assert "asthma" not in whisper
+    assert f"handoff-{run.caller_sid}</Conference>" in human.twiml[0]
+    assert run.desk.transfers[run.caller_sid].outcome is TransferOutcome.ANSWERED
+    events = transferred(run)
+    assert [e.outcome for e in events] == ["answered"]
+    assert events[0].latency_s is not None and events[0].latency_s >= 0
+    run.events.close()
+
+
+async def test_busy_human_books_a_callback_through_the_outbox(tmp_path) -> None:
+    """Busy with a callback fallback: the caller is told, and a callback write is queued."""
+    run = await handoff_call(tmp_path, "busy", {TransferOutcome.BUSY: Fallback.CALLBACK})
+    assert [e.outcome for e in transferred(run)] == ["busy"]
+    assert "call you back" in run.fake.calls[run.caller_sid].said[-1]
+    keys = [row[0] for row in run.outbox.rows()]
+    assert any(k.endswith(":callback") for k in keys)
+    run.events.close()
