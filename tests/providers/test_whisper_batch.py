@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import numpy as np
 import pytest
 
 from voicerail.providers.whisper import FasterWhisperSTT
-from voicerail.providers.whisper_batch import WhisperBatcher, window_frames
+from voicerail.providers.whisper_batch import Decoded, WhisperBatcher, window_frames
 from voicerail.testing.speech_corpus import (
     CorpusUnavailable,
     asterisk_prompts,
@@ -66,3 +67,31 @@ async def test_concurrent_utterances_share_trips_and_read_as_alone(transcribe_pc
     assert [normalize_text(t.text) for t in together] == alone
     references = [normalize_text(s.transcript) for s in samples]
     assert sum(a == r for a, r in zip(alone, references, strict=True)) >= 3
+
+
+async def test_a_request_cancelled_in_the_queue_is_not_decoded():
+    started = threading.Event()
+    release = threading.Event()
+    decoded: list[int] = []
+
+    class SlowModel:
+        pass
+
+    batcher = WhisperBatcher(SlowModel)
+
+    def decode_batch(model, utterances):
+        started.set()
+        release.wait(5)
+        decoded.extend(u.size for u in utterances)
+        return [Decoded("x", -0.1, 0.0) for _ in utterances]
+
+    batcher._decode_batch = decode_batch  # type: ignore[method-assign]
+    first = asyncio.ensure_future(batcher.decode(np.zeros(100, dtype=np.float32)))
+    await asyncio.to_thread(started.wait, 5)
+    second = asyncio.ensure_future(batcher.decode(np.zeros(200, dtype=np.float32)))
+    third = asyncio.ensure_future(batcher.decode(np.zeros(300, dtype=np.float32)))
+    await asyncio.sleep(0)
+    second.cancel()
+    release.set()
+    assert (await first).text == "x" and (await third).text == "x"
+    assert decoded == [100, 300]

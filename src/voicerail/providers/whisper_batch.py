@@ -27,6 +27,7 @@ Rules:
    waits at most ``max_wait_s`` for more when the batch is not full.
 5. A failed batch fails each of its requests with the same error; the worker
    goes on with the next one.
+6. A request cancelled while it waits in the queue is not decoded.
 """
 
 from __future__ import annotations
@@ -138,6 +139,12 @@ class WhisperBatcher:
         while True:
             batch = [self._queue.get()]
             self._gather(batch)
+            # A request its caller gave up on while queued (a speculation the caller
+            # talked over, a barge-in) costs no decode. Reading ``done()`` from this
+            # thread can only be late, never wrong: a late one is decoded and dropped.
+            batch = [r for r in batch if not r.future.done()]
+            if not batch:
+                continue
             try:
                 if model is None:
                     model = self._load_model()
