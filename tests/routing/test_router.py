@@ -398,3 +398,48 @@ async def test_events_take_their_times_from_the_injected_clock():
     await speak(providers.tts)
     [ok] = [e for e in events if e.kind is EventKind.PROVIDER_ATTEMPTED]
     assert (ok.at_mono, ok.at_wall, ok.latency_s) == (42.0, 1_042.0, 0.0)
+
+
+class FlakySTT:
+    """Fails its first request with a transient 503, then hears ``transcript``."""
+
+    def __init__(self, name: str, quality: float, transcript: str = "book me tuesday") -> None:
+        from voicerail.providers.base import STTCapabilities
+
+        self.name, self.model, self.quality = name, "m", quality
+        self.capabilities = STTCapabilities(sample_rates_hz=(16000,))
+        self.requests = 0
+        self.transcript = transcript
+
+    async def transcribe(self, audio, *, sample_rate_hz: int, language: str = "en"):
+        from voicerail.providers.base import Transcript
+
+        self.requests += 1
+        async for _ in audio:
+            pass
+        if self.requests == 1:
+            raise ProviderError("503", provider=self.name, status=503)
+        yield Transcript(self.transcript, is_final=True)
+
+
+async def utterance() -> AsyncIterator[bytes]:
+    yield b"\x00\x00" * 1600
+
+
+@pytest.mark.parametrize(("backup_quality", "retried"), [(0.4, True), (0.85, False)])
+async def test_a_transient_error_is_retried_before_a_much_weaker_provider(backup_quality, retried):
+    primary = FlakySTT("whisper", quality=0.9)
+    backup = FlakySTT("sphinx", quality=backup_quality, transcript="book me to stay")
+    backup.requests = 1  # the backup never fails
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05)
+    router = Router(stt=[primary, backup], config=config)
+    providers, events = bind(router)
+    finals = [t.text async for t in providers.stt.transcribe(utterance(), sample_rate_hz=16000)]
+    if retried:
+        assert finals == ["book me tuesday"]
+        assert attempts(events) == [("whisper", "error"), ("whisper", "ok")]
+        [retry] = [e for e in events if e.kind is EventKind.PROVIDER_FAILED_OVER]
+        assert retry.data["reason"] == "retry"
+    else:
+        assert finals == ["book me to stay"]
+        assert attempts(events) == [("whisper", "error"), ("sphinx", "ok")]

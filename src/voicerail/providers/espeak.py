@@ -190,6 +190,8 @@ class EspeakTTS:
     def __init__(self, voice: str = "en-us", *, rate_wpm: int = 175, name: str = "espeak-ng"):
         _check_rate(rate_wpm)
         self.name = name
+        # quality rank for routing rule 8 (27 % word error over μ-law against piper)
+        self.quality = 0.5
         self.model = voice
         self.capabilities = TTSCapabilities(
             sample_rate_hz=SAMPLE_RATE_HZ, streaming=True, voices=(voice,)

@@ -64,6 +64,8 @@ class PiperTTS:
         if length_scale is not None and length_scale <= 0:
             raise ValueError(f"length_scale must be positive, got {length_scale}")
         self.name = name
+        # quality rank for routing rule 8 (neural voice)
+        self.quality = 0.9
         self.model = voice
         self._voice_path = resolve_piper_voice(voice)
         self._length_scale = length_scale

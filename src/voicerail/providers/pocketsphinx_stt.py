@@ -102,6 +102,8 @@ class PocketsphinxSTT:
                 f"max_idle_decoders={max_idle_decoders}, num_threads={num_threads}"
             )
         self.name = name
+        # quality rank for routing rule 8 (far below whisper on phone audio)
+        self.quality = 0.4
         self.model = "en-us" if model_dir is None else Path(model_dir).name
         self.capabilities = STTCapabilities(
             sample_rates_hz=(SAMPLE_RATE_HZ,), streaming=True, partials=True, languages=("en",)

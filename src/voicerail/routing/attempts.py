@@ -257,6 +257,7 @@ class _Opening(Generic[T]):
         self.running: list[Attempt[T]] = []
         self.last_error: BaseException | None = None
         self.hedge_retry_s = 0.0  # no hedge before this time (router clock)
+        self.retried: set[str] = set()  # providers retried after a transient error
         if first_number == 1:
             self.router.retry_budget.record_request(scope.now())
 
@@ -271,6 +272,8 @@ class _Opening(Generic[T]):
                 continue
             if self.number >= 1:
                 reason = "hedge" if hedged else self.reason or str(error_class_of(self.last_error))
+                if self.tried and provider.name == self.tried[-1]:
+                    reason = "retry"  # rule 8: the same provider again
                 self.scope.event(
                     EventKind.PROVIDER_FAILED_OVER,
                     self.stage,
@@ -382,7 +385,27 @@ class _Opening(Generic[T]):
             self.last_error = error
             await abandon(attempt)
             self.scope.record(self.stage, attempt, "error", error)
+            self._retry_before_a_weaker_provider(attempt.provider, error)
         return None
+
+    def _retry_before_a_weaker_provider(self, provider: Any, error: BaseException) -> None:
+        """Rule 8: a transient error with time left is retried once on the same
+        provider when the next one is much weaker (``quality`` gap)."""
+        if provider.name in self.retried or isinstance(error, QueueFull):
+            return
+        if error_class_of(error) is not ErrorClass.TRANSIENT:
+            return
+        now = self.scope.now()
+        nxt = next((p for p in self.candidates if self.router.breakers[p.name].allow(now)), None)
+        if nxt is None:
+            return
+        gap = getattr(provider, "quality", 1.0) - getattr(nxt, "quality", 1.0)
+        if gap < self.cfg.retry_quality_gap:
+            return
+        if self.scope.deadline_s(self.stage, 2) - now < self.cfg.min_attempt_s:
+            return  # no time for a retry and a failover after it
+        self.retried.add(provider.name)
+        self.candidates.insert(0, provider)
 
 
 async def abandon(attempt: Attempt[Any]) -> None:

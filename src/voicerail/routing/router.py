@@ -52,9 +52,14 @@ Rules:
    have ``async def probe()`` (:class:`Probeable`) are probed by
    :meth:`Router.run_probes` once their breaker is half-open. Providers without
    one recover on their next real request (the half-open trial).
+8. Providers carry a ``quality`` rank (0-1, default 1). A transient error
+   with time left in the turn is retried once on the same provider before
+   failing over to one ``retry_quality_gap`` or more below it: a 503 from
+   faster-whisper is worth a second try before pocketsphinx, which hears far
+   worse. Timeouts are not retried (the time is gone), nor our own queue.
 
 Layout: this module holds configuration and shared state; ``attempts.py``
-starts and races attempts (rules 1, 2, 4-6); ``routed.py`` holds the three
+starts and races attempts (rules 1, 2, 4-6, 8); ``routed.py`` holds the three
 routed providers and their replays (rules 3, 5).
 """
 
@@ -117,6 +122,8 @@ class ChainConfig:
         min_retries_per_window: hedges always allowed per 10 s.
         max_concurrency: requests in flight per provider; None for no limit.
         queue_timeout_s: longest wait for a concurrency slot.
+        retry_quality_gap: retry a transient error on the same provider before
+            failing over to one this much lower in ``quality`` (rule 8).
     """
 
     providers: Sequence[str] = ()
@@ -135,6 +142,7 @@ class ChainConfig:
     min_retries_per_window: int = 10
     max_concurrency: int | None = None
     queue_timeout_s: float = 0.2
+    retry_quality_gap: float = 0.3
 
 
 RoutingConfig = ChainConfig  # the earlier name, kept for configuration code
