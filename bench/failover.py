@@ -20,7 +20,8 @@ Both systems see the same providers in the same run:
   baseline), and a dropped stream restarted from the sentence's first word.
 
 Reported per fault: the latency added over the no-fault case (p50/p95), and the
-words repeated to the caller. Usage: ``.venv/bin/python bench/failover.py [--turns 40]``
+words repeated to the caller. Usage: ``.venv/bin/python bench/failover.py [--turns 40]``;
+``--embedded`` measures the real models at the ear instead (``failover_embedded.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import argparse
 import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 from voicerail.events.model import Event
@@ -178,6 +180,14 @@ async def main(turns: int) -> None:
 
 
 if __name__ == "__main__":
+    import sys
+
+    if "--embedded" in sys.argv:  # the real models, measured at the ear
+        sys.path.insert(0, str(Path(__file__).parent))
+        from failover_embedded import main as embedded_main
+
+        embedded_main([a for a in sys.argv[1:] if a != "--embedded"])
+        raise SystemExit(0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=40)
     asyncio.run(main(parser.parse_args().turns))
