@@ -16,9 +16,9 @@ Decoding settings, and why:
 With ``batched=True`` (the default for greedy decoding) utterances of up to
 30 s go to one :class:`~voicerail.providers.whisper_batch.WhisperBatcher` per
 instance: concurrent calls' utterances are decoded together on one thread, on
-an encoder window sized to the utterance (``encoder_window_s``), with a token
-cap that stops repetition loops. Longer audio, and beam search, use
-``WhisperModel.transcribe`` as before.
+an encoder window that may be fitted to the utterance (``encoder_window_s``,
+Whisper's 30 s by default), with a token cap that stops repetition loops.
+Longer audio, and beam search, use ``WhisperModel.transcribe`` as before.
 """
 
 from __future__ import annotations
@@ -65,8 +65,9 @@ class FasterWhisperSTT:
         hotwords: words to bias toward, without the prompt's context framing.
         name: configured provider name, used in events, usage and errors.
         batched: decode through the cross-call batcher (greedy only).
-        encoder_window_s: the batcher's shortest encoder window, seconds (30
-            for Whisper's full window; see ``whisper_batch`` rule 1).
+        encoder_window_s: the batcher's shortest encoder window, seconds: 30,
+            Whisper's full window, by default; shorter is cheaper and hears
+            worse (``whisper_batch`` rule 1).
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class FasterWhisperSTT:
         hotwords: str | None = None,
         name: str = "faster-whisper",
         batched: bool = True,
-        encoder_window_s: float = 20.0,
+        encoder_window_s: float = 30.0,
     ) -> None:
         self.name = name
         # quality rank for routing rule 8 (tiny.en: ~4-9 % word error over μ-law)
@@ -187,6 +188,8 @@ class FasterWhisperSTT:
         logprob = decoded.avg_logprob
         if decoded.no_speech_prob > 0.6 and (logprob is None or logprob < -1.0):
             return "", logprob
+        if not any(c.isalnum() for c in decoded.text):
+            return "", logprob  # "." or "..." for a breath or line noise: nothing said
         return decoded.text, logprob
 
     def _decode(self, samples: np.ndarray, language: str) -> tuple[str, float | None]:
