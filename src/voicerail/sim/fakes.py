@@ -93,7 +93,7 @@ class ScriptedSTT:
 
 class ToneTTS:
     """Minimal fake TTS (used only when ``voicerail.testing.faults`` is missing):
-    a quiet tone, 0.3 s per word, one chunk per word, 16 kHz."""
+    a 500 Hz tone, 0.3 s per word, one chunk per word, 16 kHz."""
 
     name = "fake-tts"
     model = "tone"
@@ -107,7 +107,8 @@ class ToneTTS:
         await asyncio.sleep(self.first_byte_s)
         words = text.split()
         for index, word in enumerate(words):
-            pcm = b"\x10\x00\xf0\xff" * int(8000 * self.seconds_per_word)
+            # a 500 Hz square wave at -30 dBFS: audible at the caller after resampling
+            pcm = (b"\x00\x04" * 16 + b"\x00\xfc" * 16) * int(500 * self.seconds_per_word)
             yield TTSChunk(pcm, 16000, word if index == len(words) - 1 else "")
 
 
