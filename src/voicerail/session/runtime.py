@@ -10,6 +10,7 @@ from voicerail.dialog.base import DialogFactory
 from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
+from voicerail.session.end_of_turn import TurnModel
 from voicerail.turns.policy import TurnConfig
 
 #: The call whose task is running: set by the driver for each call's tasks (they
@@ -33,6 +34,13 @@ class AudioConfig:
             that ``clear`` drops little and marks stay close to what was heard.
         speculative_stt_after_s: start transcribing once a pause inside an utterance
             lasts this long, overlapping STT with the endpointing wait (None: off).
+        turn_check_after_s: with an end-of-turn model (``Runtime.turn_model``), ask
+            it once a pause has lasted this long, and end the turn there if it says
+            the caller has finished; ``endpoint_silence_s`` then ends only the
+            turns the model calls unfinished (None: no model check).
+        first_clause_min_words: split a reply's first sentence at its first clause
+            boundary when both sides have this many words, so that its first audio
+            comes sooner (:func:`voicerail.session.text.split_for_speech`; None: off).
         frames_per_media: 20 ms frames sent per outbound ``media`` message when
             they are already queued (never across a mark). Twilio plays the bytes
             whatever their grouping; more per message costs the server less CPU
@@ -45,6 +53,8 @@ class AudioConfig:
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
+    turn_check_after_s: float | None = 0.2
+    first_clause_min_words: int | None = 3
     frames_per_media: int = 1
 
 
@@ -66,6 +76,8 @@ class Runtime:
             failover) instead of ``stt`` and ``tts``.
         turn_budget_s: a caller turn's latency budget from its end, seconds; the
             router derives per-attempt deadlines from what is left of it.
+        turn_model: an end-of-turn model (Smart Turn v3) that ends turns before the
+            endpointing window when the caller has finished (None: the window alone).
     """
 
     agent: DialogFactory
@@ -78,3 +90,4 @@ class Runtime:
     clock: Clock = field(default_factory=SystemClock)
     router: Router | None = None
     turn_budget_s: float = 2.5
+    turn_model: TurnModel | None = None
