@@ -88,8 +88,12 @@ def breakdown(result: Any, events: list[dict[str, Any]]) -> list[dict[str, float
             "transport": caller.first_agent_audio_at - first["at_wall"],
             "leading_silence": caller.first_audible_at - caller.first_agent_audio_at,
             "compute": stt["latency_s"] + dialog["latency_s"] + first["latency_s"],
+            "stt_decode": stt["latency_s"],
+            "turn_model": end["data"].get("turn_model_s") or 0.0,
         }
-        rows.append({k: v * 1000 for k, v in parts.items()})
+        row = {k: v * 1000 for k, v in parts.items()}
+        row["ended_by_model"] = float(end["data"].get("ended_by") == "model")
+        rows.append(row)
     return rows
 
 
@@ -140,6 +144,12 @@ def main() -> None:
     for key in PARTS:
         values = [r[key] for r in rows]
         print(f"{key:<18}{percentile(values, 50):>10.1f}{percentile(values, 95):>10.1f}")
+    print("not parts of the sum:")
+    for key in ["stt_decode", "turn_model"]:
+        values = [r[key] for r in rows]
+        print(f"{key:<18}{percentile(values, 50):>10.1f}{percentile(values, 95):>10.1f}")
+    ended = [r["ended_by_model"] for r in rows]
+    print(f"turns ended by the end-of-turn model: {sum(ended):.0f} of {len(rows)}")
     v2v = [r["v2v"] for r in rows]
     print(
         f"target p50 <= 600 ms, p95 <= 800 ms at the ear: p50 {percentile(v2v, 50) - 600:+.0f} ms,"

@@ -54,7 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     serve.add_argument(
         "--turn-model",
-        default="none",
+        default="smart-turn",
         help="end-of-turn model: smart-turn (Smart Turn v3 from the pipecat-ai package), "
         "an ONNX file path, or none (the endpointing window alone)",
     )
@@ -63,6 +63,12 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=3,
         help="speak a reply's first clause alone when both sides have this many words (0: off)",
+    )
+    serve.add_argument(
+        "--speculate-after",
+        type=float,
+        default=0.3,
+        help="seconds of pause before speculative STT starts (negative: off)",
     )
     serve.add_argument(
         "--turn-check-after",
@@ -205,6 +211,7 @@ def _serve(args: argparse.Namespace) -> int:
             endpoint_silence_s=args.endpoint_silence,
             frames_per_media=args.frames_per_media,
             turn_check_after_s=args.turn_check_after,
+            speculative_stt_after_s=None if args.speculate_after < 0 else args.speculate_after,
             first_clause_min_words=args.first_clause_words or None,
         ),
         turn_model=None if args.turn_model == "none" else args.turn_model,

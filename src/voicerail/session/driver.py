@@ -130,9 +130,11 @@ class CallSession:
         self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
         self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
         if cfg.speculative_stt_after_s is not None:
-            self._speculation = SpeculativeSTT(
-                self._transcribe_span, after_s=cfg.speculative_stt_after_s
-            )
+            speculate_after_s = cfg.speculative_stt_after_s
+            if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
+                # A turn the model ends must find its transcript already under way.
+                speculate_after_s = min(speculate_after_s, cfg.turn_check_after_s)
+            self._speculation = SpeculativeSTT(self._transcribe_span, after_s=speculate_after_s)
         self._end_of_turn: EndOfTurnCheck | None = None
         if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
             self._end_of_turn = EndOfTurnCheck(
@@ -141,6 +143,7 @@ class CallSession:
         # How the last turn end was decided: by "silence" or the "model", the wait
         # from the end of speech (stream seconds), and the model's probability.
         self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
+        self._turn_model_s: float | None = None  # the last model check's time, seconds
         self._send_lock = asyncio.Lock()
         self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
         self._generation = 0
@@ -343,9 +346,12 @@ class CallSession:
     async def _turn_probability(self, speech_start_s: float, pause_start_s: float) -> float:
         """The end-of-turn model's view of the utterance from its start to now."""
         assert self.rt.turn_model is not None
+        started = self._clock.monotonic()
         start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
         pcm16k = resample(self._ring.since(start_s), TWILIO_RATE_HZ, STT_RATE_HZ)
-        return await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
+        probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
+        self._turn_model_s = self._clock.monotonic() - started
+        return probability
 
     def _on_turn_complete(
         self, speech_start_s: float, pause_start_s: float, probability: float
@@ -477,6 +483,9 @@ class CallSession:
                 "endpoint_wait_s": round(endpoint_wait_s, 4),
                 "ended_by": decided_by,
                 "turn_probability": turn_probability,
+                "turn_model_s": None
+                if self._turn_model_s is None
+                else round(self._turn_model_s, 4),
                 "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
             },
         )

@@ -37,7 +37,9 @@ class AudioConfig:
         turn_check_after_s: with an end-of-turn model (``Runtime.turn_model``), ask
             it once a pause has lasted this long, and end the turn there if it says
             the caller has finished; ``endpoint_silence_s`` then ends only the
-            turns the model calls unfinished (None: no model check).
+            turns the model calls unfinished (None: no model check). Speculative
+            STT then starts no later than this, so that a turn the model ends
+            finds its transcript under way.
         first_clause_min_words: split a reply's first sentence at its first clause
             boundary when both sides have this many words, so that its first audio
             comes sooner (:func:`voicerail.session.text.split_for_speech`; None: off).
