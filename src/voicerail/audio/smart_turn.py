@@ -27,6 +27,7 @@ within 3e-7 on the same input.
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.util
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -114,31 +115,30 @@ def smart_turn_features(pcm16: npt.NDArray[np.int16]) -> npt.NDArray[np.float32]
     Returns:
         float32 ``(80, 800)`` log-mel features (see the module docstring).
     """
-    from faster_whisper.feature_extractor import FeatureExtractor  # heavy: only when used
-
     audio = pcm16[-_MAX_NUM_SAMPLES:].astype(np.float32) / 32768.0
     padded = np.zeros(_MAX_NUM_SAMPLES, dtype=np.float32)
     padded[_MAX_NUM_SAMPLES - audio.size :] = audio
     padded = (padded - padded.mean()) / np.sqrt(padded.var() + _NORMALIZE_EPS)
-    features = _feature_extractor(FeatureExtractor)(padded, padding=0)
+    # padding=0: exactly 8 s in, 800 frames out (the extractor drops the last frame)
+    features = _feature_extractor()(padded, padding=0)
     return np.asarray(features, dtype=np.float32)
 
 
-_EXTRACTORS: dict[type, Any] = {}
+@functools.cache
+def _feature_extractor() -> Any:
+    """faster-whisper's extractor for 8 s chunks (its import is heavy: only when used)."""
+    from faster_whisper.feature_extractor import FeatureExtractor
 
-
-def _feature_extractor(cls: type) -> Any:
-    if cls not in _EXTRACTORS:
-        _EXTRACTORS[cls] = cls(feature_size=80, sampling_rate=SAMPLE_RATE_HZ, chunk_length=8)
-    return _EXTRACTORS[cls]
+    return FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE_HZ, chunk_length=8)
 
 
 class SmartTurnModel:
     """The Smart Turn v3 ONNX model, loaded once per server and shared by its calls.
 
-    Inference runs on a small thread pool, off the event loop: about 60–130 ms
-    per utterance on one core of a busy 2-core machine (measured 2026-12 with
-    onnxruntime 1.32). The pool has ``max_workers`` threads and each run uses one
+    Inference runs on a small thread pool, off the event loop: 65–300 ms per
+    utterance (features about 20 ms) on one core of a shared, busy 2-core machine
+    (measured 2026-12 with onnxruntime 1.32). The pool has ``max_workers`` threads
+    and each run uses one
     onnxruntime thread, so end-of-turn checks never take more than
     ``max_workers`` cores however many calls pause at once; more checks queue.
 

@@ -489,6 +489,7 @@ class CallSession:
                 "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
             },
         )
+        self._turn_model_s = None  # each turn reports its own model checks only
         waited_from = self._clock.monotonic()
         task = None
         if self._speculation is not None:
