@@ -81,10 +81,11 @@ class TurnTiming:
         speech_ended_at: when its last audible frame was sent: the end of the
             caller's speech (DTMF: when the digits were sent). None until then.
         first_agent_audio_at: when the first agent media message after
-            ``ended_at`` was received, audible or not.
-        first_audible_at: when the first audible agent frame after ``ended_at``
-            started playing at the caller (its 20 ms playback clock): what the
-            caller hears.
+            ``speech_ended_at`` was received, audible or not (a reply may start
+            while the recording's trailing silence is still being sent).
+        first_audible_at: when the first audible agent frame after
+            ``speech_ended_at`` started playing at the caller (its 20 ms playback
+            clock): what the caller hears.
         kind: ``speech``, ``dtmf``, ``silence`` or ``hangup``.
     """
 
@@ -109,7 +110,8 @@ class TurnTiming:
         """The older, optimistic measure, seconds: end of the caller's audio (trailing
         silence included) to the first agent media message received (silent or not).
         It reads lower than what the caller hears by the trailing silence, the
-        agent's leading silence and the playback clock."""
+        agent's leading silence and the playback clock, and is negative when the
+        reply starts inside the recording's trailing silence."""
         if self.first_agent_audio_at is None:
             return None
         return self.first_agent_audio_at - self.ended_at
