@@ -113,15 +113,27 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
 
 
-async def run(base_url: str, calls: int, work: Path) -> list[dict[str, float]]:
+def speculations(events: list[dict[str, Any]]) -> tuple[int, int]:
+    """(STT speculations started, transcripts a turn end took from one) in one call."""
+    ends = [e for e in events if e["kind"] == "UserTurnEnded"]
+    started = (ends[-1]["data"].get("speculations") or [0, 0])[0] if ends else 0
+    used = sum(1 for e in events if e["kind"] == "TranscriptFinal" and e["data"].get("speculative"))
+    return started, used
+
+
+async def run(base_url: str, calls: int, work: Path) -> tuple[list[dict[str, float]], list[int]]:
     turns = demo_turns(work / "audio")
     rows: list[dict[str, float]] = []
+    spec = [0, 0]
     media_url = base_url.replace("http://", "ws://") + "/twilio/media"
     for _ in range(calls):
         result = await SimulatedTwilioCall(media_url).run(turns)
         server = await fetch_call(base_url, result.call_sid)
-        rows.extend(breakdown(result, server["events"] if server else []))
-    return rows
+        events = server["events"] if server else []
+        rows.extend(breakdown(result, events))
+        started, used = speculations(events)
+        spec = [spec[0] + started, spec[1] + used]
+    return rows, spec
 
 
 def main() -> None:
@@ -135,7 +147,7 @@ def main() -> None:
         work = Path(tmp)
         serve_args = shlex.split(args.serve_args)
         with serve_process(serve_args, data_dir=work / "data") as base_url:
-            rows = asyncio.run(run(base_url, args.calls, work))
+            rows, spec = asyncio.run(run(base_url, args.calls, work))
     if not rows:
         raise SystemExit("no answered turns were measured")
     print(f"voice-to-voice latency at the caller's ear: {len(rows)} turns over {args.calls} calls")
@@ -150,6 +162,7 @@ def main() -> None:
         print(f"{key:<18}{percentile(values, 50):>10.1f}{percentile(values, 95):>10.1f}")
     ended = [r["ended_by_model"] for r in rows]
     print(f"turns ended by the end-of-turn model: {sum(ended):.0f} of {len(rows)}")
+    print(f"STT speculations: {spec[0]} started, {spec[1]} used by a turn end")
     v2v = [r["v2v"] for r in rows]
     print(
         f"target p50 <= 600 ms, p95 <= 800 ms at the ear: p50 {percentile(v2v, 50) - 600:+.0f} ms,"

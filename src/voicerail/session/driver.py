@@ -469,6 +469,7 @@ class CallSession:
     async def _answer(self, turn: tp.EndUserTurn) -> None:
         self._turn_index += 1
         decided_by, endpoint_wait_s, turn_probability = self._last_end
+        spec = self._speculation
         # How late the end is seen against the caller's audio clock: 0 when every
         # frame is read on arrival (up to a frame and a VAD window of rounding).
         due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
@@ -487,6 +488,9 @@ class CallSession:
                 if self._turn_model_s is None
                 else round(self._turn_model_s, 4),
                 "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
+                # per call so far: STT speculations started, and used by the turn
+                # ends before this one
+                "speculations": None if spec is None else [spec.started, spec.used],
             },
         )
         self._turn_model_s = None  # each turn reports its own model checks only
