@@ -67,9 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--speculate-after",
         type=float,
-        default=0.0,
-        help="seconds of pause before speculative STT starts (0: at the pause start, "
-        "costing one decode per pause that does not end the turn; negative: off)",
+        default=0.3,
+        help="seconds of pause before speculative STT starts, never after the turn model "
+        "check (0: at the pause start, costing one decode per pause that does not end "
+        "the turn; negative: off)",
     )
     serve.add_argument(
         "--turn-check-after",
