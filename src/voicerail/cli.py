@@ -59,6 +59,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--lexicon", type=Path, default=None, help="pronunciation lexicon (YAML)")
     serve.add_argument("--endpoint-silence", type=float, default=0.5, help="seconds")
     serve.add_argument(
+        "--turn-model",
+        default="smart-turn",
+        help="end-of-turn model: smart-turn (Smart Turn v3 from the pipecat-ai package), "
+        "an ONNX file path, or none (the endpointing window alone)",
+    )
+    serve.add_argument(
+        "--first-clause-words",
+        type=int,
+        default=3,
+        help="speak a reply's first clause alone when both sides have this many words (0: off)",
+    )
+    serve.add_argument(
+        "--speculate-after",
+        type=float,
+        default=0.3,
+        help="seconds of pause before speculative STT starts, never after the turn model "
+        "check (0: at the pause start, costing one decode per pause that does not end "
+        "the turn; negative: off)",
+    )
+    serve.add_argument(
+        "--turn-check-after",
+        type=float,
+        default=0.2,
+        help="seconds of pause before the end-of-turn model is asked",
+    )
+    serve.add_argument(
         "--frames-per-media", type=int, default=1, help="20 ms frames per outbound media message"
     )
     serve.add_argument("--barge-in", type=float, default=0.6, help="seconds of caller speech")
@@ -98,6 +124,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--no-phrase-cache", action="store_true", help="synthesize fixed sentences per call"
+    )
+    serve.add_argument(
+        "--holding-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="say the cached holding phrase when a reply is this late (default: never)",
     )
     serve.add_argument(
         "--cache-dir", type=Path, default=None, help="phrase cache ($VOICERAIL_CACHE_DIR)"
@@ -299,8 +332,14 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
             hangup_after_s=args.hangup_after,
         ),
         audio=AudioConfig(
-            endpoint_silence_s=args.endpoint_silence, frames_per_media=args.frames_per_media
+            endpoint_silence_s=args.endpoint_silence,
+            frames_per_media=args.frames_per_media,
+            turn_check_after_s=args.turn_check_after,
+            speculative_stt_after_s=None if args.speculate_after < 0 else args.speculate_after,
+            first_clause_min_words=args.first_clause_words or None,
+            holding_after_s=args.holding_after,
         ),
+        turn_model=None if args.turn_model == "none" else args.turn_model,
     )
     runtime = build_runtime(options)
     asyncio.run(warm_up(runtime))

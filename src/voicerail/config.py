@@ -9,11 +9,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from voicerail.dialog.base import DialogFactory
 from voicerail.errors import ConfigError
 from voicerail.events.model import Event
 from voicerail.events.store import EventStore, SQLiteEventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
+from voicerail.session.end_of_turn import TurnModel
 from voicerail.session.load import AdmissionConfig, LoadMonitor
 from voicerail.session.phrase_cache import HOLDING_PHRASE, PhraseCache, default_cache_dir
 from voicerail.session.runtime import AudioConfig, Runtime
@@ -68,6 +71,9 @@ class ServeOptions:
             :func:`~voicerail.session.phrase_cache.default_cache_dir`).
         turns: turn-taking timing.
         audio: audio pipeline policy.
+        turn_model: the end-of-turn model: ``smart-turn`` for the Smart Turn v3 file
+            packaged in ``pipecat-ai``, the path of an ONNX file, or None for the
+            endpointing window alone (:mod:`voicerail.audio.smart_turn`).
     """
 
     agent_path: Path = Path("examples/clinic.yaml")
@@ -90,6 +96,7 @@ class ServeOptions:
     cache_dir: Path | None = None
     turns: TurnConfig = field(default_factory=TurnConfig)
     audio: AudioConfig = field(default_factory=AudioConfig)
+    turn_model: str | None = None
 
 
 def build_runtime(options: ServeOptions) -> Runtime:
@@ -191,6 +198,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
         audio=options.audio,
         router=router,
         crm=crm,
+        turn_model=_turn_model(options.turn_model),
     )
 
 
@@ -236,6 +244,19 @@ def _chains(options: ServeOptions) -> Any:
         fallback=options.fallback,
     )
     return build_chains(registry, config, defaults, secret_lookup(options.credentials))
+
+
+def _turn_model(name: str | None) -> TurnModel | None:
+    """The shared end-of-turn model named by ``ServeOptions.turn_model`` (None: none).
+
+    Raises:
+        ConfigError: the model file or the package that ships it is missing.
+    """
+    if name is None:
+        return None
+    from voicerail.audio.smart_turn import SmartTurnModel
+
+    return SmartTurnModel(None if name == "smart-turn" else name)
 
 
 def _validating(
@@ -338,6 +359,8 @@ async def warm_up(runtime: Runtime) -> None:
     async def half_second() -> AsyncIterator[bytes]:
         yield b"\x00\x00" * 8000
 
+    if runtime.turn_model is not None:  # the first inference loads the feature code
+        await runtime.turn_model.probability_async(np.zeros(8000, dtype=np.int16))
     if runtime.router is not None:
         providers = [p for chain in runtime.router.chains.values() for p in chain]
     else:

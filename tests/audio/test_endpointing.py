@@ -198,3 +198,20 @@ def test_pause_start_is_reported_while_the_silence_window_runs():
     assert isinstance(ended, SpeechEnded)
     assert abs(ended.speech_end_s - 13 * 0.032) < 1e-9  # the last pause began at window 13
     assert endpointer.pause_start_s is None and endpointer.speech_start_s is None
+
+
+def test_end_now_ends_the_utterance_where_the_pause_began() -> None:
+    """An end-of-turn model ending a pause early dates the end as the window would have."""
+    endpointer = _endpointer()
+    _run(endpointer, [V, V, V, V, S, S])
+    assert endpointer.end_now() == SpeechEnded(at_s=6 * W, speech_start_s=0.0, speech_end_s=4 * W)
+    assert not endpointer.in_speech
+    assert [e for _, e in _run(endpointer, [S, S, S])] == []  # no second end
+
+
+def test_end_now_does_nothing_unless_a_pause_is_under_way() -> None:
+    endpointer = _endpointer()
+    assert endpointer.end_now() is None  # out of speech
+    _run(endpointer, [V, V, V, V])
+    assert endpointer.end_now() is None  # speaking
+    assert endpointer.in_speech

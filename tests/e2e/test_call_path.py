@@ -69,6 +69,10 @@ async def test_demo_call_books_an_appointment(clinic_server, caller_audio):
     assert "record" in greeting
     latencies = [t["v2v_latency_ms"] for t in summary["turns"]]
     assert all(ms is not None and ms > 0 for ms in latencies), latencies
+    # Smart Turn v3 is on by default: finished sentences end before the silence window.
+    ends = [e["data"] for e in server["events"] if e["kind"] == "UserTurnEnded"]
+    assert any(end["ended_by"] == "model" for end in ends), ends
+    assert all(end["ended_by"] in ("model", "silence") for end in ends), ends
 
 
 async def test_barge_in_clears_agent_audio_and_keeps_only_what_was_heard(

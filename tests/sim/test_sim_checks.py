@@ -44,8 +44,8 @@ def record(agent: list[str], heard: list[str] = (), **extra: Any) -> dict[str, A
 def result(latencies_s: list[float | None] = (0.5,)) -> CallResult:  # type: ignore[assignment]
     res = CallResult(call_sid="CA1", stream_sid="MZ1")
     for latency in latencies_s:
-        timing = TurnTiming(label="t", started_at=10.0, ended_at=11.0)
-        timing.first_agent_audio_at = None if latency is None else 11.0 + latency
+        timing = TurnTiming(label="t", started_at=10.0, ended_at=11.0, speech_ended_at=11.0)
+        timing.first_audible_at = None if latency is None else 11.0 + latency
         res.turns.append(timing)
     return res
 

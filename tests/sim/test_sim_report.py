@@ -31,7 +31,11 @@ def synthetic_run() -> RunResult:
         t0 = 1000.0 + plan.index
         result = CallResult(call_sid=f"CA{plan.index}", stream_sid="MZ")
         result.connected_at, result.ended_at = t0, t0 + 9
-        result.turns.append(TurnTiming("say", t0 + 3, t0 + 4, t0 + 4.6))
+        result.turns.append(
+            TurnTiming(
+                "say", t0 + 3, t0 + 4, t0 + 4.6, speech_ended_at=t0 + 4, first_audible_at=t0 + 4.6
+            )
+        )
         result.replies += [ReplySpan(t0 + 0.2, t0 + 2.5, 110), ReplySpan(t0 + 4.6, t0 + 6, 70)]
         result.arrival_jitter_ms.extend([0.5, 1.0, 2.0])
         result.send_lag_ms.extend([0.3, 0.4, 0.9])

@@ -19,6 +19,8 @@ Rules this module keeps (probabilities come one per VAD window, ``window_s`` lon
    voiced window since; a voiced window cancels the pending end, so short pauses
    never end speech. The utterance ends where that silence began.
 5. At most one event is reported per window; a run cannot start and end at once.
+6. An end-of-turn model may end the utterance early, during a pause: ``end_now()``
+   ends it where the pause began, as rule 4 would once the window had passed.
 """
 
 from __future__ import annotations
@@ -155,6 +157,25 @@ class Endpointer:
             return None
         return self._silence_start * self.window_s
 
+    def end_now(self) -> SpeechEnded | None:
+        """End the current utterance at the start of the current pause (rule 6).
+
+        Returns:
+            The :class:`SpeechEnded`, decided now (:attr:`now_s`), or None when no
+            pause is under way (out of speech, or the caller is speaking).
+        """
+        if not self._in_speech or self._silence_start is None:
+            return None
+        ended = SpeechEnded(
+            at_s=self.now_s,
+            speech_start_s=self._run_start * self.window_s,
+            speech_end_s=self._silence_start * self.window_s,
+        )
+        self._in_speech = False
+        self._run_num_voiced = 0
+        self._silence_start = None
+        return ended
+
     def process(self, probability: float) -> list[SpeechChange]:
         """Take the next window's speech probability.
 
@@ -199,14 +220,8 @@ class Endpointer:
             return []
         if self._num_windows - self._silence_start < self._silence_num_windows:
             return []
-        ended = SpeechEnded(
-            at_s=self.now_s,
-            speech_start_s=self._run_start * self.window_s,
-            speech_end_s=self._silence_start * self.window_s,
-        )
-        self._in_speech = False
-        self._run_num_voiced = 0
-        self._silence_start = None
+        ended = self.end_now()
+        assert ended is not None  # in speech, in a pause
         return [ended]
 
 

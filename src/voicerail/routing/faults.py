@@ -332,10 +332,22 @@ async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
         yield chunk
 
 
+def square_wave_pcm16(num_samples: int, sample_rate_hz: int, frequency_hz: float = 500.0) -> bytes:
+    """A square wave at -30 dBFS (amplitude 1024): s16le mono, ``num_samples`` samples.
+
+    In the telephone band at any rate from 8 kHz, so that it stays audible after
+    resampling to 8 kHz μ-law (a wave at the Nyquist rate would be filtered away).
+    """
+    half_period = max(1, round(sample_rate_hz / frequency_hz / 2))
+    period = b"\x00\x04" * half_period + b"\x00\xfc" * half_period
+    return (period * (num_samples // (2 * half_period) + 1))[: num_samples * 2]
+
+
 class FakeTTS(_Faulted):
     """A synthetic TTS: one chunk per word, its duration set by ``words_per_second``.
 
-    PCM is a deterministic quiet square wave, s16le mono at ``sample_rate_hz``,
+    PCM is a deterministic 500 Hz square wave at -30 dBFS (audible at the caller's
+    ear, :mod:`voicerail.audio.levels`), s16le mono at ``sample_rate_hz``,
     ``1 / words_per_second`` seconds per word, so audio is proportional to words.
     With ``chunk_texts`` each chunk's ``text`` is its word, so what was delivered
     can be checked word by word; without, non-final chunks carry "" and the last
@@ -377,8 +389,9 @@ class FakeTTS(_Faulted):
 
     def pcm_for(self, num_words: int) -> bytes:
         """The audio of ``num_words`` words: s16le mono at ``sample_rate_hz``."""
-        num_samples = round(num_words * self.seconds_per_word * self.capabilities.sample_rate_hz)
-        return (b"\x10\x00\xf0\xff" * (num_samples // 2 + 1))[: num_samples * 2]
+        rate_hz = self.capabilities.sample_rate_hz
+        num_samples = round(num_words * self.seconds_per_word * rate_hz)
+        return square_wave_pcm16(num_samples, rate_hz)
 
     async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
         """See :meth:`TextToSpeech.synthesize`; one chunk per word of ``text``."""

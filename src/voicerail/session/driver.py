@@ -44,6 +44,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, S
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 import voicerail.wire.twilio as twilio
 from voicerail.audio import endpointing
 from voicerail.audio.g711 import ulaw_to_pcm16
@@ -56,11 +58,12 @@ from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
+from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
-from voicerail.session.text import split_sentences
+from voicerail.session.text import split_for_speech
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 
@@ -148,11 +151,24 @@ class CallSession:
         self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
         self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
         if cfg.speculative_stt_after_s is not None:
+            speculate_after_s = cfg.speculative_stt_after_s
+            if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
+                # A turn the model ends must find its transcript already under way.
+                speculate_after_s = min(speculate_after_s, cfg.turn_check_after_s)
             self._speculation = SpeculativeSTT(
                 self._transcribe_span,
-                after_s=cfg.speculative_stt_after_s,
+                after_s=speculate_after_s,
                 allowed=lambda: not runtime.load.busy(),
             )
+        self._end_of_turn: EndOfTurnCheck | None = None
+        if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
+            self._end_of_turn = EndOfTurnCheck(
+                self._turn_probability, self._on_turn_complete, check_after_s=cfg.turn_check_after_s
+            )
+        # How the last turn end was decided: by "silence" or the "model", the wait
+        # from the end of speech (stream seconds), and the model's probability.
+        self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
+        self._turn_model_s: float | None = None  # the last model check's time, seconds
         self._send_lock = asyncio.Lock()
         self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
         self._generation = 0
@@ -193,6 +209,8 @@ class CallSession:
             self._batched_vad.close()
         if self._speculation is not None:
             self._speculation.cancel()
+        if self._end_of_turn is not None:
+            self._end_of_turn.cancel()
         if self._job is not None:
             tasks.append(self._job)
         for task in tasks:
@@ -397,12 +415,41 @@ class CallSession:
                     self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})
                     self._apply_now(self.turns.handle(tp.SpeechStarted(), now))
                 else:
+                    self._last_end = ("silence", change.at_s - change.speech_end_s, None)
                     event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
                     self._apply_now(self.turns.handle(event, now))
             if self._speculation is not None:
                 self._speculation.observe(
                     endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
                 )
+            if self._end_of_turn is not None:
+                self._end_of_turn.observe(
+                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
+                )
+
+    async def _turn_probability(self, speech_start_s: float, pause_start_s: float) -> float:
+        """The end-of-turn model's view of the utterance from its start to now."""
+        assert self.rt.turn_model is not None
+        started = self._clock.monotonic()
+        start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
+        pcm16k = resample(self._ring.since(start_s), TWILIO_RATE_HZ, STT_RATE_HZ)
+        probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
+        self._turn_model_s = self._clock.monotonic() - started
+        return probability
+
+    def _on_turn_complete(
+        self, speech_start_s: float, pause_start_s: float, probability: float
+    ) -> None:
+        """The model says the caller finished: end the turn where the pause began."""
+        endpointer = self._endpointer
+        if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
+            return  # the caller spoke again, or the window already ended the turn
+        change = endpointer.end_now()
+        if change is None or self._done.is_set():
+            return
+        self._last_end = ("model", change.at_s - change.speech_end_s, probability)
+        event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
+        self._apply_now(self.turns.handle(event, self._clock.monotonic()))
 
     def _on_mark(self, name: str, now: float) -> None:
         tracker = self._playback
@@ -535,7 +582,8 @@ class CallSession:
 
     async def _answer(self, turn: tp.EndUserTurn) -> None:
         self._turn_index += 1
-        endpoint_wait_s = self.rt.audio.endpoint_silence_s
+        decided_by, endpoint_wait_s, turn_probability = self._last_end
+        spec = self._speculation
         # How late the end is seen against the caller's audio clock: 0 when every
         # frame is read on arrival (up to a frame and a VAD window of rounding).
         due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
@@ -549,10 +597,19 @@ class CallSession:
                 "turn": self._turn_index,
                 "speech_start_s": turn.speech_start_s,
                 "speech_end_s": turn.speech_end_s,
-                "endpoint_wait_s": endpoint_wait_s,
+                "endpoint_wait_s": round(endpoint_wait_s, 4),
+                "ended_by": decided_by,
+                "turn_probability": turn_probability,
+                "turn_model_s": None
+                if self._turn_model_s is None
+                else round(self._turn_model_s, 4),
                 "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
+                # per call so far: STT speculations started, and used by the turn
+                # ends before this one
+                "speculations": None if spec is None else [spec.started, spec.used],
             },
         )
+        self._turn_model_s = None  # each turn reports its own model checks only
         waited_from = self._clock.monotonic()
         task = None
         if self._speculation is not None:
@@ -702,7 +759,8 @@ class CallSession:
         generation = self._generation
         self._reply_index += 1
         first_audio = True
-        for index, sentence in enumerate(split_sentences(reply.text)):
+        texts = split_for_speech(reply.text, self.rt.audio.first_clause_min_words)
+        for index, sentence in enumerate(texts):
             started = self._clock.monotonic()
             num_bytes = 0
             try:

@@ -11,6 +11,7 @@ from voicerail.dialog.base import DialogFactory
 from voicerail.events.store import EventStore
 from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
+from voicerail.session.end_of_turn import TurnModel
 from voicerail.session.load import LoadMonitor
 from voicerail.session.phrase_cache import PhraseCache
 from voicerail.turns.policy import TurnConfig
@@ -39,13 +40,24 @@ class AudioConfig:
             that ``clear`` drops little and marks stay close to what was heard.
         speculative_stt_after_s: start transcribing once a pause inside an utterance
             lasts this long, overlapping STT with the endpointing wait (None: off).
+        turn_check_after_s: with an end-of-turn model (``Runtime.turn_model``), ask
+            it once a pause has lasted this long, and end the turn there if it says
+            the caller has finished; ``endpoint_silence_s`` then ends only the
+            turns the model calls unfinished (None: no model check). Speculative
+            STT then starts no later than this, so that a turn the model ends
+            finds its transcript under way.
+        first_clause_min_words: split a reply's first sentence at its first clause
+            boundary when both sides have this many words, so that its first audio
+            comes sooner (:func:`voicerail.session.text.split_for_speech`; None: off).
         frames_per_media: 20 ms frames sent per outbound ``media`` message when
             they are already queued (never across a mark). Twilio plays the bytes
             whatever their grouping; more per message costs the server less CPU
             per call (fewer sends and wake-ups), at the same lead.
         holding_after_s: when a reply has not started this long after the caller's
             turn ended (a slow provider, a loaded server), the cached holding
-            phrase ("One moment, please.") is played once; None: never.
+            phrase ("One moment, please.") is played once; None (the default):
+            never. Off by default: a caller who hears "one moment" and then
+            silence may start talking over the reply that follows.
     """
 
     vad_threshold: float = 0.5
@@ -54,8 +66,10 @@ class AudioConfig:
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
+    turn_check_after_s: float | None = 0.2
+    first_clause_min_words: int | None = 3
     frames_per_media: int = 1
-    holding_after_s: float | None = 2.0
+    holding_after_s: float | None = None
 
 
 @dataclass
@@ -80,6 +94,8 @@ class Runtime:
         phrases: the fixed sentences of the agent, synthesized once (None: off).
         crm: the CRM connector, outbox and relay (``crm/service.py``), when configured;
             the server runs its relay and reports its outbox on ``/metrics``.
+        turn_model: an end-of-turn model (Smart Turn v3) that ends turns before the
+            endpointing window when the caller has finished (None: the window alone).
     """
 
     agent: DialogFactory
@@ -95,3 +111,4 @@ class Runtime:
     load: LoadMonitor = field(default_factory=LoadMonitor)
     phrases: PhraseCache | None = None
     crm: CRMService | None = None
+    turn_model: TurnModel | None = None

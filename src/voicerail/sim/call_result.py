@@ -5,10 +5,12 @@ re-exports these names."""
 from __future__ import annotations
 
 import array
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from voicerail.audio.g711 import pcm16_to_ulaw
+from voicerail.audio.g711 import ULAW_FRAME_NUM_BYTES, pcm16_to_ulaw
+from voicerail.audio.levels import ulaw_speech_num_frames
 from voicerail.audio.resample import read_wav_mono, resample
 
 
@@ -45,6 +47,22 @@ class CallerTurn:
             return "silence"
         return "speech"
 
+    @functools.cached_property
+    def speech_num_frames(self) -> int:
+        """20 ms frames of ``ulaw`` up to the end of the caller's speech.
+
+        The end of speech is the last audible frame (:mod:`voicerail.audio.levels`),
+        not the end of the audio, which may carry trailing silence; computed once
+        per turn. 0 when the audio has no audible frame.
+        """
+        return ulaw_speech_num_frames(self.ulaw)
+
+    @property
+    def trailing_silence_s(self) -> float:
+        """Seconds of audio after the end of speech (whole frames)."""
+        num_frames = -(-len(self.ulaw) // ULAW_FRAME_NUM_BYTES)
+        return (num_frames - self.speech_num_frames) * 0.02
+
     @classmethod
     def from_wav(cls, path: str | Path, **kwargs: float | None) -> CallerTurn:
         """Load a mono WAV at any sample rate and convert it to 8 kHz μ-law."""
@@ -54,17 +72,46 @@ class CallerTurn:
 
 @dataclass
 class TurnTiming:
-    """What the caller measured for one turn (times are caller wall clock, seconds)."""
+    """What the caller measured for one turn (times are caller wall clock, seconds).
+
+    Attributes:
+        label: the turn's label.
+        started_at: when the turn began (its first frame was queued).
+        ended_at: when its last frame, trailing silence included, was sent.
+        speech_ended_at: when its last audible frame was sent: the end of the
+            caller's speech (DTMF: when the digits were sent). None until then.
+        first_agent_audio_at: when the first agent media message after
+            ``speech_ended_at`` was received, audible or not (a reply may start
+            while the recording's trailing silence is still being sent).
+        first_audible_at: when the first audible agent frame after
+            ``speech_ended_at`` started playing at the caller (its 20 ms playback
+            clock): what the caller hears.
+        kind: ``speech``, ``dtmf``, ``silence`` or ``hangup``.
+    """
 
     label: str
     started_at: float = 0.0
     ended_at: float = 0.0
     first_agent_audio_at: float | None = None
     kind: str = "speech"
+    speech_ended_at: float | None = None
+    first_audible_at: float | None = None
 
     @property
     def v2v_latency_s(self) -> float | None:
-        """End of caller audio to first agent audio frame received, seconds."""
+        """Voice-to-voice latency at the ear, seconds: end of the caller's speech to
+        the first audible agent frame played. None without both."""
+        if self.first_audible_at is None or self.speech_ended_at is None:
+            return None
+        return self.first_audible_at - self.speech_ended_at
+
+    @property
+    def v2v_received_latency_s(self) -> float | None:
+        """The older, optimistic measure, seconds: end of the caller's audio (trailing
+        silence included) to the first agent media message received (silent or not).
+        It reads lower than what the caller hears by the trailing silence, the
+        agent's leading silence and the playback clock, and is negative when the
+        reply starts inside the recording's trailing silence."""
         if self.first_agent_audio_at is None:
             return None
         return self.first_agent_audio_at - self.ended_at

@@ -8,8 +8,15 @@ echoes each ``mark`` when the audio before it has finished playing, honours
 ``stop`` at the end. Protocol reference:
 https://www.twilio.com/docs/voice/media-streams/websocket-messages (2026-11).
 
-Latency is measured at the caller's ear: from the end of the caller's audio to
-the first agent audio frame received after it (``v2v_latency_s``).
+Latency is measured at the caller's ear (``TurnTiming.v2v_latency_s``): from
+the end of the caller's *speech* (the send time of the turn's last audible
+frame, found once per turn on its own audio; trailing silence in the recording
+does not count) to the first *audible* agent frame at the playback point (the
+tick of the caller's 20 ms playback clock that starts playing it; silent
+leading frames do not count). "Audible" is rule 2 of
+:mod:`voicerail.audio.levels` (-45 dBFS over a 20 ms frame, μ-law decoded). The
+older measure, end of the audio file to the first media message received, is
+kept as ``TurnTiming.v2v_received_latency_s``.
 
 What else the caller measures, for load runs (``voicerail simulate``):
 
@@ -40,6 +47,7 @@ from websockets.asyncio.client import ClientConnection
 
 import voicerail.wire.twilio as twilio
 from voicerail.audio.g711 import ulaw_to_pcm16
+from voicerail.audio.levels import ulaw_is_audible
 from voicerail.audio.resample import write_wav
 from voicerail.errors import ProtocolError
 from voicerail.sim.call_result import CallerTurn, CallResult, ReplySpan, TurnTiming
@@ -108,6 +116,11 @@ class SimulatedTwilioCall:
         self._seq = 0
         self._chunk = 0
         self._speech: collections.deque[bytes] = collections.deque()
+        # Speech frames still to send before the current turn's speech has ended,
+        # that turn, and the agent media count when its speech ended.
+        self._speech_frames_left = 0
+        self._speaking: TurnTiming | None = None
+        self._media_count_at_speech_end = 0
         self._playback: collections.deque[bytes | str] = collections.deque()
         # Agent audio short of a whole 20 ms frame, waiting for the next media
         # message: servers may send payloads of any length (Twilio plays bytes).
@@ -245,10 +258,13 @@ class SimulatedTwilioCall:
                             digit=digit,
                         )
                     )
+                timing.speech_ended_at = time.time()
             elif turn.silence_s:
                 await self._until(None, timeout_s=turn.silence_s)
             else:
                 self._speech_drained.clear()
+                self._speech_frames_left = turn.speech_num_frames
+                self._speaking = timing
                 self._speech.extend(
                     turn.ulaw[k : k + FRAME_NUM_BYTES].ljust(FRAME_NUM_BYTES, b"\xff")
                     for k in range(0, len(turn.ulaw), FRAME_NUM_BYTES)
@@ -258,11 +274,20 @@ class SimulatedTwilioCall:
                     self.result.hung_up_by = "agent"
                     return
             timing.ended_at = time.time()
+            self._speaking = None
+            since_count = self._agent_media_count
+            if timing.speech_ended_at is None:
+                # A silent turn, or audio with no audible frame: the end of the audio
+                # stands in for the end of speech.
+                timing.speech_ended_at = timing.ended_at
+            elif turn.kind == "speech":
+                # The reply may have started in the recording's trailing silence.
+                since_count = self._media_count_at_speech_end
             self._after_clear = False
             self._current = timing
             self.result.turns.append(timing)
             if not turn.silence_s:
-                await self._wait_for_reply_end(since_count=self._agent_media_count)
+                await self._wait_for_reply_end(since_count=since_count)
         if not self._closed.is_set():
             await asyncio.sleep(0.3)
 
@@ -331,8 +356,12 @@ class SimulatedTwilioCall:
         changes): the same text :func:`voicerail.wire.twilio.serialize_inbound`
         produces, at a fraction of the cost.
         """
+        speech_ends = False
         if self._speech:
             payload = base64.b64encode(self._speech.popleft()).decode("ascii")
+            if self._speech_frames_left > 0:
+                self._speech_frames_left -= 1
+                speech_ends = self._speech_frames_left == 0
             if not self._speech:
                 self._speech_drained.set()
         else:
@@ -344,6 +373,14 @@ class SimulatedTwilioCall:
             f'"inbound","chunk":"{self._chunk}","timestamp":"{int(n * FRAME_S * 1000)}",'
             f'"payload":"{payload}"}},"streamSid":"{self.result.stream_sid}"}}'
         )
+        if speech_ends and self._speaking is not None:
+            # A frame is sent once its 20 ms have been spoken (as Twilio does): the
+            # send time is the end of the frame's audio. From here on the agent's
+            # audio answers this turn, though the recording's trailing silence
+            # is still being sent.
+            self._speaking.speech_ended_at = time.time()
+            self._current = self._speaking
+            self._media_count_at_speech_end = self._agent_media_count
 
     async def _receive(self) -> None:
         try:
@@ -456,6 +493,9 @@ class SimulatedTwilioCall:
             if last is not None and 1 < n - last < gap_ticks:
                 self.result.audio_gaps_s.append((n - last - 1) * FRAME_S)
             self._last_played_tick = n
+            current = self._current
+            if current is not None and current.first_audible_at is None and ulaw_is_audible(frame):
+                current.first_audible_at = time.time()
             if self.keep_agent_audio:
                 self._kept.append(frame)
             while self._playback and isinstance(self._playback[0], str):

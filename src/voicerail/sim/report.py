@@ -143,7 +143,9 @@ def _call_entry(run: RunResult, check: Any) -> dict[str, Any]:
                         "kind": t.kind,
                         "started_at": t.started_at,
                         "ended_at": t.ended_at,
+                        "speech_ended_at": t.speech_ended_at,
                         "first_agent_audio_at": t.first_agent_audio_at,
+                        "first_audible_at": t.first_audible_at,
                     }
                     for t in result.turns
                 ],
