@@ -52,3 +52,9 @@ def test_splitting_can_be_turned_off() -> None:
     text = "I found your appointment on Tuesday, at three in the afternoon."
     assert split_for_speech(text, None) == [text]
     assert split_for_speech("") == []
+
+
+def test_a_cached_first_sentence_is_kept_whole():
+    text = "We're open Monday to Friday from 8 AM to 6 PM, and Saturday from 9 AM to noon."
+    assert len(split_for_speech(text, 3)) == 2
+    assert split_for_speech(text, 3, ready=lambda s: s == text) == [text]

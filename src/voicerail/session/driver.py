@@ -759,7 +759,14 @@ class CallSession:
         generation = self._generation
         self._reply_index += 1
         first_audio = True
-        texts = split_for_speech(reply.text, self.rt.audio.first_clause_min_words)
+        phrases = self.rt.phrases
+        texts = split_for_speech(
+            reply.text,
+            self.rt.audio.first_clause_min_words,
+            ready=(lambda sentence: sentence in phrases)
+            if phrases is not None
+            else lambda s: False,
+        )
         for index, sentence in enumerate(texts):
             started = self._clock.monotonic()
             num_bytes = 0
@@ -814,6 +821,9 @@ class CallSession:
         self._turn_ended_at_s = None
         self._turn_deadline_s = None  # later sentences play while they are synthesized
         self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
+
+    def _is_cached(self, sentence: str) -> bool:
+        return self.rt.phrases is not None and sentence in self.rt.phrases
 
     async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
         """Yield whole 20 ms μ-law frames (concatenated) for one sentence: from the

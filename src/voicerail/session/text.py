@@ -16,6 +16,7 @@ Rules:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 _BOUNDARY = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'])")
 _CLAUSE = re.compile(r"(?<=[,;:\u2014])\s+")
@@ -33,9 +34,16 @@ def split_sentences(text: str) -> list[str]:
     return [part.strip() for part in _BOUNDARY.split(text.strip()) if part.strip()]
 
 
-def split_for_speech(text: str, min_clause_words: int | None = MIN_CLAUSE_WORDS) -> list[str]:
+def split_for_speech(
+    text: str,
+    min_clause_words: int | None = MIN_CLAUSE_WORDS,
+    *,
+    ready: Callable[[str], bool] = lambda sentence: False,
+) -> list[str]:
     """The pieces of ``text`` to synthesize in order: sentences, the first split at
-    its first clause boundary (rule 2; ``min_clause_words`` None: never).
+    its first clause boundary (rule 2; ``min_clause_words`` None: never). A first
+    sentence that is ``ready`` (its audio is cached) is kept whole: splitting it
+    would only turn audio that costs nothing into two syntheses.
 
     >>> split_for_speech("So that's Tuesday at 3 PM, for Maria Lopez. Shall I book it?")
     ["So that's Tuesday at 3 PM,", 'for Maria Lopez.', 'Shall I book it?']
@@ -43,7 +51,7 @@ def split_for_speech(text: str, min_clause_words: int | None = MIN_CLAUSE_WORDS)
     ["Sorry, I didn't quite get that."]
     """
     sentences = split_sentences(text)
-    if not sentences or min_clause_words is None:
+    if not sentences or min_clause_words is None or ready(sentences[0]):
         return sentences
     first = sentences[0]
     for match in _CLAUSE.finditer(first):
