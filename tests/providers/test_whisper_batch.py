@@ -95,3 +95,12 @@ async def test_a_request_cancelled_in_the_queue_is_not_decoded():
     release.set()
     assert (await first).text == "x" and (await third).text == "x"
     assert decoded == [100, 300]
+
+
+def test_a_batch_takes_its_widest_member_and_under_load_the_narrower_window():
+    short, long = np.zeros(16000 * 2, np.float32), np.zeros(16000 * 25, np.float32)
+    batcher = WhisperBatcher(lambda: None, window_s=30.0, busy_window_s=20.0)
+    assert batcher.frames_for([short]) == 3000  # alone: the full window
+    assert batcher.frames_for([short, short]) == 2000  # two waiting: the busy window
+    assert batcher.frames_for([short, long]) == 2600  # but never shorter than a member
+    assert WhisperBatcher(lambda: None, window_s=15.0, busy_window_s=20.0).busy_window_s == 15.0

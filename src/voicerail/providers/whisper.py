@@ -68,6 +68,8 @@ class FasterWhisperSTT:
         encoder_window_s: the batcher's shortest encoder window, seconds: 30,
             Whisper's full window, by default; shorter is cheaper and hears
             worse (``whisper_batch`` rule 1).
+        busy_encoder_window_s: the window when two or more utterances are
+            decoded together, that is under load (``whisper_batch`` rule 7).
     """
 
     def __init__(
@@ -83,6 +85,7 @@ class FasterWhisperSTT:
         name: str = "faster-whisper",
         batched: bool = True,
         encoder_window_s: float = 30.0,
+        busy_encoder_window_s: float = 30.0,
     ) -> None:
         self.name = name
         # quality rank for routing rule 8 (tiny.en: ~4-9 % word error over μ-law)
@@ -105,6 +108,7 @@ class FasterWhisperSTT:
             self._batcher = WhisperBatcher(
                 self._loaded_model,
                 window_s=encoder_window_s,
+                busy_window_s=busy_encoder_window_s,
                 prompt_text=initial_prompt,
                 hotwords=hotwords,
                 name=f"{name}-batch",
