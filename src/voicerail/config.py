@@ -142,7 +142,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
         Stage.TTS: RoutingConfig(
             ttfb_timeout_s=1.5,
             idle_timeout_s=1.0,
-            min_attempt_s=0.3,
+            min_attempt_s=1.0,  # a late turn still waits for piper's voice, up to 1 s
             hedge=False,
             words_per_second=3.7,
         ),

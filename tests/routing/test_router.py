@@ -443,3 +443,27 @@ async def test_a_transient_error_is_retried_before_a_much_weaker_provider(backup
     else:
         assert finals == ["book me to stay"]
         assert attempts(events) == [("whisper", "error"), ("sphinx", "ok")]
+
+
+async def test_a_much_weaker_fallback_takes_no_share_of_the_turn_budget():
+    clock_start = asyncio.get_running_loop().time()
+    slow = FakeSTT(
+        "whisper",
+        transcript="book me tuesday",
+        profile=FaultProfile(first_byte_delay=Delay(value_s=0.3)),
+    )
+    slow.quality = 0.9  # type: ignore[attr-defined]
+    weak = FakeSTT("sphinx", transcript="book me to stay")
+    weak.quality = 0.4  # type: ignore[attr-defined]
+    config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05)
+    router = Router(stt=[slow, weak], config=config)
+    # A 0.5 s turn budget: split over two providers whisper would get 0.25 s and be
+    # abandoned at 0.3 s; alone before a much weaker one it gets all 0.5 s.
+    deadline = router.clock.monotonic() + 0.5
+    events: list[Event] = []
+    providers = router.bind("call-1", events.append, lambda: deadline)
+    stream = providers.stt.transcribe(utterance(), sample_rate_hz=16000)
+    finals = [t.text async for t in stream if t.is_final]
+    assert finals == ["book me tuesday"]
+    assert attempts(events) == [("whisper", "ok")]
+    assert asyncio.get_running_loop().time() - clock_start < 1.0

@@ -287,8 +287,12 @@ class _Opening(Generic[T]):
                 )
             self.number += 1
             self.tried.append(provider.name)
+            # Rule 8: a much weaker provider after this one takes no share of the
+            # budget; this one may use all of it (a queued local model finishes).
+            floor = getattr(provider, "quality", 1.0) - self.cfg.retry_quality_gap
             open_after = sum(
                 self.router.breakers[p.name].state(now) is not BreakerState.OPEN
+                and getattr(p, "quality", 1.0) > floor
                 for p in self.candidates
             )
             attempt = Attempt(
