@@ -457,9 +457,9 @@ async def test_a_much_weaker_fallback_takes_no_share_of_the_turn_budget():
     weak.quality = 0.4  # type: ignore[attr-defined]
     config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05)
     router = Router(stt=[slow, weak], config=config)
-    # A 0.5 s turn budget: split over two providers whisper would get 0.25 s and be
-    # abandoned at 0.3 s; alone before a much weaker one it gets all 0.5 s.
-    deadline = router.clock.monotonic() + 0.5
+    # A 0.2 s turn budget: split over two providers whisper would get 0.1 s and be
+    # abandoned at 0.3 s; before only a much weaker one it gets its whole 1 s.
+    deadline = router.clock.monotonic() + 0.2
     events: list[Event] = []
     providers = router.bind("call-1", events.append, lambda: deadline)
     stream = providers.stt.transcribe(utterance(), sample_rate_hz=16000)

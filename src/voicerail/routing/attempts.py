@@ -295,13 +295,21 @@ class _Opening(Generic[T]):
                 and getattr(p, "quality", 1.0) > floor
                 for p in self.candidates
             )
+            deadline_s = self.scope.deadline_s(self.stage, 1 + open_after)
+            if open_after == 0 and any(
+                self.router.breakers[p.name].state(now) is not BreakerState.OPEN
+                for p in self.candidates
+            ):
+                # Only much weaker providers are left (rule 8): this attempt has its
+                # whole first-byte timeout, whatever is left of the turn's budget.
+                deadline_s = max(deadline_s, now + self.cfg.ttfb_timeout_s)
             attempt = Attempt(
                 provider,
                 self.make_stream(provider),
                 now,
                 self.number,
                 hedged,
-                deadline_s=self.scope.deadline_s(self.stage, 1 + open_after),
+                deadline_s=deadline_s,
                 slot=self.router.slots.get(provider.name),
                 on_queue_wait=self.router.on_queue_wait,
             )

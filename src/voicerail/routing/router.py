@@ -57,10 +57,11 @@ Rules:
    failing over to one ``retry_quality_gap`` or more below it: a 503 from
    faster-whisper is worth a second try before pocketsphinx, which hears far
    worse. Timeouts are not retried (the time is gone), nor our own queue.
-   Nor does a much weaker provider take a share of the turn's budget: the
-   attempt before it may use all of what is left (up to ``ttfb_timeout_s``),
-   so a local model that is merely queued under load is not abandoned for a
-   worse one that competes for the same cores.
+   Nor does a much weaker provider take a share of the turn's budget: an
+   attempt followed only by much weaker ones gets its whole ``ttfb_timeout_s``
+   whatever is left of the budget, so a local model that is merely queued
+   under load is not abandoned for a worse one that competes for the same
+   cores (its decode would finish anyway: CTranslate2 cannot be interrupted).
 
 Layout: this module holds configuration and shared state; ``attempts.py``
 starts and races attempts (rules 1, 2, 4-6, 8); ``routed.py`` holds the three
