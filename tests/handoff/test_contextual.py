@@ -129,3 +129,14 @@ async def test_rule_sentiment_with_a_scorer(tmp_path, embedder) -> None:
     assert not (await d.on_user_turn("I'd like to book an appointment.", 0.9)).handoff
     reply = await d.on_user_turn("This is terrible, I want to book Tuesday.", 0.9)
     assert reply.handoff and reply.pii["handoff_summary"]["reason"] == "sentiment"
+
+
+def test_the_wrapper_passes_the_fixed_texts_on_to_the_phrase_cache(tmp_path, embedder) -> None:
+    """Without them the phrase cache warmed nothing and every greeting hit piper."""
+    from voicerail.session.phrase_cache import fixed_sentences
+
+    agent, _ = clinic(tmp_path, embedder)
+    sentences = fixed_sentences(agent.fixed_texts())
+    assert "Hello, thanks for calling Riverside Family Clinic." in sentences
+    assert agent.handoff_text in agent.fixed_texts()
+    assert len(sentences) >= 20

@@ -75,3 +75,7 @@ class DialogFactory(Protocol):
     def new_dialog(self, call_id: str) -> Dialog:
         """Return a fresh dialog for ``call_id``."""
         ...
+
+    # Optional: ``fixed_texts() -> list[str]``, what the agent says whatever the
+    # caller said (``{placeholders}`` left in); the phrase cache synthesizes the
+    # sentences of these once. A wrapper of an agent must pass it on.

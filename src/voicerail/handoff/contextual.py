@@ -102,6 +102,11 @@ class ContextualAgent:
         self.handoff_text = handoff_text
         self.sentiment = sentiment
 
+    def fixed_texts(self) -> list[str]:
+        """The inner agent's fixed texts and the handoff text (the phrase cache's)."""
+        inner: Callable[[], list[str]] = getattr(self.inner, "fixed_texts", list)
+        return [*inner(), self.handoff_text]
+
     def new_dialog(self, call_id: str) -> ContextualDialog:
         """The inner agent's dialog for ``call_id``, wrapped."""
         return ContextualDialog(self, self.inner.new_dialog(call_id), call_id)
