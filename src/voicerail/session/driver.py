@@ -222,6 +222,16 @@ class CallSession:
         self._close_code = close_code
         self._done.set()
 
+    def shut_down(self) -> None:
+        """End the call because this worker stops (a drain's deadline passed).
+
+        The call is ``failed`` with ``ended_by: shutdown``, never ``abandoned``: the
+        caller did not hang up. The socket closes with 1012 (Service Restart, RFC
+        6455 §7.4.1 and the IANA registry), after which Twilio requests the
+        ``<Connect action>`` URL.
+        """
+        self._end("shutdown", error="worker shutdown: drain deadline passed", close_code=1012)
+
     @property
     def started(self) -> bool:
         """True once ``start`` arrived and was admitted: from then on this is a
@@ -354,7 +364,11 @@ class CallSession:
             started_at=self._clock.wall(),
             call_sid=start.call_sid,
             stream_sid=start.stream_sid,
-            data={"custom_parameters": sorted(start.custom_parameters)},
+            data={
+                "custom_parameters": sorted(start.custom_parameters),
+                "worker": str(self.rt.worker),  # for state/lost_calls.py
+                "worker_pid": self.rt.worker.pid,
+            },
         )
         self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
@@ -366,6 +380,7 @@ class CallSession:
                 "tracks": list(start.tracks),
                 "encoding": start.media_format.encoding,
                 "sample_rate_hz": start.media_format.sample_rate_hz,
+                "worker_pid": self.rt.worker.pid,
             },
             pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
         )

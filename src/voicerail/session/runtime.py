@@ -13,6 +13,7 @@ from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
 from voicerail.session.load import LoadMonitor
 from voicerail.session.phrase_cache import PhraseCache
+from voicerail.state.worker import WorkerIdentity, current_worker
 from voicerail.turns.policy import TurnConfig
 
 if TYPE_CHECKING:
@@ -80,6 +81,7 @@ class Runtime:
         phrases: the fixed sentences of the agent, synthesized once (None: off).
         crm: the CRM connector, outbox and relay (``crm/service.py``), when configured;
             the server runs its relay and reports its outbox on ``/metrics``.
+        worker: this server process, written on each call's row (``state/worker.py``).
     """
 
     agent: DialogFactory
@@ -95,3 +97,4 @@ class Runtime:
     load: LoadMonitor = field(default_factory=LoadMonitor)
     phrases: PhraseCache | None = None
     crm: CRMService | None = None
+    worker: WorkerIdentity = field(default_factory=current_worker)
