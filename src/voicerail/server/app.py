@@ -218,7 +218,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return JSONResponse({"error": str(exc)}, status_code=503)
         rows = [c.to_dict() for c in calls]
         for row in rows:
-            row["in_progress"] = row["call_id"] in active
+            # Another worker's call is in progress while its row has no end.
+            row["in_progress"] = row["call_id"] in active or row["ended_at"] is None
             row["worker_pid"] = row["data"].get("worker_pid")  # who serves it (issue 12)
         return JSONResponse({"calls": rows})
 
