@@ -37,7 +37,11 @@ class RedisStateStore:
         url: ``redis://HOST:PORT/DB`` (``--redis-url``, ``$VOICERAIL_REDIS_URL``).
         ttl_s: time to live of a call's keys, seconds (renewed on every write).
         prefix: key prefix, so several deployments can share one server.
-        timeout_s: socket timeout of each command, seconds.
+        timeout_s: socket timeout of each command, and longest wait for a free
+            connection, seconds.
+        max_connections: connections to the server; writes beyond wait their turn
+            (a connection per concurrent write costs a connect per write, and
+            hundreds of calls would open hundreds of connections).
 
     Raises:
         ConfigError: redis-py is not installed (the ``redis`` extra).
@@ -50,6 +54,7 @@ class RedisStateStore:
         ttl_s: float = DEFAULT_TTL_S,
         prefix: str = "voicerail:",
         timeout_s: float = 1.0,
+        max_connections: int = 8,
     ) -> None:
         from voicerail.extras import require_extra
 
@@ -58,9 +63,14 @@ class RedisStateStore:
 
         self.ttl_s = ttl_s
         self.prefix = prefix
-        self._redis: Any = aioredis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout_s,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
         )
+        self._redis: Any = aioredis.Redis(connection_pool=pool)
         self._save = self._redis.register_script(_SAVE)
 
     def _call_key(self, call_id: str) -> str:
@@ -104,4 +114,4 @@ class RedisStateStore:
         return None if ms < 0 else ms / 1000
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
