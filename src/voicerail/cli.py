@@ -106,6 +106,11 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="server processes on the one port"
     )
     serve.add_argument(
+        "--redis-url",
+        default=None,
+        help="call state in Redis, redis://HOST:PORT/DB ($VOICERAIL_REDIS_URL)",
+    )
+    serve.add_argument(
         "--drain-timeout",
         type=float,
         default=30.0,
@@ -215,6 +220,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
             return _serve_on(args, data_dir, sock, supervised=True)
     sock = _listen(args.host, args.port)
     try:
+        _check_redis(args)
         _close_lost_calls(args, data_dir)
         if args.workers == 1:
             return _serve_on(args, data_dir, sock)
@@ -227,6 +233,21 @@ def _database_url(args: argparse.Namespace) -> str | None:
     import os
 
     return args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None
+
+
+def _check_redis(args: argparse.Namespace) -> None:
+    """A configured Redis answers, before anything slow happens.
+
+    Raises:
+        ConfigError: it does not, or redis-py is missing.
+    """
+    import os
+
+    url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
+    if url:
+        from voicerail.state.redis_store import RedisStateStore
+
+        RedisStateStore.check(url)
 
 
 def _close_lost_calls(args: argparse.Namespace, data_dir: Path) -> None:
@@ -387,7 +408,14 @@ def _serve_on(
             endpoint_silence_s=args.endpoint_silence, frames_per_media=args.frames_per_media
         ),
     )
+    if supervised:
+        _check_redis(args)  # the supervisor checked; a worker may start much later
     runtime = build_runtime(options)
+    redis_url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
+    if redis_url:
+        from voicerail.state.redis_store import RedisStateStore
+
+        runtime.state = RedisStateStore(redis_url)
     asyncio.run(warm_up(runtime))
     from voicerail.server.handoff import settings_from
 

@@ -13,6 +13,7 @@ from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.routing.router import Router
 from voicerail.session.load import LoadMonitor
 from voicerail.session.phrase_cache import PhraseCache
+from voicerail.state.session import StateStore
 from voicerail.state.worker import WorkerIdentity, current_worker
 from voicerail.turns.policy import TurnConfig
 
@@ -82,6 +83,8 @@ class Runtime:
         crm: the CRM connector, outbox and relay (``crm/service.py``), when configured;
             the server runs its relay and reports its outbox on ``/metrics``.
         worker: this server process, written on each call's row (``state/worker.py``).
+        state: where each call's state is written once per turn (``state/``), so
+            another worker can carry the call on; None: nowhere.
     """
 
     agent: DialogFactory
@@ -98,3 +101,4 @@ class Runtime:
     phrases: PhraseCache | None = None
     crm: CRMService | None = None
     worker: WorkerIdentity = field(default_factory=current_worker)
+    state: StateStore | None = None

@@ -73,6 +73,33 @@ class RedisStateStore:
         self._redis: Any = aioredis.Redis(connection_pool=pool)
         self._save = self._redis.register_script(_SAVE)
 
+    @staticmethod
+    def check(url: str, timeout_s: float = 2.0) -> None:
+        """At start-up: the server at ``url`` answers ``PING`` (a blocking client,
+        so no connection is left bound to a loop that will not run the server).
+
+        Raises:
+            ConfigError: redis-py is missing, or the server does not answer.
+        """
+        from voicerail.errors import ConfigError
+        from voicerail.extras import require_extra
+
+        require_extra("redis", "call state in Redis (--redis-url)")
+        import redis
+        from redis.exceptions import RedisError
+
+        client = redis.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
+        )
+        try:
+            client.ping()
+        except (RedisError, ValueError) as exc:
+            raise ConfigError(
+                f"redis at {url} does not answer: {exc}", source="--redis-url"
+            ) from None
+        finally:
+            client.close()
+
     def _call_key(self, call_id: str) -> str:
         return f"{self.prefix}call:{call_id}"
 
