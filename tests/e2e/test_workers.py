@@ -18,6 +18,7 @@ import pytest
 
 from voicerail.demo import demo_turns
 from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.state.redis_store import RedisStateStore
 from voicerail.testing.callers import synthesize_caller_wav
 from voicerail.testing.server import serve_subprocess
 
@@ -69,10 +70,14 @@ def stored_call(data_dir: Path, call_sid: str) -> tuple[dict, list[dict]]:
     return call, [json.loads(e[0]) for e in ended]
 
 
-async def test_two_workers_answer_calls_on_one_port_with_summed_metrics(tmp_path, caller_audio):
-    """Four calls at once on two workers: each row names its worker; /metrics sums both."""
+async def test_two_workers_answer_calls_on_one_port_with_summed_metrics(
+    tmp_path, caller_audio, redis_url
+):
+    """Four calls at once on two workers with Redis: each row names its worker, each
+    call's state is in Redis (one version per turn), /metrics sums both workers."""
     data_dir = tmp_path / "server"
-    with serve_subprocess(["--workers", "2"], data_dir=data_dir) as (base_url, _):
+    args = ["--workers", "2", "--redis-url", redis_url]
+    with serve_subprocess(args, data_dir=data_dir) as (base_url, _):
         pids = worker_pids(base_url, 2)
         turn = hours_turn(caller_audio)
         callers = [SimulatedTwilioCall(media_url(base_url)) for _ in range(4)]
@@ -83,6 +88,16 @@ async def test_two_workers_answer_calls_on_one_port_with_summed_metrics(tmp_path
         ]
         assert all(row["worker_pid"] in pids for row in rows), (rows, pids)
         assert all(row["outcome"] != "failed" for row in rows), rows
+        states = RedisStateStore(redis_url)
+        try:
+            for row in rows:
+                state = await states.load(row["call_id"])
+                assert state is not None, row
+                assert state.version == len(state.turns) >= 2  # greeting + the answer
+                assert state.call_sid == row["call_sid"] and state.dialog["node"]
+                assert state.worker.split(":")[-2] == str(row["worker_pid"])
+        finally:
+            await states.aclose()
         metrics = ""
         for _ in range(20):  # whichever worker answers, the counts are both workers'
             metrics = httpx.get(f"{base_url}/metrics", timeout=5.0).text
