@@ -221,7 +221,6 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     sock = _listen(args.host, args.port)
     try:
         _check_redis(args)
-        _close_lost_calls(args, data_dir)
         if args.workers == 1:
             return _serve_on(args, data_dir, sock)
         return _supervise(args, argv, data_dir, sock)
@@ -256,7 +255,10 @@ def _close_lost_calls(args: argparse.Namespace, data_dir: Path) -> None:
     from voicerail.events.store import open_event_store
     from voicerail.state.lost_calls import close_lost_calls
 
-    store = open_event_store(data_dir, _database_url(args))
+    url = _database_url(args)
+    if url is None and not (data_dir / "events.sqlite3").exists():
+        return  # no store yet, so no call was left in it; none is created here
+    store = open_event_store(data_dir, url)
     try:
         closed = close_lost_calls(store)
     finally:
@@ -278,6 +280,7 @@ def _supervise(args: argparse.Namespace, argv: list[str], data_dir: Path, sock: 
     registry = load_registry(operations.credentials_path)
     if registry and not args.skip_credential_check:
         check_at_startup(registry, now_s=time.time(), source=str(operations.credentials_path))
+    _close_lost_calls(args, data_dir)
     supervisor = Supervisor(
         argv=argv,
         listen_fd=sock.fileno(),
@@ -410,6 +413,8 @@ def _serve_on(
     )
     if supervised:
         _check_redis(args)  # the supervisor checked; a worker may start much later
+    else:  # once per host: a supervisor did it for its workers
+        _close_lost_calls(args, data_dir)
     runtime = build_runtime(options)
     redis_url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
     if redis_url:
