@@ -448,6 +448,9 @@ def _serve_on(
         port=args.port,
         log_level="warning",
         http=header_timeout_protocol(settings.limits.header_timeout_s),
+        # A backstop after the drain: a handler that does not return within
+        # this long is cancelled, so no stuck call keeps the process alive.
+        timeout_graceful_shutdown=10,
     )
 
     def drain() -> Any:
