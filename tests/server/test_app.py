@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterable, AsyncIterator
 
 import pytest
@@ -123,7 +124,8 @@ def test_rest_api_lists_and_shows_calls(store):
     assert detail["events"][0]["kind"] == "CallStarted"
     assert client.get("/api/calls/missing").status_code == 404
     assert client.get("/api/calls", params={"limit": "x"}).status_code == 400
-    assert client.get("/healthz").json() == {"status": "ok", "calls_in_progress": 0}
+    health = client.get("/healthz").json()
+    assert health == {"status": "ok", "calls_in_progress": 0, "worker_pid": os.getpid()}
 
 
 @pytest.mark.parametrize("limit", ["-1", "0", "1001", "9223372036854775808"])

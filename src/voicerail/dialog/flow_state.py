@@ -8,7 +8,9 @@ worker; every value in it is a plain type, a ``date``/``time``, or a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import date, time
+from typing import Any
 
 from voicerail.dialog.bookings import Booking
 from voicerail.dialog.flow_actions import SlotValue
@@ -41,3 +43,67 @@ class CallState:
     history: list[tuple[str, str]] = field(default_factory=list)
     confirm_heard: bool = True
     ended: bool = False
+
+
+def _slot_to_json(value: SlotValue) -> dict[str, str]:
+    if isinstance(value, date):
+        return {"date": value.isoformat()}
+    if isinstance(value, time):
+        return {"time": value.isoformat()}
+    return {"str": value}
+
+
+def _slot_from_json(body: dict[str, str]) -> SlotValue:
+    if "date" in body:
+        return date.fromisoformat(body["date"])
+    if "time" in body:
+        return time.fromisoformat(body["time"])
+    return body["str"]
+
+
+def to_snapshot(state: CallState) -> dict[str, Any]:
+    """``state`` as JSON-ready data (dates and times tagged), for a session store."""
+    target = None
+    if state.target is not None:
+        target = {**asdict(state.target)}
+        target["day"], target["time"] = state.target.day.isoformat(), state.target.time.isoformat()
+    return {
+        "node": state.node,
+        "awaiting": state.awaiting,
+        "slots": {name: _slot_to_json(value) for name, value in state.slots.items()},
+        "target": target,
+        "misunderstandings": state.misunderstandings,
+        "actions_done": dict(state.actions_done),
+        "history": [list(pair) for pair in state.history],
+        "confirm_heard": state.confirm_heard,
+        "ended": state.ended,
+    }
+
+
+def from_snapshot(body: dict[str, Any]) -> CallState:
+    """The inverse of :func:`to_snapshot`.
+
+    Raises:
+        KeyError, ValueError, TypeError: ``body`` is not a snapshot.
+    """
+    target = body["target"]
+    booking = None
+    if target is not None:
+        booking = Booking(
+            **{
+                **target,
+                "day": date.fromisoformat(target["day"]),
+                "time": time.fromisoformat(target["time"]),
+            }
+        )
+    return CallState(
+        node=body["node"],
+        awaiting=body["awaiting"],
+        slots={name: _slot_from_json(value) for name, value in body["slots"].items()},
+        target=booking,
+        misunderstandings=body["misunderstandings"],
+        actions_done=dict(body["actions_done"]),
+        history=[(role, text) for role, text in body["history"]],
+        confirm_heard=body["confirm_heard"],
+        ended=body["ended"],
+    )

@@ -55,7 +55,7 @@ from voicerail.dialog.flow_config import (
     NodeSpec,
     load_agent_spec,
 )
-from voicerail.dialog.flow_state import CONFIRM, CallState
+from voicerail.dialog.flow_state import CONFIRM, CallState, to_snapshot
 from voicerail.dialog.nlu import Embedder, IntentClassifier
 from voicerail.errors import StoreError
 from voicerail.events.model import Outcome
@@ -136,6 +136,10 @@ class FlowDialog:
         self.spec = agent.spec
         self.call_id = call_id
         self.state = CallState(node=agent.spec.start)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The dialog's state, slots included, as JSON-ready data (``state/``)."""
+        return to_snapshot(self.state)
 
     # -- the Dialog interface --------------------------------------------------------
 

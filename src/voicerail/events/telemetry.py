@@ -151,7 +151,10 @@ class PrometheusSink:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         self.calls_in_progress = Gauge(
-            "voicerail_calls_in_progress", "Calls started and not yet ended.", registry=r
+            "voicerail_calls_in_progress",
+            "Calls started and not yet ended.",
+            registry=r,
+            multiprocess_mode="livesum",  # several workers: the sum over live ones
         )
         self.calls = Counter("voicerail_calls", "Calls ended, by outcome.", ["outcome"], registry=r)
         self.stage_latency = Histogram(
@@ -201,6 +204,7 @@ class PrometheusSink:
             "Seconds until each credential expires (negative: expired).",
             ["credential"],
             registry=r,
+            multiprocess_mode="mostrecent",  # one worker checks (server/operations.py)
         )
 
     def receive_event(self, event: dict[str, Any]) -> None:

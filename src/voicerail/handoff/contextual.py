@@ -158,6 +158,11 @@ class ContextualDialog:
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         self.inner.on_agent_heard(heard_text, full_text)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The inner dialog's state (``state/``), empty when it has none to give."""
+        inner = getattr(self.inner, "snapshot", None)
+        return inner() if inner is not None else {}
+
     async def _open_gate(self) -> dict[str, Any]:
         if self.lookup is None or self.gate is not None:
             return {}

@@ -421,10 +421,19 @@ class _Opening(Generic[T]):
 
 
 async def abandon(attempt: Attempt[Any]) -> None:
-    """Cancel an attempt and close its stream; its own errors no longer matter."""
+    """Cancel an attempt and close its stream; its own errors no longer matter.
+
+    Raises:
+        asyncio.CancelledError: the task running this was cancelled meanwhile.
+            (Suppressing every exception of ``await attempt.task`` swallowed
+            that too: a call ended while a slow provider was abandoned kept its
+            reply job running, waiting for marks that never came, so the call
+            never ended and a drain could not finish.)
+    """
     attempt.task.cancel()
-    with contextlib.suppress(BaseException):
-        await attempt.task
+    await asyncio.wait([attempt.task])  # never raises the attempt's own error
+    if not attempt.task.cancelled():
+        attempt.task.exception()  # retrieved: its errors no longer matter
     aclose = getattr(attempt.stream, "aclose", None)
     if aclose is not None:
         with contextlib.suppress(Exception):

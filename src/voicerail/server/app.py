@@ -14,13 +14,15 @@ Routes:
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
   ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
   and at most ``max_pending_streams`` sockets may wait for ``start``.
-* ``GET /healthz`` — liveness and calls in progress (streams past ``start``).
+* ``GET /healthz`` — liveness, calls in progress (streams past ``start``) and
+  the answering worker's process id.
 * ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
   be admitted, 503 when full, overloaded or draining; the load in the body.
 * Admission (``session/load.py``, ``server/admission.py``): beyond capacity the
   voice webhook answers the agent's overflow TwiML and a media stream is
   closed with 1013; both are ``CallRefused`` events.
-* ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON.
+* ``GET /api/calls`` and ``GET /api/calls/{call_id}`` — calls and timelines, JSON;
+  each row of the list says which worker process serves the call (``worker_pid``).
 * Operations (``server/operations.py``): ``/metrics``, ``/dashboard``,
   ``/api/ops/*``, ``/login``; API key or login when configured.
 
@@ -192,7 +194,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
 
     async def healthz(request: Request) -> Response:
         calls = sum(1 for s in active.values() if s.started)
-        return JSONResponse({"status": "ok", "calls_in_progress": calls})
+        body = {"status": "ok", "calls_in_progress": calls, "worker_pid": runtime.worker.pid}
+        return JSONResponse(body)
 
     async def readyz(request: Request) -> Response:
         ready, load = runtime.load.ready()
@@ -215,7 +218,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return JSONResponse({"error": str(exc)}, status_code=503)
         rows = [c.to_dict() for c in calls]
         for row in rows:
-            row["in_progress"] = row["call_id"] in active
+            # Another worker's call is in progress while its row has no end.
+            row["in_progress"] = row["call_id"] in active or row["ended_at"] is None
+            row["worker_pid"] = row["data"].get("worker_pid")  # who serves it (issue 12)
         return JSONResponse({"calls": rows})
 
     async def get_call(request: Request) -> Response:
@@ -246,6 +251,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         routes += handoff_routes(desk, signed_form)
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
     app.state.handoff_desk = desk
+    app.state.calls = active  # read by the SIGTERM drain (server/drain.py)
     limits = settings.limits
     throttle = LoginThrottle(
         per_client=limits.login_failures_per_client,

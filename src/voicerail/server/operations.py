@@ -60,6 +60,8 @@ class OperationsSettings:
         credential_check_interval_s: time between credential checks.
         live_credential_checks: ask providers (else configured expiry only).
         data_dir: where the alert state file is kept.
+        credential_monitor: run the periodic credential checks here; with several
+            workers only the first one does (one checker per host, issue 12).
     """
 
     access: AccessSettings = field(default_factory=AccessSettings)
@@ -73,6 +75,7 @@ class OperationsSettings:
     credential_check_interval_s: float = 6 * 3600.0
     live_credential_checks: bool = True
     data_dir: Path | None = None
+    credential_monitor: bool = True
 
     @classmethod
     def from_env(
@@ -144,7 +147,7 @@ def mount_operations(
     )
     client = httpx.AsyncClient(timeout=10.0) if registry else None
     monitor = None
-    if client is not None:
+    if client is not None and settings.credential_monitor:
         state_dir = settings.data_dir
         monitor = CredentialMonitor(
             registry,
@@ -162,10 +165,12 @@ def mount_operations(
 
     routes = []
     if settings.metrics:
+        extra = []
         if runtime.crm is not None:
             collector = OutboxCollector(runtime.crm.outbox, runtime.clock)
             telemetry.metrics.registry.register(collector)
-        routes += metrics_routes(telemetry.metrics.registry)
+            extra.append(collector)
+        routes += metrics_routes(telemetry.metrics.registry, extra_collectors=extra)
     if settings.dashboard:
         state = DashboardState(
             store=lambda: runtime.events,

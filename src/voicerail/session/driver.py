@@ -64,6 +64,8 @@ from voicerail.session.playback import PlaybackTracker
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_for_speech
+from voicerail.state.recorder import CallStateRecorder
+from voicerail.state.session import SessionState
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 
@@ -190,6 +192,8 @@ class CallSession:
         self._admitted = False  # a stream started and was admitted: this is a call
         self._holding: asyncio.TimerHandle | None = None
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
+        self._recorder: CallStateRecorder | None = None  # state once per turn (state/)
+        self._caller_text = ""  # the turn's caller text, for the recorder
         self.record = CallRecord(
             call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
         )
@@ -221,6 +225,8 @@ class CallSession:
         if self._admitted:
             self.rt.load.call_ended(self.call_id)
         self._finish()
+        if self._recorder is not None:
+            await self._recorder.aclose()
         if self._close_code is not None:
             try:
                 reason = self._close_reason or self._ended_by or ""
@@ -239,6 +245,16 @@ class CallSession:
             self._error = error
         self._close_code = close_code
         self._done.set()
+
+    def shut_down(self) -> None:
+        """End the call because this worker stops (a drain's deadline passed).
+
+        The call is ``failed`` with ``ended_by: shutdown``, never ``abandoned``: the
+        caller did not hang up. The socket closes with 1012 (Service Restart, RFC
+        6455 §7.4.1 and the IANA registry), after which Twilio requests the
+        ``<Connect action>`` URL.
+        """
+        self._end("shutdown", error="worker shutdown: drain deadline passed", close_code=1012)
 
     @property
     def started(self) -> bool:
@@ -372,10 +388,17 @@ class CallSession:
             started_at=self._clock.wall(),
             call_sid=start.call_sid,
             stream_sid=start.stream_sid,
-            data={"custom_parameters": sorted(start.custom_parameters)},
+            data={
+                "custom_parameters": sorted(start.custom_parameters),
+                "worker": str(self.rt.worker),  # for state/lost_calls.py
+                "worker_pid": self.rt.worker.pid,
+            },
         )
         self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
+        if self.rt.state is not None:
+            first = SessionState(self.call_id, call_sid=start.call_sid, worker=str(self.rt.worker))
+            self._recorder = CallStateRecorder(self.rt.state, first, self._clock.wall)
         self._emit(
             EventKind.STREAM_STARTED,
             Stage.TELEPHONY,
@@ -384,6 +407,7 @@ class CallSession:
                 "tracks": list(start.tracks),
                 "encoding": start.media_format.encoding,
                 "sample_rate_hz": start.media_format.sample_rate_hz,
+                "worker_pid": self.rt.worker.pid,
             },
             pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
         )
@@ -565,6 +589,8 @@ class CallSession:
         heard = tracker.heard_text(now) if tracker is not None else ""
         full = tracker.full_text if tracker is not None else ""
         self.dialog.on_agent_heard(heard, full)
+        if self._recorder is not None:
+            self._recorder.heard(heard)
         self._emit(
             EventKind.BARGE_IN,
             Stage.TELEPHONY,
@@ -644,6 +670,7 @@ class CallSession:
             return
         text = f"{self._unanswered_text} {text}".strip()
         self._unanswered_text = text
+        self._caller_text = text
         started = self._clock.monotonic()
         reply = await self.dialog.on_user_turn(text, confidence)
         self._record_decision(reply, started, reason="user_turn")
@@ -747,6 +774,22 @@ class CallSession:
             reply.outcome is Outcome.HANDOFF
         ):
             self._outcome = reply.outcome
+        self._record_state(reply)
+
+    def _record_state(self, reply: AgentReply) -> None:
+        """Hand this turn to the state recorder (written in the background)."""
+        if self._recorder is None:
+            return
+        snapshot = getattr(self.dialog, "snapshot", None)  # a dialog that can be restored
+        self._recorder.turn(
+            caller_text=self._caller_text,
+            agent_text=reply.text,
+            outcome=str(self._outcome) if self._outcome is not None else None,
+            booking_id=self.record.data.get("booking_id"),
+            dialog=snapshot() if snapshot is not None else None,
+            providers={"stt": self.stt.name, "tts": self.tts.name},
+        )
+        self._caller_text = ""
 
     # -- speaking --------------------------------------------------------------
 

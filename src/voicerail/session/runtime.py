@@ -14,6 +14,8 @@ from voicerail.routing.router import Router
 from voicerail.session.end_of_turn import TurnModel
 from voicerail.session.load import LoadMonitor
 from voicerail.session.phrase_cache import PhraseCache
+from voicerail.state.session import StateStore
+from voicerail.state.worker import WorkerIdentity, current_worker
 from voicerail.turns.policy import TurnConfig
 
 if TYPE_CHECKING:
@@ -96,6 +98,9 @@ class Runtime:
             the server runs its relay and reports its outbox on ``/metrics``.
         turn_model: an end-of-turn model (Smart Turn v3) that ends turns before the
             endpointing window when the caller has finished (None: the window alone).
+        worker: this server process, written on each call's row (``state/worker.py``).
+        state: where each call's state is written once per turn (``state/``), so
+            another worker can carry the call on; None: nowhere.
     """
 
     agent: DialogFactory
@@ -112,3 +117,5 @@ class Runtime:
     phrases: PhraseCache | None = None
     crm: CRMService | None = None
     turn_model: TurnModel | None = None
+    worker: WorkerIdentity = field(default_factory=current_worker)
+    state: StateStore | None = None

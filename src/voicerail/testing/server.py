@@ -35,6 +35,36 @@ def serve_process(
 ) -> Iterator[str]:
     """Start ``voicerail serve`` in a subprocess; yield its base URL; stop it after.
 
+    The arguments and errors are those of :func:`serve_subprocess`.
+    """
+    with serve_subprocess(
+        args,
+        data_dir=data_dir,
+        port=port,
+        startup_timeout_s=startup_timeout_s,
+        log_path=log_path,
+        program=program,
+        cwd=cwd,
+        env=env,
+    ) as (base_url, _):
+        yield base_url
+
+
+@contextlib.contextmanager
+def serve_subprocess(
+    args: Sequence[str] = (),
+    *,
+    data_dir: Path,
+    port: int | None = None,
+    startup_timeout_s: float = 180.0,
+    log_path: Path | None = None,
+    program: Sequence[str] = (),
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Start ``voicerail serve`` in a subprocess; yield its base URL and process
+    (for tests that signal it); stop it after, if it still runs.
+
     Args:
         args: extra ``serve`` arguments (``--agent``, timings, …).
         data_dir: the server's ``--data-dir``.
@@ -73,7 +103,7 @@ def serve_process(
         )
         try:
             _wait_healthy(proc, base_url, startup_timeout_s, log_path)
-            yield base_url
+            yield base_url, proc
         finally:
             proc.terminate()
             try:
