@@ -203,9 +203,9 @@ def build_runtime(options: ServeOptions) -> Runtime:
 
 
 #: Concurrent calls one core carries with the embedded models (whisper, piper,
-#: Silero, Smart Turn) at p95 ≤ 1.5 s at the ear: bench/capacity_embedded.py
-#: passed 6 staggered clinic calls on 2 cores (p95 1380 ms) and failed 8 and 10.
-EMBEDDED_CALLS_PER_CORE = 3
+#: Silero, Smart Turn) at p95 ≤ 1.5 s at the ear: bench/capacity_embedded.py on a
+#: quiet 2-core machine, callers over 20 s: 8 pass (p95 1273 ms), 10 fail (1612).
+EMBEDDED_CALLS_PER_CORE = 4
 #: With cloud STT and TTS the runtime itself is the cost: bench/capacity.py passes
 #: 40-50 calls in one process on 2 cores (0.6-1.5 % of a core per call).
 CLOUD_CALLS_PER_CORE = 20
