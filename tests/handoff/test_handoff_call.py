@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import date
 
 from starlette.testclient import TestClient
@@ -14,55 +13,17 @@ from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
 from voicerail.events.store import SQLiteEventStore
 from voicerail.providers.base import (
-    ChatMessage,
-    LLMCapabilities,
     LLMDelta,
-    STTCapabilities,
     ToolCall,
-    ToolSpec,
-    Transcript,
-    TTSCapabilities,
-    TTSChunk,
 )
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import Runtime
+from voicerail.testing.doubles import ScriptedLLM, ToneTTS
+from voicerail.testing.doubles import SilentSTT as NoSTT
 from voicerail.wire import twilio
 
 PHONE = "+15551230000"
-
-
-class NoSTT:
-    name, model, capabilities = "none", "none", STTCapabilities()
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        async for _ in audio:
-            pass
-        yield Transcript("", is_final=True)
-
-
-class ToneTTS:
-    name, model, capabilities = "tone", "none", TTSCapabilities(sample_rate_hz=8000)
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"\x10\x00" * 160, 8000, text)
-
-
-class ScriptedLLM:
-    name, model, capabilities = "scripted", "scripted-1", LLMCapabilities()
-
-    def __init__(self, script: list[list[LLMDelta]]) -> None:
-        self.script = list(script)
-        self.prompts: list[list[ChatMessage]] = []
-
-    async def chat(
-        self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
-    ) -> AsyncIterator[LLMDelta]:
-        self.prompts.append(list(messages))
-        for delta in self.script.pop(0):
-            yield delta
 
 
 def tool(call_id: str, tool_name: str, **args: str) -> list[LLMDelta]:

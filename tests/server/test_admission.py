@@ -17,8 +17,9 @@ from voicerail.server.admission import OverflowPolicy, load_overflow
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.session.load import AdmissionConfig, LoadMonitor
 from voicerail.session.runtime import Runtime
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
-from .test_app import FORM, QuietAgent, SilentSTT, SilentTTS
+from .test_app import FORM
 
 
 @pytest.fixture

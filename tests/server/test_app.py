@@ -3,67 +3,18 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterable, AsyncIterator
 
 import pytest
 from starlette.testclient import TestClient
 from twilio.request_validator import RequestValidator
 
-from voicerail.dialog.base import AgentReply
 from voicerail.events.model import Event, EventKind
 from voicerail.events.store import CallRecord, SQLiteEventStore
-from voicerail.providers.base import (
-    STTCapabilities,
-    Transcript,
-    TTSCapabilities,
-    TTSChunk,
-)
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.session.runtime import Runtime
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
 TOKEN = "test-auth-token"
-
-
-class SilentSTT:
-    name, model, capabilities = "silent", "none", STTCapabilities()
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        async for _ in audio:
-            pass
-        yield Transcript("", is_final=True)
-
-
-class SilentTTS:
-    name, model, capabilities = "silent", "none", TTSCapabilities(sample_rate_hz=8000)
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"\x00\x00" * 800, 8000, text)
-
-
-class QuietDialog:
-    async def start(self) -> AgentReply:
-        return AgentReply("Hello.")
-
-    async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
-        return AgentReply("")
-
-    async def on_dtmf(self, digits: str) -> AgentReply:
-        return AgentReply("")
-
-    async def on_silence(self, count: int, final: bool = False) -> AgentReply:
-        return AgentReply("")
-
-    def on_agent_heard(self, heard_text: str, full_text: str) -> None:
-        pass
-
-
-class QuietAgent:
-    name = "quiet"
-
-    def new_dialog(self, call_id: str) -> QuietDialog:
-        return QuietDialog()
 
 
 @pytest.fixture

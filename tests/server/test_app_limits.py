@@ -15,10 +15,11 @@ from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.limits import ServerLimits
 from voicerail.session.runtime import Runtime
 from voicerail.testing.clock import FakeClock
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 from voicerail.wire import twilio
 from voicerail.wire.stream_limits import StreamLimits
 
-from .test_app import TOKEN, QuietAgent, SilentSTT, SilentTTS
+from .test_app import TOKEN
 
 HANG_GUARD_S = 5.0
 FRAME = b"\xff" * 160

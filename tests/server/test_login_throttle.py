@@ -13,8 +13,7 @@ from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import Runtime
 from voicerail.testing.clock import FakeClock
-
-from .test_app import QuietAgent, SilentSTT, SilentTTS
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
 
 def test_a_client_is_locked_out_after_its_failures_within_the_window():

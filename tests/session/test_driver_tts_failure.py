@@ -13,8 +13,7 @@ from voicerail.events.store import SQLiteEventStore
 from voicerail.providers.base import TTSCapabilities, TTSChunk
 from voicerail.server.app import create_app
 from voicerail.session.runtime import Runtime
-
-from ..server.test_app import QuietAgent, SilentSTT
+from voicerail.testing.doubles import QuietAgent, SilentSTT
 
 
 class DeadTTS:

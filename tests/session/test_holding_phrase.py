@@ -19,9 +19,9 @@ from voicerail.providers.base import STTCapabilities, Transcript
 from voicerail.server.app import create_app
 from voicerail.session.phrase_cache import HOLDING_PHRASE, PhraseCache
 from voicerail.session.runtime import AudioConfig, Runtime
+from voicerail.testing.doubles import QuietAgent
 from voicerail.turns.policy import TurnConfig
 
-from ..server.test_app import QuietAgent
 from .test_phrase_cache import CountingTTS
 
 TONE = pcm16_to_ulaw(

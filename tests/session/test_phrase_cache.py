@@ -15,8 +15,7 @@ from voicerail.providers.base import TTSCapabilities, TTSChunk
 from voicerail.server.app import create_app
 from voicerail.session.phrase_cache import PhraseCache, fixed_sentences
 from voicerail.session.runtime import Runtime
-
-from ..server.test_app import QuietDialog, SilentSTT
+from voicerail.testing.doubles import QuietDialog, SilentSTT
 
 
 class CountingTTS:

@@ -14,8 +14,7 @@ from voicerail.session.runtime import Runtime
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import MemoryStateStore, SessionState
 from voicerail.testing.clock import FakeClock
-
-from ..server.test_app import QuietAgent, SilentSTT, SilentTTS
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
 
 def recorder_over(store) -> CallStateRecorder:
