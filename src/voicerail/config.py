@@ -360,8 +360,9 @@ async def warm_up(runtime: Runtime) -> None:
     async def half_second() -> AsyncIterator[bytes]:
         yield b"\x00\x00" * 8000
 
-    if runtime.turn_model is not None:  # the first inference loads the feature code
-        await runtime.turn_model.probability_async(np.zeros(8000, dtype=np.int16))
+    turn_model = getattr(runtime, "turn_model", None)
+    if turn_model is not None:  # the first inference loads the feature code
+        await turn_model.probability_async(np.zeros(8000, dtype=np.int16))
     if runtime.router is not None:
         providers = [p for chain in runtime.router.chains.values() for p in chain]
     else:

@@ -35,6 +35,12 @@ Rules:
    a narrower window halves the decode at a small cost in accuracy (rule 1's
    figures). At 8 staggered clinic calls on a shared 2-core machine, 20 s under
    load did not show a better p95 than 30 s, so it stays an operator's choice.
+8. An utterance the greedy batch decode is unsure of (mean token log
+   probability under ``retry_below_logprob``, and not silence) is decoded
+   again alone by faster-whisper's ``transcribe``, whose temperature fallback
+   recovers what one greedy pass misheard; the batch is the fast path, not a
+   lower-quality one. (The demo call's "next Tuesday" came back from one greedy
+   pass of the call's audio as "next, choose the A3" about half the time.)
 """
 
 from __future__ import annotations
@@ -96,6 +102,8 @@ class WhisperBatcher:
         prompt_text: initial prompt (context) for every utterance.
         hotwords: words to bias toward.
         name: thread name.
+        retry_below_logprob: decode again alone below this mean token log
+            probability (rule 8; -0.5 is a confidence of about 0.6).
     """
 
     def __init__(
@@ -111,6 +119,7 @@ class WhisperBatcher:
         prompt_text: str | None = None,
         hotwords: str | None = None,
         name: str = "whisper-batch",
+        retry_below_logprob: float = -0.5,
     ) -> None:
         self._load_model = load_model
         self.language = language
@@ -121,6 +130,7 @@ class WhisperBatcher:
         self.max_wait_s = max_wait_s
         self._prompt_text = prompt_text
         self._hotwords = hotwords
+        self.retry_below_logprob = retry_below_logprob
         self._queue: queue.SimpleQueue[_Request] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._started = False
@@ -219,14 +229,35 @@ class WhisperBatcher:
             suppress_tokens=[-1],
         )
         decoded = []
-        for result in results:
+        for utterance, result in zip(utterances, results, strict=True):
             tokens = result.sequences_ids[0]
             # faster-whisper's average log probability (length penalty 1).
             avg = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else None
-            decoded.append(
-                Decoded(tokenizer.decode(tokens).strip(), avg, float(result.no_speech_prob))
-            )
+            no_speech = float(result.no_speech_prob)
+            text = tokenizer.decode(tokens).strip()
+            if avg is not None and avg < self.retry_below_logprob and no_speech <= 0.6:
+                text, avg = self._transcribe_alone(model, utterance)  # rule 8
+            decoded.append(Decoded(text, avg, no_speech))
         return decoded
+
+    def _transcribe_alone(self, model: Any, utterance: np.ndarray) -> tuple[str, float | None]:
+        """Rule 8: faster-whisper's own ``transcribe`` (30 s window, temperature
+        fallback on a low log probability or a repetitive text)."""
+        segments, _info = model.transcribe(
+            utterance,
+            language=self.language,
+            beam_size=1,
+            vad_filter=False,
+            without_timestamps=True,
+            condition_on_previous_text=False,
+            initial_prompt=self._prompt_text,
+            hotwords=self._hotwords,
+        )
+        found = list(segments)
+        text = " ".join(segment.text.strip() for segment in found).strip()
+        if not found:
+            return text, None
+        return text, sum(segment.avg_logprob for segment in found) / len(found)
 
 
 def _settle(
