@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--turn-check-after",
         type=float,
-        default=0.2,
+        default=0.3,
         help="seconds of pause before the end-of-turn model is asked",
     )
     serve.add_argument(

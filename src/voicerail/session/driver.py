@@ -76,6 +76,9 @@ STT_RATE_HZ = 16000
 FRAME_S = 0.02
 ULAW_FRAME_NUM_BYTES = 160
 TICK_S = 0.05
+#: How far the VAD may lag the received audio (a window, a frame and some batching)
+#: for an end-of-turn model's answer still to end the turn early.
+_VAD_BEHIND_S = 0.1
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
 CLOSE_TRY_AGAIN_LATER = 1013
 
@@ -468,6 +471,11 @@ class CallSession:
         endpointer = self._endpointer
         if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
             return  # the caller spoke again, or the window already ended the turn
+        if self._received_s - endpointer.now_s > _VAD_BEHIND_S:
+            # Audio arrived that the VAD has not scored yet (a loaded server): the
+            # caller may already be speaking again, so the window decides instead.
+            # Under load this had split "next Tuesday | at three" into two turns.
+            return
         change = endpointer.end_now()
         if change is None or self._done.is_set():
             return

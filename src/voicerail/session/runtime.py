@@ -68,7 +68,7 @@ class AudioConfig:
     preroll_s: float = 0.3
     playback_lead_s: float = 0.2
     speculative_stt_after_s: float | None = 0.3
-    turn_check_after_s: float | None = 0.2
+    turn_check_after_s: float | None = 0.3
     first_clause_min_words: int | None = 3
     frames_per_media: int = 1
     holding_after_s: float | None = None
