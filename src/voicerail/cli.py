@@ -1,5 +1,8 @@
 """The ``voicerail`` command line.
 
+(Over 500 lines: one argument parser per command and their start-up checks; the
+next split is ``serve`` and its worker supervision into ``server/serve_cli.py``.)
+
 Commands:
     serve   run the server (Twilio webhook, media WebSocket, REST API)
     call    place one simulated Twilio call against a running server

@@ -1,5 +1,9 @@
 """The flow engine: the nodes of an agent file, slot filling, explicit confirmation, recovery.
 
+(Just over 500 lines: the decision steps of rule 2 read the same per-call state;
+the phrase-cache and snapshot hooks pushed it over. The next split is the
+keypad and silence handlers into their own module.)
+
 Rules kept here (the file's schema is in :mod:`voicerail.dialog.flow_config`):
 
 1. One :class:`FlowAgent` per agent file holds only read-only things shared by

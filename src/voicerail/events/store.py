@@ -1,5 +1,9 @@
 """Event and call stores. SQLite is the embedded default.
 
+(Just over 500 lines: the SQLite store and its writer thread share one schema;
+the filtered call queries and the worker columns pushed it over. Issue 16's
+rollups are the moment to move the queries beside ``events/queries.py``.)
+
 Rules:
 
 1. ``append`` never blocks the event loop on disk: events go to an in-memory

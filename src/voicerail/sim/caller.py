@@ -1,5 +1,8 @@
 """A simulated phone caller that behaves as Twilio does on a real call.
 
+(Just over 500 lines: playback, the script and the measures at the ear share the
+call's clock. The next split is the playback buffer into ``sim/playback.py``.)
+
 It connects to the media WebSocket, sends ``connected`` and ``start``, streams
 20 ms μ-law frames in real time for the whole call (silence between turns, as
 Twilio's inbound track does), plays the agent's audio at real-time speed,
