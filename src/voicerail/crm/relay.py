@@ -11,6 +11,10 @@ Rules kept here:
 3. A relay that dies mid-batch (killed, cancelled, crashed) leaves its leases
    to expire; it never needs cleaning up. Several relays may run at once.
 4. The clock is injected: ``now_s`` for the outbox comes from ``clock.wall()``.
+5. The outbox's calls (claim, complete, fail) are blocking database calls
+   (sqlite3, psycopg): they run in a worker thread, never on the event loop,
+   which carries the calls' audio. Each holds the outbox's own lock and the
+   database's busy timeout (5 s), so none waits without a deadline.
 """
 
 from __future__ import annotations
@@ -84,7 +88,9 @@ class Relay:
 
     async def run_once(self) -> int:
         """Claim one batch and deliver it; returns how many rows were claimed."""
-        entries = self.outbox.claim(self.owner, self.batch_size, self.clock.wall(), self.lease_s)
+        entries = await asyncio.to_thread(
+            self.outbox.claim, self.owner, self.batch_size, self.clock.wall(), self.lease_s
+        )
         for entry in entries:
             await self.deliver(entry)
         return len(entries)
@@ -97,20 +103,22 @@ class Relay:
             async with asyncio.timeout(self.attempt_timeout_s):
                 receipt = await self.connector.upsert(write)
         except TimeoutError:
-            self._failed(entry, "timeout", retryable=True, retry_after_s=None)
+            await self._failed(entry, "timeout", retryable=True, retry_after_s=None)
             return
         except CRMError as exc:
             reason = f"{exc.status or ''}:{exc.code or exc.error_class}"
-            self._failed(entry, reason, retryable=exc.retryable, retry_after_s=exc.retry_after_s)
+            await self._failed(
+                entry, reason, retryable=exc.retryable, retry_after_s=exc.retry_after_s
+            )
             return
         now_s = self.clock.wall()
-        if self.outbox.complete(key, self.owner, now_s, receipt.crm_id):
+        if await asyncio.to_thread(self.outbox.complete, key, self.owner, now_s, receipt.crm_id):
             self.counts.delivered += 1
             self.counts.latencies_s.append(now_s - entry.created_at)
         else:
             self.counts.fenced += 1
 
-    def _failed(
+    async def _failed(
         self, entry: OutboxEntry, reason: str, *, retryable: bool, retry_after_s: float | None
     ) -> None:
         key = entry.write.idempotency_key
@@ -125,7 +133,7 @@ class Relay:
             if give_up
             else self.policy.next_attempt_s(key, entry.attempts, now_s, retry_after_s)
         )
-        if not self.outbox.fail(key, self.owner, now_s, reason, retry_at):
+        if not await asyncio.to_thread(self.outbox.fail, key, self.owner, now_s, reason, retry_at):
             self.counts.fenced += 1
         elif give_up:
             self.counts.dead_lettered += 1

@@ -22,6 +22,7 @@ Wraps any :class:`~voicerail.dialog.base.DialogFactory`:
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
@@ -144,16 +145,16 @@ class ContextualDialog:
         self._last_text = text
         reply = await self.inner.on_user_turn(text, confidence)
         reply.data.update(crm_data)
-        return self._after(self._apply_rules(reply, text))
+        return await self._after(self._apply_rules(reply, text))
 
     async def on_dtmf(self, digits: str) -> AgentReply:
         crm_data = await self._open_gate()
         reply = await self.inner.on_dtmf(digits)
         reply.data.update(crm_data)
-        return self._after(self._apply_rules(reply, None))
+        return await self._after(self._apply_rules(reply, None))
 
     async def on_silence(self, count: int, final: bool = False) -> AgentReply:
-        return self._after(await self.inner.on_silence(count, final))
+        return await self._after(await self.inner.on_silence(count, final))
 
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         self.inner.on_agent_heard(heard_text, full_text)
@@ -200,7 +201,7 @@ class ContextualDialog:
             pii=dict(reply.pii),
         )
 
-    def _after(self, reply: AgentReply) -> AgentReply:
+    async def _after(self, reply: AgentReply) -> AgentReply:
         """Rule 2, and the bookkeeping it needs (an intent recognized opens the
         gate's ``intent:<name>`` fields for the summary)."""
         if reply.intent and self.gate is not None:
@@ -235,7 +236,10 @@ class ContextualDialog:
             write = CRMWrite(key, self.call_id, WriteAction.HANDOFF_SUMMARY, summary.to_dict())
             state = json.dumps({"handoff": summary.safe_dict()})
             try:
-                self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
+                # A blocking database call: off the event loop (crm/relay.py rule 5).
+                await asyncio.to_thread(
+                    self.agent.outbox.record, self.call_id, state, [write], self.agent.clock.wall()
+                )
             except StoreError as exc:
                 log.warning("handoff summary not recorded: %s", exc)
         return reply
