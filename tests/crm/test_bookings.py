@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import date
+from datetime import time as dtime
 from pathlib import Path
 
 import pytest
@@ -73,3 +75,46 @@ async def test_a_replayed_flow_call_books_once(tmp_path, embedder) -> None:
     await clinic.relay()
     assert first == again
     assert len(clinic.outbox.rows()) == 1 and len(clinic.store.list_bookings()) == 1
+
+
+def test_a_booking_cancelled_before_its_delivery_lands_cancelled(tmp_path) -> None:
+    """Booked and cancelled before the relay ran: the table and the CRM record agree on
+    cancelled, and no live booking was ever written."""
+    clock = FakeClock(wall_offset_s=1_800_000_000.0)
+    store = BookingStore(tmp_path / "bookings.sqlite3")
+    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=store)
+    bookings = OutboxBookings(store, outbox, clock)
+    made = bookings.create("c1", "Ana Ruiz", date(2026, 11, 24), dtime(15, 0), "c1:book:1")
+    assert bookings.cancel(made.booking_id) is not None
+    assert bookings.find("ana ruiz") == []
+    asyncio.run(relay_all(outbox, crm, clock))
+    (row,) = store.list_bookings()
+    assert (row.booking_id, row.status) == (made.booking_id, "cancelled")
+    ((key, _, props, deliveries),) = crm.records()
+    assert (key, props["status"], deliveries) == (f"booking:{made.booking_id}", "cancelled", 1)
+
+
+def test_a_delivered_booking_is_moved_through_the_outbox(tmp_path) -> None:
+    """A reschedule after delivery updates the one CRM record and the table."""
+    clock = FakeClock(wall_offset_s=1_800_000_000.0)
+    store = BookingStore(tmp_path / "bookings.sqlite3")
+    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=store)
+    bookings = OutboxBookings(store, outbox, clock)
+    made = bookings.create("c1", "Ana Ruiz", date(2026, 11, 24), dtime(15, 0), "c1:book:1")
+    asyncio.run(relay_all(outbox, crm, clock))
+    moved = bookings.reschedule(made.booking_id, date(2026, 11, 25), dtime(9, 30))
+    assert moved is not None and bookings.get(made.booking_id) == moved
+    asyncio.run(relay_all(outbox, crm, clock))
+    (row,) = store.list_bookings()
+    assert (row.day, row.time, row.status) == (date(2026, 11, 25), dtime(9, 30), "booked")
+    ((_, _, props, deliveries),) = crm.records()
+    assert (props["time"], deliveries) == ("09:30", 2)
+
+
+async def relay_all(outbox: SQLiteOutbox, crm: EmbeddedCRM, clock: FakeClock) -> None:
+    relay = Relay(outbox, crm, "r1", clock=clock)
+    for _ in range(3):
+        await relay.run_once()
+        clock.advance(1.0)

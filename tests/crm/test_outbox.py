@@ -181,6 +181,7 @@ def test_stats_count_failed_rows_and_the_oldest_age(tmp_path) -> None:
         "dead_lettered": 0,
         "delivered": 0,
         "oldest_pending_age_s": 50.0,
+        "superseded": 0,
     }
     box.close()
 

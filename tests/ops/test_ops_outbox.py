@@ -36,6 +36,7 @@ def test_outbox_counts_in_json_and_text(tmp_path, capsys) -> None:
         "dead_lettered": 1,
         "delivered": 1,
         "oldest_pending_age_s": 600.0,
+        "superseded": 0,
     }
     assert main(base) == 0
     assert capsys.readouterr().out.strip() == (

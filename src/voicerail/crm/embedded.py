@@ -8,7 +8,15 @@ Rules kept here:
    ``created=False`` (``crm/model.py`` rule 1).
 3. A booking write also goes to the :class:`~voicerail.dialog.bookings.BookingStore`
    under the same key, so the dialog's confirmation number, the booking table
-   and the CRM record agree however often the write is delivered.
+   and the CRM record agree however often the write is delivered. A booking
+   write carries the booking's whole state (``status``, ``day``, ``time``):
+   the table is brought to that state, creating the row when the booking's
+   first write was superseded before delivery (a booking cancelled before it
+   was ever written lands as a cancelled row, never a live one).
+4. Records are keyed by the write's ``record_key`` (the entity when the write
+   names one, ``crm/model.py`` rule 3).
+5. SQLite calls run in a worker thread from the async methods: the event loop
+   never waits on the file.
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ from typing import Any
 
 from voicerail.crm.model import CRMWrite, CustomerRecord, WriteAction, WriteReceipt, normalize_phone
 from voicerail.dialog.bookings import BookingStore
-from voicerail.errors import CRMError, ErrorClass
+from voicerail.errors import CRMError, ErrorClass, StoreError
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS crm_contacts (
@@ -96,7 +104,7 @@ class EmbeddedCRM:
 
     async def lookup_phone(self, phone_e164: str) -> CustomerRecord | None:
         """See :meth:`voicerail.crm.model.CRMConnector.lookup_phone`."""
-        return self.lookup_phone_now(phone_e164)
+        return await asyncio.to_thread(self.lookup_phone_now, phone_e164)
 
     def lookup_phone_now(self, phone_e164: str) -> CustomerRecord | None:
         """The synchronous lookup (the embedded CRM never waits on a network).
@@ -118,19 +126,30 @@ class EmbeddedCRM:
         """See :meth:`voicerail.crm.model.CRMConnector.upsert` (rules 2 and 3)."""
         if write.action is WriteAction.BOOKING and self.bookings is not None:
             await asyncio.to_thread(self._book, write)
-        return self.upsert_now(write)
+        return await asyncio.to_thread(self.upsert_now, write)
 
     def _book(self, write: CRMWrite) -> None:
         props = write.properties
+        store = self.bookings
+        assert store is not None
         try:
-            self.bookings.create(  # type: ignore[union-attr]
-                write.call_id,
-                str(props["name"]),
-                date.fromisoformat(str(props["day"])),
-                time.fromisoformat(str(props["time"])),
-                write.idempotency_key,
-                booking_id=str(props["booking_id"]) if props.get("booking_id") else None,
-            )
+            booking_id = str(props["booking_id"]) if props.get("booking_id") else None
+            day = date.fromisoformat(str(props["day"]))
+            at = time.fromisoformat(str(props["time"]))
+            found = store.get(booking_id) if booking_id else None
+            if found is None:
+                found = store.create(
+                    write.call_id,
+                    str(props["name"]),
+                    day,
+                    at,
+                    write.idempotency_key,
+                    booking_id=booking_id,
+                )
+            if props.get("status") == "cancelled":
+                store.cancel(found.booking_id)
+            elif (found.day, found.time) != (day, at):
+                store.reschedule(found.booking_id, day, at)
         except (KeyError, ValueError) as exc:
             raise CRMError(
                 f"booking write lacks a valid {exc}",
@@ -138,6 +157,8 @@ class EmbeddedCRM:
                 error_class=ErrorClass.PERMANENT,
                 code="INVALID_BOOKING",
             ) from exc
+        except StoreError as exc:
+            raise self._error(exc) from exc
 
     def upsert_now(self, write: CRMWrite) -> WriteReceipt:
         """The synchronous upsert of the CRM record (rule 2).
@@ -152,14 +173,14 @@ class EmbeddedCRM:
                     "INSERT INTO crm_records VALUES (?,?,?,?,1) ON CONFLICT(idempotency_key) "
                     "DO UPDATE SET properties = excluded.properties, deliveries = deliveries + 1 "
                     "RETURNING deliveries",
-                    (write.idempotency_key, write.call_id, str(write.action), props),
+                    (write.record_key, write.call_id, str(write.action), props),
                 ).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
-        return WriteReceipt(crm_id=write.idempotency_key, created=int(row[0]) == 1)
+        return WriteReceipt(crm_id=write.record_key, created=int(row[0]) == 1)
 
     def records(self) -> list[tuple[str, str, dict[str, Any], int]]:
-        """Every record: (idempotency key, action, properties, deliveries).
+        """Every record: (record key, action, properties, deliveries).
 
         Raises:
             CRMError: the database failed.

@@ -152,12 +152,12 @@ class HubSpotCRM:
         """See :meth:`voicerail.crm.model.CRMConnector.upsert`."""
         object_type = self.object_types[write.action]
         properties = {k: _text(v) for k, v in write.properties.items()}
-        properties[self.unique_property] = write.idempotency_key
+        properties[self.unique_property] = write.record_key
         body = {
             "inputs": [
                 {
                     "idProperty": self.unique_property,
-                    "id": write.idempotency_key,
+                    "id": write.record_key,
                     "properties": properties,
                 }
             ]

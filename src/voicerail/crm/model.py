@@ -13,7 +13,13 @@ Rules kept here:
    canonical JSON arguments}`` (:func:`idempotency_key`), the key the LLM agent
    already derives: a replay of the same tool call on the same turn, from a
    failover, a barge-in or a restarted worker, yields the same key.
-3. A connector raises :class:`~voicerail.errors.CRMError` and nothing else on
+3. A write may name the *entity* it sets the whole state of (a booking:
+   ``booking:BK-1A2B3C4D``). The CRM then upserts on the entity
+   (:attr:`CRMWrite.record_key`) rather than on the idempotency key, so a
+   booking, its reschedule and its cancellation land on one record; the outbox
+   delivers an entity's writes in the order recorded and lets a newer one
+   supersede an older one not yet delivered (``crm/outbox.py`` rule 6).
+4. A connector raises :class:`~voicerail.errors.CRMError` and nothing else on
    purpose; its ``error_class`` says whether retrying can help and
    ``retry_after_s`` how long the CRM asked us to wait.
 """
@@ -67,22 +73,33 @@ class CRMWrite:
         call_id: the call that made it.
         action: what it is.
         properties: the fields to write, by our name (the connector maps them).
+            An entity's write carries the entity's whole state, never a change.
+        entity: the record this write sets the whole state of (rule 3), or None.
     """
 
     idempotency_key: str
     call_id: str
     action: WriteAction
     properties: Mapping[str, Any] = field(default_factory=dict)
+    entity: str | None = None
+
+    @property
+    def record_key(self) -> str:
+        """What the CRM upserts on: the entity when there is one, else the key (rules 1, 3)."""
+        return self.entity or self.idempotency_key
 
     def to_json(self) -> str:
         """The write as canonical JSON (what the outbox stores)."""
+        body: dict[str, Any] = {
+            "idempotency_key": self.idempotency_key,
+            "call_id": self.call_id,
+            "action": str(self.action),
+            "properties": dict(self.properties),
+        }
+        if self.entity is not None:
+            body["entity"] = self.entity
         return json.dumps(
-            {
-                "idempotency_key": self.idempotency_key,
-                "call_id": self.call_id,
-                "action": str(self.action),
-                "properties": dict(self.properties),
-            },
+            body,
             sort_keys=True,
             separators=(",", ":"),
             default=str,
@@ -102,6 +119,7 @@ class CRMWrite:
                 call_id=str(raw["call_id"]),
                 action=WriteAction(raw["action"]),
                 properties=dict(raw["properties"]),
+                entity=str(raw["entity"]) if raw.get("entity") else None,
             )
         except (KeyError, TypeError, json.JSONDecodeError) as exc:
             raise ValueError(f"not a crm write: {exc}") from exc
@@ -133,7 +151,7 @@ class CRMConnector(Protocol):
             The record with every field the CRM returned, or None when none matches.
 
         Raises:
-            CRMError: the CRM failed or refused (see rule 3).
+            CRMError: the CRM failed or refused (see rule 4).
         """
         ...
 
@@ -141,7 +159,7 @@ class CRMConnector(Protocol):
         """Apply ``write``, creating or updating the record keyed by its idempotency key.
 
         Raises:
-            CRMError: the CRM failed or refused (see rule 3). The write may or
+            CRMError: the CRM failed or refused (see rule 4). The write may or
                 may not have been applied (a timeout after the CRM committed):
                 the relay retries, and rule 1 makes the retry harmless.
         """

@@ -24,6 +24,18 @@ Rules kept here (``outbox_pg.py`` keeps the same ones on PostgreSQL):
    kills every relay that claims it (a poison write) is dead-lettered after
    ``max_claims`` claims.
 5. Times are Unix seconds from the injected clock, passed in as ``now_s``.
+6. Writes that name an *entity* (``crm/model.py`` rule 3: a booking, then its
+   reschedule or cancellation, each carrying the booking's whole state) are
+   numbered per entity as recorded (``entity_seq``) and delivered in that
+   order, never two at once: a row is claimable only while no other pending
+   row of its entity is newer or leased. A newer row *supersedes* the older
+   pending rows no relay holds (status ``superseded``, never delivered), so a
+   booking cancelled before its first delivery reaches the CRM once, as
+   cancelled, and never as a live booking first. A row leased when the newer
+   one arrived is delivered first, then the newer one overwrites it. (A relay
+   whose lease expired while it was still delivering could land the older
+   state last; leases (30 s) outlast a delivery's deadline (10 s) to keep that
+   out of reach.)
 """
 
 from __future__ import annotations
@@ -40,7 +52,7 @@ from typing import Any, Protocol
 from voicerail.crm.model import CRMWrite
 from voicerail.errors import StoreError
 
-PENDING, DELIVERED, DEAD = "pending", "delivered", "dead"
+PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
 
 
 @dataclass(frozen=True)
@@ -100,6 +112,7 @@ class OutboxStats:
         dead_lettered: rows given up on (rule 4).
         delivered: rows delivered.
         oldest_pending_age_s: age of the oldest pending row, seconds (0 when none).
+        superseded: rows replaced by a newer write of their entity (rule 6).
     """
 
     pending: int
@@ -107,6 +120,7 @@ class OutboxStats:
     dead_lettered: int
     delivered: int
     oldest_pending_age_s: float
+    superseded: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -116,6 +130,7 @@ class OutboxStats:
             "dead_lettered": self.dead_lettered,
             "delivered": self.delivered,
             "oldest_pending_age_s": round(self.oldest_pending_age_s, 3),
+            "superseded": self.superseded,
         }
 
 
@@ -175,11 +190,37 @@ CREATE TABLE IF NOT EXISTS crm_outbox (
 );
 CREATE INDEX IF NOT EXISTS crm_outbox_due ON crm_outbox(status, next_attempt_at);
 """
+#: Rule 6's columns, added to outboxes created before them (run after SCHEMA).
+ENTITY_COLUMNS = (("entity", "TEXT"), ("entity_seq", "INTEGER"))
+ENTITY_INDEX = (
+    "CREATE INDEX IF NOT EXISTS crm_outbox_entity ON crm_outbox(entity, entity_seq) "
+    "WHERE entity IS NOT NULL"
+)
 
 # Shared by both dialects (qmark placeholders; outbox_pg.py swaps them for %s).
 INSERT_WRITE = (
     "INSERT INTO crm_outbox (idempotency_key, call_id, action, payload, next_attempt_at, "
-    "created_at) VALUES (?,?,?,?,?,?) ON CONFLICT (idempotency_key) DO NOTHING"
+    "created_at, entity, entity_seq) VALUES (?,?,?,?,?,?,?, "
+    "(SELECT COALESCE(MAX(entity_seq), 0) + 1 FROM crm_outbox WHERE entity = ?)) "
+    "ON CONFLICT (idempotency_key) DO NOTHING"
+)
+# Rule 6: older pending rows of an entity with a newer pending or delivered row,
+# and no live lease, are superseded. Parameter: now_s.
+SUPERSEDE = (
+    "UPDATE crm_outbox SET status = 'superseded', lease_owner = NULL, lease_until = NULL "
+    "WHERE status = 'pending' AND entity IS NOT NULL "
+    "AND (lease_until IS NULL OR lease_until <= ?) "
+    "AND EXISTS (SELECT 1 FROM crm_outbox AS n WHERE n.entity = crm_outbox.entity "
+    "AND n.entity_seq > crm_outbox.entity_seq AND n.status IN ('pending', 'delivered'))"
+)
+# Rule 2's due rows, with rule 6's order. Parameters: now_s, now_s, now_s.
+DUE = (
+    "SELECT c.idempotency_key FROM crm_outbox AS c "
+    "WHERE c.status = 'pending' AND c.next_attempt_at <= ? "
+    "AND (c.lease_until IS NULL OR c.lease_until <= ?) "
+    "AND (c.entity IS NULL OR NOT EXISTS (SELECT 1 FROM crm_outbox AS o "
+    "WHERE o.entity = c.entity AND o.idempotency_key <> c.idempotency_key "
+    "AND o.status = 'pending' AND (o.entity_seq > c.entity_seq OR o.lease_until > ?)))"
 )
 UPSERT_STATE = (
     "INSERT INTO call_state VALUES (?,?,?) ON CONFLICT (call_id) DO UPDATE "
@@ -214,6 +255,7 @@ def stats_from_rows(rows: Sequence[Sequence[Any]], now_s: float) -> OutboxStats:
         dead_lettered=int(by_status[DEAD][1]) if DEAD in by_status else 0,
         delivered=int(by_status[DELIVERED][1]) if DELIVERED in by_status else 0,
         oldest_pending_age_s=max(0.0, now_s - oldest) if oldest is not None else 0.0,
+        superseded=int(by_status[SUPERSEDED][1]) if SUPERSEDED in by_status else 0,
     )
 
 
@@ -226,7 +268,16 @@ def read_stats(
 
 def write_params(write: CRMWrite, now_s: float) -> tuple[Any, ...]:
     """The parameters of :data:`INSERT_WRITE` for ``write``."""
-    return (write.idempotency_key, write.call_id, str(write.action), write.to_json(), now_s, now_s)
+    return (
+        write.idempotency_key,
+        write.call_id,
+        str(write.action),
+        write.to_json(),
+        now_s,
+        now_s,
+        write.entity,
+        write.entity,
+    )
 
 
 class SQLiteOutbox:
@@ -251,6 +302,11 @@ class SQLiteOutbox:
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(SCHEMA)
+            have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(crm_outbox)")}
+            for name, kind in ENTITY_COLUMNS:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE crm_outbox ADD COLUMN {name} {kind}")
+            self._db.execute(ENTITY_INDEX)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the outbox: {exc}") from exc
         self._lock = threading.Lock()
@@ -318,15 +374,13 @@ class SQLiteOutbox:
             StoreError: the database failed.
         """
         with self._transaction() as db:
+            db.execute(SUPERSEDE, (now_s,))
             rows = list(
                 db.execute(
                     "UPDATE crm_outbox SET lease_owner = ?, lease_until = ?, claims = claims + 1 "
-                    "WHERE idempotency_key IN (SELECT idempotency_key FROM crm_outbox "
-                    "WHERE status = 'pending' AND next_attempt_at <= ? "
-                    "AND (lease_until IS NULL OR lease_until <= ?) "
-                    "ORDER BY next_attempt_at LIMIT ?) "
+                    f"WHERE idempotency_key IN ({DUE} ORDER BY c.next_attempt_at LIMIT ?) "
                     "RETURNING payload, attempts + 1, claims, created_at",
-                    (owner, now_s + lease_s, now_s, now_s, limit),
+                    (owner, now_s + lease_s, now_s, now_s, now_s, limit),
                 )
             )
         return [
@@ -374,6 +428,21 @@ class SQLiteOutbox:
                 "SELECT idempotency_key, status, attempts, created_at, delivered_at "
                 "FROM crm_outbox ORDER BY created_at, rowid",
                 (),
+            )
+        ]
+
+    def entity_rows(self, entity: str) -> list[tuple[str, int, str]]:
+        """Rule 6's rows of ``entity``: (key, entity_seq, status), in recorded order.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        return [
+            (str(r[0]), int(r[1]), str(r[2]))
+            for r in self._query(
+                "SELECT idempotency_key, entity_seq, status FROM crm_outbox "
+                "WHERE entity = ? ORDER BY entity_seq",
+                (entity,),
             )
         ]
 

@@ -5,6 +5,14 @@ locks due rows that no other relay is claiming at that instant and skips the
 ones that are, and the outer ``UPDATE`` sets the lease and counts the attempt.
 The row locks end with the claim's transaction; from then on the lease keeps
 other relays away (rule 2), as on SQLite.
+
+Rule 6 (an entity's writes in order) needs more than row locks under READ
+COMMITTED: a relay could claim an entity's older row while another, whose
+snapshot already holds a newer row but not yet the first relay's lease, claims
+the newer one. So the claim also takes a transaction-scoped advisory lock per
+entity (``pg_try_advisory_xact_lock``; an entity another relay is claiming at
+that instant is skipped, like a locked row), and :meth:`PostgresOutbox.record`
+takes the same lock, waiting, for each entity it writes.
 """
 
 from __future__ import annotations
@@ -19,11 +27,15 @@ from voicerail.crm.model import CRMWrite
 from voicerail.crm.outbox import (
     COMPLETE,
     DEAD,
+    DUE,
+    ENTITY_COLUMNS,
+    ENTITY_INDEX,
     FAIL,
     INSERT_WRITE,
     PENDING,
     SCHEMA,
     STATS,
+    SUPERSEDE,
     UPSERT_STATE,
     OutboxEntry,
     OutboxStats,
@@ -32,22 +44,21 @@ from voicerail.crm.outbox import (
 )
 from voicerail.errors import StoreError
 
-_CLAIM = """
-UPDATE crm_outbox SET lease_owner = %s, lease_until = %s, claims = claims + 1
-WHERE idempotency_key IN (
-  SELECT idempotency_key FROM crm_outbox
-  WHERE status = 'pending' AND next_attempt_at <= %s
-    AND (lease_until IS NULL OR lease_until <= %s)
-  ORDER BY next_attempt_at LIMIT %s
-  FOR UPDATE SKIP LOCKED)
-RETURNING payload, attempts + 1, claims, created_at
-"""
-_SCHEMA_LOCK_ID = 0x766F6362  # an advisory lock: two workers creating the schema at once
-
 
 def _pg(sql: str) -> str:
     # The shared statements use "?" and contain no literal "?" or "%".
     return sql.replace("?", "%s").replace(" REAL", " DOUBLE PRECISION")
+
+
+_CLAIM = (
+    "UPDATE crm_outbox SET lease_owner = %s, lease_until = %s, claims = claims + 1 "
+    f"WHERE idempotency_key IN ({_pg(DUE)} "
+    "AND (c.entity IS NULL OR pg_try_advisory_xact_lock(%s::int, hashtext(c.entity))) "
+    "ORDER BY c.next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) "
+    "RETURNING payload, attempts + 1, claims, created_at"
+)
+_ENTITY_LOCK_CLASS = 0x766F6365  # the advisory lock space of rule 6's entity locks
+_SCHEMA_LOCK_ID = 0x766F6362  # an advisory lock: two workers creating the schema at once
 
 
 class PostgresOutbox:
@@ -67,6 +78,11 @@ class PostgresOutbox:
                 self._db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
                 for statement in filter(str.strip, _pg(SCHEMA).split(";")):
                     self._db.execute(statement)
+                for name, kind in ENTITY_COLUMNS:
+                    self._db.execute(
+                        f"ALTER TABLE crm_outbox ADD COLUMN IF NOT EXISTS {name} {kind}"
+                    )
+                self._db.execute(ENTITY_INDEX)
         except psycopg.Error as exc:
             raise StoreError(f"cannot open the postgresql outbox: {exc}") from exc
         self._lock = threading.Lock()
@@ -89,6 +105,12 @@ class PostgresOutbox:
         try:
             with self._lock, self._db.transaction():
                 self._db.execute(_pg(UPSERT_STATE), (call_id, state_json, now_s))
+                for entity in sorted({w.entity for w in writes if w.entity}):
+                    # Sorted: two records of the same entities never deadlock.
+                    self._db.execute(
+                        "SELECT pg_advisory_xact_lock(%s::int, hashtext(%s))",
+                        (_ENTITY_LOCK_CLASS, entity),
+                    )
                 insert = _pg(INSERT_WRITE)
                 return [
                     self._db.execute(insert, write_params(w, now_s)).rowcount == 1 for w in writes
@@ -113,8 +135,10 @@ class PostgresOutbox:
         """
         try:
             with self._lock, self._db.transaction():
+                self._db.execute(_pg(SUPERSEDE), (now_s,))
                 rows = self._db.execute(
-                    _CLAIM, (owner, now_s + lease_s, now_s, now_s, limit)
+                    _CLAIM,
+                    (owner, now_s + lease_s, now_s, now_s, now_s, _ENTITY_LOCK_CLASS, limit),
                 ).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"outbox claim failed: {exc}") from exc
@@ -161,6 +185,21 @@ class PostgresOutbox:
                 "SELECT idempotency_key, status, attempts, created_at, delivered_at "
                 "FROM crm_outbox ORDER BY created_at, idempotency_key",
                 (),
+            )
+        ]
+
+    def entity_rows(self, entity: str) -> list[tuple[str, int, str]]:
+        """Rule 6's rows of ``entity``: (key, entity_seq, status), in recorded order.
+
+        Raises:
+            StoreError: the database failed.
+        """
+        return [
+            (str(r[0]), int(r[1]), str(r[2]))
+            for r in self._query(
+                "SELECT idempotency_key, entity_seq, status FROM crm_outbox "
+                "WHERE entity = ? ORDER BY entity_seq",
+                (entity,),
             )
         ]
 

@@ -151,7 +151,7 @@ class SalesforceCRM:
     async def upsert(self, write: CRMWrite) -> WriteReceipt:
         """See :meth:`voicerail.crm.model.CRMConnector.upsert`."""
         sobject = self.sobjects[write.action]
-        key = quote(write.idempotency_key, safe="")
+        key = quote(write.record_key, safe="")
         response = await self._request(
             "PATCH",
             f"/sobjects/{sobject}/{self.external_id_field}/{key}",

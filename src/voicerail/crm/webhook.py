@@ -11,8 +11,10 @@ The protocol (voicerail's own; a receiver needs only an HMAC):
 * A lookup sends ``{"type": "lookup", "phone": "+1…"}`` and expects
   ``{"customer": {"id": "…", "fields": {…}}}`` or ``{"customer": null}``.
 * A write sends ``{"type": "write", "idempotency_key", "call_id", "action",
-  "properties"}`` with ``Idempotency-Key: <key>``; the receiver must upsert on
-  the key and answer ``{"id": "…", "created": true|false}``.
+  "properties"}`` (and ``"entity"`` when the write sets a whole record's state,
+  as a booking's reschedule does) with ``Idempotency-Key: <key>``; the receiver
+  must upsert on the entity when there is one, else on the key, and answer
+  ``{"id": "…", "created": true|false}``.
 * Errors: any status of 300 or more; 429 and 5xx are retried (``Retry-After``
   honoured), other statuses are permanent.
 """

@@ -163,6 +163,11 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
             f"CRM outbox: {result['pending']} pending ({result['failed']} failed, waiting to "
             f"retry), {result['dead_lettered']} dead-lettered, {result['delivered']} delivered; "
             f"oldest pending {result['oldest_pending_age_s']:.0f} s"
+            + (
+                f"; {result['superseded']} superseded by a newer write"
+                if result.get("superseded")
+                else ""
+            )
         )
     elif args.ops_command == "handoffs":
         from voicerail.ops.handoffs import format_sla

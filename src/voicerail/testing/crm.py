@@ -46,8 +46,9 @@ class InMemoryCRM:
             plain create endpoint would (shows what the duplicate count catches).
         retry_after_s: what ``rate_limited`` sends as ``Retry-After``.
         contacts: phone (E.164) → fields.
-        records: key → properties last written.
-        creates: key → how many upserts created (not updated) its record.
+        records: record key (``CRMWrite.record_key``) → properties last written.
+        creates: record key → how many upserts created (not updated) its record.
+        applied: every write applied, in order.
         attempts: every upsert attempt, faulty ones included.
         fault_counts: fault kind → times injected.
     """
@@ -60,6 +61,7 @@ class InMemoryCRM:
     contacts: dict[str, dict[str, Any]] = field(default_factory=dict)
     records: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     creates: Counter[str] = field(default_factory=Counter)
+    applied: list[CRMWrite] = field(default_factory=list)
     attempts: int = 0
     fault_counts: Counter[str] = field(default_factory=Counter)
     upsert_by_key: bool = True
@@ -78,11 +80,13 @@ class InMemoryCRM:
         return CustomerRecord("mem-" + phone_e164, fields) if fields is not None else None
 
     def _apply(self, write: CRMWrite) -> WriteReceipt:
-        created = write.idempotency_key not in self.records or not self.upsert_by_key
-        self.records[write.idempotency_key] = dict(write.properties)
+        key = write.record_key
+        created = key not in self.records or not self.upsert_by_key
+        self.records[key] = dict(write.properties)
+        self.applied.append(write)
         if created:
-            self.creates[write.idempotency_key] += 1
-        return WriteReceipt(crm_id="mem-" + write.idempotency_key, created=created)
+            self.creates[key] += 1
+        return WriteReceipt(crm_id="mem-" + key, created=created)
 
     def _draw(self, key: str) -> str | None:
         script = self.scripted.get(key)

@@ -379,7 +379,9 @@ def build_webhook_app(fake: FakeWebhookReceiver) -> Starlette:
             return JSONResponse({"error": "failing on purpose"}, status, headers=headers)
         if request.headers.get("idempotency-key") != payload["idempotency_key"]:
             return JSONResponse({"error": "idempotency key header mismatch"}, status_code=400)
-        record_id, created = fake._apply(payload["idempotency_key"], payload["properties"])
+        record_id, created = fake._apply(
+            payload.get("entity") or payload["idempotency_key"], payload["properties"]
+        )
         await _delay(fake)
         return JSONResponse({"id": record_id, "created": created})
 
