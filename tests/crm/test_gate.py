@@ -63,6 +63,8 @@ def test_policy_denies_by_default_and_opens_conditional_fields() -> None:
         ({"when": {"x": "mood:happy"}}, "context.when.x"),
         ({"verify": {"dob": 3}}, "context.verify"),
         ({"allow": ["x"]}, "context"),
+        ({"must": ["a"], "fill": {"name": ["a", "diagnosis"]}}, "context.fill.name"),
+        ({"fill": ["a"]}, "context.fill"),
     ],
 )
 def test_policy_errors_name_the_field(raw: dict[str, object], field: str) -> None:

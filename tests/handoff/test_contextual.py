@@ -140,3 +140,37 @@ def test_the_wrapper_passes_the_fixed_texts_on_to_the_phrase_cache(tmp_path, emb
     assert "Hello, thanks for calling Riverside Family Clinic." in sentences
     assert agent.handoff_text in agent.fixed_texts()
     assert len(sentences) >= 20
+
+
+async def test_a_known_callers_name_is_filled_from_the_crm(tmp_path, embedder) -> None:
+    """With ``fill: {name: [first_name, last_name]}`` the agent confirms the booking under
+    the CRM's name without asking for it; the reply names the slot, not the value."""
+    store = BookingStore(tmp_path / "bookings.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=store)
+    crm.add_contact(PHONE, {"first_name": "Ana", "last_name": "Ruiz", "diagnosis": "asthma"})
+    flows = load_agent(CLINIC, bookings=store, embedder=embedder, today=lambda: SUNDAY)
+    policy = ContextPolicy.from_mapping(
+        {"must": ["first_name", "last_name"], "fill": {"name": ["first_name", "last_name"]}}
+    )
+    d = await dialog(ContextualAgent(flows, crm=crm, policy=policy), "c9")
+    reply = await d.on_user_turn("I'd like to book next Tuesday at 3 PM.", 0.9)
+    assert reply.data["crm_filled"] == ["name"]
+    assert "for Ana Ruiz" in reply.text and "Shall I book it?" in reply.text
+    assert "Ana" not in str(reply.data)
+
+
+async def test_a_name_the_caller_said_is_not_overwritten(tmp_path, embedder) -> None:
+    """The caller named someone else in their first words: that name is booked."""
+    store = BookingStore(tmp_path / "bookings.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=store)
+    crm.add_contact(PHONE, {"first_name": "Ana", "last_name": "Ruiz"})
+    flows = load_agent(CLINIC, bookings=store, embedder=embedder, today=lambda: SUNDAY)
+    policy = ContextPolicy.from_mapping(
+        {"must": ["first_name", "last_name"], "fill": {"name": ["first_name", "last_name"]}}
+    )
+    d = await dialog(ContextualAgent(flows, crm=crm, policy=policy), "c10")
+    await d.on_user_turn("Book Tuesday at 3pm, my name is Maria Lopez.", 0.9)
+    reply = await d.on_user_turn("Yes.", 0.9)
+    assert reply.booking_id is not None
+    (booking,) = store.list_bookings()
+    assert booking.name == "Maria Lopez"

@@ -29,6 +29,12 @@ The agent file's section (all keys optional)::
         last_invoice: ["verified:dob", "intent:billing"]   # any of these
       verify:
         dob: date_of_birth          # check name -> the CRM field it compares with
+      fill:
+        name: [first_name, last_name]   # a flow slot -> the must fields that fill it
+
+``fill`` lets a flow agent use what the CRM knows: a recognized caller's slot
+(e.g. ``name``) is filled from ``must`` fields, joined by spaces, so the agent
+does not ask for it (``handoff/contextual.py`` rule 5).
 """
 
 from __future__ import annotations
@@ -52,11 +58,13 @@ class ContextPolicy:
         must: fields visible from the start.
         when: field → the conditions of which any one makes it visible.
         verify: check name → the CRM field the caller's answer is compared with.
+        fill: flow slot → the ``must`` fields whose values, joined by spaces, fill it.
     """
 
     must: tuple[str, ...] = ()
     when: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     verify: Mapping[str, str] = field(default_factory=dict)
+    fill: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None, source: str = "<agent>") -> ContextPolicy:
@@ -70,7 +78,7 @@ class ContextPolicy:
             return cls()
         if not isinstance(raw, Mapping):
             raise ConfigError("expected a mapping with 'must' and 'when'", source=source)
-        unknown = set(raw) - {"must", "when", "verify"}
+        unknown = set(raw) - {"must", "when", "verify", "fill"}
         if unknown:
             raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, field="context")
         must = raw.get("must") or []
@@ -90,13 +98,42 @@ class ContextPolicy:
             isinstance(v, str) and v for v in verify.values()
         ):
             raise ConfigError("expected check: field", source=source, field="context.verify")
-        return cls(must=tuple(must), when=when, verify={str(k): v for k, v in verify.items()})
+        return cls(
+            must=tuple(must),
+            when=when,
+            verify={str(k): v for k, v in verify.items()},
+            fill=_fill(raw.get("fill"), must, source),
+        )
 
     def allowed(self, conditions: Iterable[str]) -> frozenset[str]:
         """The fields visible while ``conditions`` hold."""
         held = set(conditions)
         extra = {name for name, needs in self.when.items() if held.intersection(needs)}
         return frozenset(self.must) | extra
+
+
+def _fill(raw: object, must: list[str], source: str) -> dict[str, tuple[str, ...]]:
+    """The ``fill`` section: slot → ``must`` fields (a field the agent may not see
+    from the start cannot fill a slot).
+
+    Raises:
+        ConfigError: not a mapping of slot → list of ``must`` fields.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError("expected slot: [fields]", source=source, field="context.fill")
+    fill: dict[str, tuple[str, ...]] = {}
+    for slot, fields in raw.items():
+        where = f"context.fill.{slot}"
+        items = [fields] if isinstance(fields, str) else fields
+        if not isinstance(items, list) or not items:
+            raise ConfigError("expected a field or a list", source=source, field=where)
+        hidden = [f for f in items if f not in must]
+        if hidden:
+            raise ConfigError(f"not under 'must': {hidden}", source=source, field=where)
+        fill[str(slot)] = tuple(items)
+    return fill
 
 
 def _check_condition(condition: object, source: str, where: str) -> None:

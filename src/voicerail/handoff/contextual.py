@@ -18,6 +18,12 @@ Wraps any :class:`~voicerail.dialog.base.DialogFactory`:
    understood); a reply that a rule hands off becomes a handoff reply with the
    agent's handoff text.
 4. Everything else is passed through unchanged.
+5. When the gate opens on a recognized caller, the context section's ``fill``
+   slots (``crm/gate.py``) are filled from the gated fields in the inner flow
+   dialog's state (``dialog/flow_state.py``'s ``slots``) when still empty: a
+   known caller is not asked their name, and the confirmation reads it from
+   the CRM (a name the caller says still replaces it). The reply's ``data`` names the slots
+   filled (``crm_filled``), never their values.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -173,7 +179,22 @@ class ContextualDialog:
             "crm_known_caller": context.known_caller,
             "crm_fields": context.field_names,
             "crm_lookup": self.lookup.reason or "ok",
+            "crm_filled": self._fill(context.fields) if context.known_caller else [],
         }
+
+    def _fill(self, fields: Mapping[str, Any]) -> list[str]:
+        """Rule 5; returns the slots filled."""
+        state = getattr(self.inner, "state", None)
+        slots = getattr(state, "slots", None)
+        if not isinstance(slots, dict):
+            return []
+        filled = []
+        for slot, names in self.agent.policy.fill.items():
+            parts = [str(fields[n]).strip() for n in names if fields.get(n)]
+            if len(parts) == len(names) and slot not in slots:
+                slots[slot] = " ".join(parts)
+                filled.append(slot)
+        return filled
 
     def _apply_rules(self, reply: AgentReply, text: str | None) -> AgentReply:
         """Rule 3 on one caller turn (``text`` None for keys)."""
