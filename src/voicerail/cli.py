@@ -481,6 +481,8 @@ def _serve_on(
             auth_token=auth_token,
             hold_music_url=args.hold_music_url,
             fallbacks=args.handoff_fallbacks,
+            # Twilio's REST API; another URL only for a rehearsal against a fake.
+            api_base_url=os.environ.get("VOICERAIL_TWILIO_API_URL", "https://api.twilio.com"),
         ),
     )
     app = create_app(runtime, settings)

@@ -72,13 +72,15 @@ def test_handoff_summary_reaches_the_api_the_dashboard_and_the_crm(tmp_path) -> 
             ws.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
             start = twilio.build_start("MZ1", "CA1", custom_parameters={"from": PHONE})
             ws.send_text(twilio.serialize_inbound(start))
-            for n, digit in enumerate("12", start=2):
+            # One key per reply: a key pressed while the previous key's reply is still
+            # being decided (the CRM lookup runs in a thread) replaces that reply.
+            for n, (digit, prompts) in enumerate((("1", 2), ("2", 3)), start=2):
                 ws.send_text(
                     twilio.serialize_inbound(twilio.DTMF(n, "MZ1", "inbound_track", digit))
                 )
-            deadline = time.monotonic() + 10.0
-            while len(llm.prompts) < 3 and time.monotonic() < deadline:
-                ws.receive_text()
+                deadline = time.monotonic() + 10.0
+                while len(llm.prompts) < prompts and time.monotonic() < deadline:
+                    ws.receive_text()
             ws.send_text(twilio.serialize_inbound(twilio.Stop(9, "MZ1", "AC" + "0" * 32, "CA1")))
         deadline = time.monotonic() + 10.0
         while service.outbox.stats(time.time()).delivered < 4 and time.monotonic() < deadline:

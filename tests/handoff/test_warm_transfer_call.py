@@ -141,7 +141,8 @@ async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
     assert whisper.startswith("Incoming transfer: Ada Lovelace, a known customer.")
     assert "asthma" not in whisper
     assert f"handoff-{run.caller_sid}</Conference>" in human.twiml[0]
-    assert run.desk.transfers[run.caller_sid].outcome is TransferOutcome.ANSWERED
+    transfer = await run.desk.transfer(run.caller_sid)
+    assert transfer.outcome == TransferOutcome.ANSWERED
     events = transferred(run)
     assert [e.outcome for e in events] == ["answered"]
     assert events[0].latency_s is not None and events[0].latency_s >= 0

@@ -73,7 +73,8 @@ async def test_caller_leaving_the_conference_cancels_the_ringing_human(tmp_path)
         await desk.drain()
         await fake.drain()
         clock.advance(4.0)
-        transfer = desk.transfers[CALLER]
+        transfer = await desk.transfer(CALLER)
+        assert transfer is not None
         human_sid = transfer.human_sid or ""
         assert f"/twilio/conference-status/{CALLER}" in twiml
         assert fake.calls[human_sid].status == "ringing"
@@ -81,7 +82,8 @@ async def test_caller_leaving_the_conference_cancels_the_ringing_human(tmp_path)
         assert await desk.on_conference(CALLER, left)
         assert not await desk.on_conference("CA-unknown", left)
         await fake.drain()
-    assert transfer.outcome is TransferOutcome.CALLER_HUNG_UP
+    transfer = await desk.transfer(CALLER)
+    assert transfer is not None and transfer.outcome == TransferOutcome.CALLER_HUNG_UP
     assert fake.calls[human_sid].status == "canceled"
     (event,) = [e for e in events.events("vr_1") if e.kind is EventKind.CALL_TRANSFERRED]
     assert event.outcome == "caller_hung_up" and event.latency_s == 4.0

@@ -104,12 +104,14 @@ def hold_twiml(conference: str, hold_music_url: str = "", status_callback: str =
     Args:
         conference: the conference's name.
         hold_music_url: the ``waitUrl``; empty for Twilio's default music.
-        status_callback: where the conference reports participants leaving
-            (rule 4 needs the caller's ``participant-leave``); empty for none.
+        status_callback: where the conference reports participants joining and
+            leaving (rule 4 needs the caller's ``participant-leave`` and whether
+            the human joined); empty for none. The caller enters first, so the
+            conference's callbacks are the ones set here.
     """
     wait = f" waitUrl={quoteattr(hold_music_url)}" if hold_music_url else ""
     events = (
-        f' statusCallback={quoteattr(status_callback)} statusCallbackEvent="leave"'
+        f' statusCallback={quoteattr(status_callback)} statusCallbackEvent="join leave"'
         if status_callback
         else ""
     )
@@ -135,12 +137,34 @@ def cold_twiml(number: str, announcement: str = "") -> str:
     return f"<Response>{spoken}<Dial>{escape(number)}</Dial></Response>"
 
 
-def fallback_twiml(fallback: Fallback, *, stream_url: str, apology: str) -> str:
-    """Rule 3's instructions for the caller's call."""
+def fallback_twiml(
+    fallback: Fallback,
+    *,
+    stream_url: str,
+    apology: str,
+    parameters: Mapping[str, str] | None = None,
+    action_url: str = "",
+) -> str:
+    """Rule 3's instructions for the caller's call.
+
+    Args:
+        fallback: which one.
+        stream_url: the media stream of the ``agent`` fallback.
+        apology: said to the caller first.
+        parameters: the ``agent`` fallback stream's ``<Parameter>`` s (the
+            caller's ``from``, so the CRM recognizes them again); by default
+            ``resumed=handoff``.
+        action_url: the ``<Connect action>`` of that stream (empty: none).
+    """
     if fallback is Fallback.AGENT:
+        params = parameters if parameters is not None else {"resumed": "handoff"}
+        tags = "".join(
+            f"<Parameter name={quoteattr(k)} value={quoteattr(v)} />" for k, v in params.items()
+        )
+        action = f" action={quoteattr(action_url)}" if action_url else ""
         return (
-            f"<Response>{say(apology)}<Connect><Stream url={quoteattr(stream_url)}>"
-            '<Parameter name="resumed" value="handoff" /></Stream></Connect></Response>'
+            f"<Response>{say(apology)}<Connect{action}><Stream url={quoteattr(stream_url)}>"
+            f"{tags}</Stream></Connect></Response>"
         )
     if fallback is Fallback.VOICEMAIL:
         return (

@@ -9,17 +9,27 @@ Flow (``handoff/twilio_transfer.py`` has the Twilio side):
    with the summary to whisper (the ``handoff_whisper`` the dialog stored).
 3. ``POST /twilio/handoff-status/{caller_sid}`` receives the human leg's status
    callbacks; ``POST /twilio/conference-status/{caller_sid}`` the conference's
-   ``participant-leave`` (the caller hanging up first cancels the human's leg).
-   The caller's SID is in the path, not the query: the app checks Twilio's
-   signature over the public URL's path.
+   ``participant-join`` and ``participant-leave``: the caller hanging up before
+   the human answered cancels the human's leg, and after the human answered but
+   before they joined (the summary still playing) ends it. The caller's SID is
+   in the path, not the query: the app checks Twilio's signature over the
+   public URL's path.
 4. Each transfer's outcome is recorded as a ``CallTransferred`` event, with the
-   time from the handoff request to the outcome as its ``latency_s``.
+   time from the handoff request (the dialog's reply that asked for a human) to
+   the outcome as its ``latency_s``: for ``answered``, the time until a human
+   answered (the SLA of ``voicerail ops handoffs``).
 5. A ``callback`` fallback books the callback: a ``callback`` CRM write through
    the outbox (keyed by the call, so a repeated callback writes once), when the
-   server has a CRM.
+   server has a CRM. An ``agent`` fallback gives the caller a new media stream
+   with their ``from`` and ``to`` parameters (the CRM recognizes them again), a
+   ``handoff`` parameter naming the outcome, and the ``<Connect action>`` URL.
+6. Transfers are records in the call state store (``handoff/transfers.py``):
+   Twilio's callbacks may reach any worker, and each outcome is acted on once
+   whichever worker hears of it first. Without ``--redis-url`` the store is this
+   process's memory, which serves one worker.
 
-Callbacks are accepted only for transfers this process started (unknown call
-SIDs get 404), and with a Twilio auth token configured they must carry a valid
+Callbacks are accepted only for stored transfers (unknown call SIDs get 404),
+and with a Twilio auth token configured they must carry a valid
 ``X-Twilio-Signature`` like the other webhooks (the caller of :func:`handoff_routes`
 passes its check).
 """
@@ -30,7 +40,8 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import httpx
 from starlette.requests import Request
@@ -40,19 +51,24 @@ from starlette.routing import Route
 from voicerail.crm.model import CRMWrite, WriteAction
 from voicerail.errors import ConfigError, ProviderError, StoreError
 from voicerail.events.model import Event, EventKind, Stage
-from voicerail.handoff.summary import whisper_from_events
+from voicerail.handoff.summary import handoff_from_events, whisper_from_events
+from voicerail.handoff.transfers import TransferBook, TransferRecord
 from voicerail.handoff.twilio_transfer import (
     Fallback,
     TransferOutcome,
     TwilioREST,
-    WarmTransfer,
+    classify,
     cold_twiml,
+    fallback_twiml,
     hold_twiml,
+    human_twiml,
 )
 from voicerail.session.runtime import Runtime
+from voicerail.state.session import MemoryStateStore
 
 log = logging.getLogger(__name__)
 _GENERIC_WHISPER = "Incoming transfer from the voice assistant. No summary is available."
+_APOLOGY = "Sorry, nobody could take your call right now."
 
 
 @dataclass(frozen=True)
@@ -108,8 +124,10 @@ def settings_from(
     auth_token: str | None,
     hold_music_url: str = "",
     fallbacks: str = "",
+    api_base_url: str = "https://api.twilio.com",
 ) -> HandoffSettings | None:
-    """The settings ``voicerail serve`` builds from its flags (None without a number).
+    """The settings ``voicerail serve`` builds from its flags (None without a number);
+    ``api_base_url`` is ``$VOICERAIL_TWILIO_API_URL`` (a fake's URL in rehearsals).
 
     Raises:
         ConfigError: warm mode without the Twilio account, token or caller ID.
@@ -134,14 +152,16 @@ def settings_from(
         auth_token=auth_token or "",
         hold_music_url=hold_music_url,
         fallbacks=parse_fallbacks(fallbacks),
+        api_base_url=api_base_url,
     )
 
 
 class HandoffDesk:
-    """The transfers of one server process (see the module docstring).
+    """The transfers of the server (see the module docstring); any worker's desk can
+    settle a transfer another worker's desk began (``handoff/transfers.py``).
 
     Args:
-        runtime: for the event store and the clock.
+        runtime: for the event store, the call state store and the clock.
         settings: the handoff settings.
         client: the HTTP client for Twilio's REST API (None: one per request).
     """
@@ -154,9 +174,19 @@ class HandoffDesk:
         self.rest = TwilioREST(
             client, settings.account_sid, settings.auth_token, settings.api_base_url
         )
-        self.transfers: dict[str, WarmTransfer] = {}  # by the caller's call SID
-        self._call_ids: dict[str, str] = {}
+        clock = runtime.clock
+        # Without a shared store, transfers live in this process (one worker).
+        store = runtime.state or MemoryStateStore(monotonic=clock.monotonic)
+        self.book = TransferBook(store)
         self._tasks: set[asyncio.Task[None]] = set()
+
+    async def transfer(self, caller_sid: str) -> TransferRecord | None:
+        """The transfer of ``caller_sid``'s call, as stored.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        return await self.book.get(caller_sid)
 
     async def begin(self, call_sid: str, call_id: str, base_url: str) -> str:
         """The TwiML answering ``<Connect action>`` for a handed-off call (step 2).
@@ -169,110 +199,186 @@ class HandoffDesk:
         if self.settings.mode != "warm":
             return cold_twiml(self.settings.number)
         try:
-            events = await asyncio.to_thread(self.runtime.events.events, call_id)
-        except StoreError:
+            async with asyncio.timeout(5.0):
+                events = await asyncio.to_thread(self.runtime.events.events, call_id)
+        except (StoreError, TimeoutError):
             events = []
-        whisper = whisper_from_events(events) or _GENERIC_WHISPER
-        ws_url = base_url.replace("https://", "wss://").replace("http://", "ws://")
-        transfer = WarmTransfer(
-            self.rest,
+        now_s = self.runtime.clock.wall()
+        request = handoff_from_events(events)
+        record = TransferRecord(
             caller_sid=call_sid,
-            human_number=self.settings.number,
-            from_number=self.settings.from_number,
-            whisper=whisper,
-            status_callback=f"{base_url}/twilio/handoff-status/{call_sid}",
-            hold_music_url=self.settings.hold_music_url,
-            fallbacks=self.settings.fallbacks,
-            stream_url=f"{ws_url}/twilio/media",
-            clock=self.runtime.clock,
+            call_id=call_id,
+            requested_at=float(request["requested_at"]) if request else now_s,
+            caller_parameters=_caller_parameters(events, call_sid),
+            base_url=base_url,
         )
-        transfer.requested_at_s = self.runtime.clock.monotonic()
-        self.transfers[call_sid] = transfer
-        self._call_ids[call_sid] = call_id
-        self._spawn(self._dial(transfer))
+        conference = f"handoff-{call_sid}"
+        try:
+            await self.book.open(record, now_s)
+        except StoreError as exc:
+            # Nobody could settle the transfer: the caller gets the human directly.
+            log.warning("transfer not recorded, transferring cold: %s", exc)
+            return cold_twiml(self.settings.number)
+        whisper = whisper_from_events(events) or _GENERIC_WHISPER
+        self._spawn(self._dial(call_sid, conference, whisper, base_url))
         return hold_twiml(
-            transfer.conference,
+            conference,
             self.settings.hold_music_url,
             status_callback=f"{base_url}/twilio/conference-status/{call_sid}",
         )
 
-    async def _dial(self, transfer: WarmTransfer) -> None:
+    async def _dial(self, caller_sid: str, conference: str, whisper: str, base_url: str) -> None:
         try:
-            await transfer.dial_human()
+            created = await self.rest.create_call(
+                to=self.settings.number,
+                from_=self.settings.from_number,
+                twiml=human_twiml(conference, whisper),
+                status_callback=f"{base_url}/twilio/handoff-status/{caller_sid}",
+            )
         except ProviderError as exc:
-            # The human cannot be dialled: the caller gets the no-answer fallback.
+            # The human cannot be dialled: the caller gets the fallback for "failed".
             log.warning("handoff dial failed: %s", exc)
-            try:
-                await transfer.conclude(TransferOutcome.FAILED)
-            except ProviderError as fallback_exc:
-                log.warning("handoff fallback failed: %s", fallback_exc)
-            await self._settle(transfer, TransferOutcome.FAILED)
+            await self._settle(caller_sid, TransferOutcome.FAILED, None)
+            return
+        human_sid = str(created["sid"])
+
+        def note(record: TransferRecord | None) -> TransferRecord | None:
+            if record is None or record.human_sid is not None:
+                return None
+            return replace(record, human_sid=human_sid)
+
+        try:
+            await self.book.change(caller_sid, note, self.runtime.clock.wall())
+        except StoreError as exc:
+            log.warning("human leg not recorded: %s", exc)
 
     async def on_status(self, caller_sid: str, form: Mapping[str, str]) -> bool:
         """A status callback of the human's leg of ``caller_sid``'s transfer; False when
-        this process has no such transfer."""
-        transfer = self.transfers.get(caller_sid)
-        if transfer is None:
+        no such transfer is stored.
+
+        Only the human's leg is given this URL, so its ``CallSid`` is the human's
+        even when the callback overtakes the answer to the create request.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        record = await self.book.get(caller_sid)
+        if record is None:
             return False
-        before = transfer.outcome
-        try:
-            outcome = await transfer.on_status(form)
-        except ProviderError as exc:
-            log.warning("handoff fallback failed: %s", exc)
-            outcome = transfer.outcome
-        if outcome is not None and before is None:
-            await self._settle(transfer, outcome)
+        human_sid = form.get("CallSid", "")
+        if human_sid in record.earlier_legs or record.human_sid not in (None, human_sid):
+            return True  # an earlier transfer's leg of the same call
+        outcome = classify(form)
+        if outcome is not None:
+            await self._settle(caller_sid, outcome, human_sid or None)
         return True
 
     async def on_conference(self, caller_sid: str, form: Mapping[str, str]) -> bool:
-        """A conference callback; the caller leaving before the human answered cancels
-        the human's leg (rule 4 of ``twilio_transfer.py``)."""
-        transfer = self.transfers.get(caller_sid)
-        if transfer is None:
+        """A conference callback (rule 4 of ``twilio_transfer.py``): the caller leaving
+        before the human answered cancels the human's leg; leaving after the human
+        answered but before they joined (the summary still playing) ends it.
+
+        Raises:
+            StoreError: the store failed.
+        """
+        record = await self.book.get(caller_sid)
+        if record is None:
             return False
-        caller_left = (
-            form.get("StatusCallbackEvent") == "participant-leave"
-            and form.get("CallSid") == caller_sid
-        )
-        if caller_left and transfer.outcome is None:
-            try:
-                await transfer.on_caller_hung_up()
-            except ProviderError as exc:
-                log.warning("cancelling the human's leg failed: %s", exc)
-            await self._settle(transfer, TransferOutcome.CALLER_HUNG_UP)
+        event, sid = form.get("StatusCallbackEvent"), form.get("CallSid")
+        if event == "participant-join" and sid and sid != caller_sid:
+            await self.book.change(
+                caller_sid,
+                lambda r: replace(r, human_joined=True) if r and not r.human_joined else None,
+                self.runtime.clock.wall(),
+            )
+        elif event == "participant-leave" and sid == caller_sid:
+            if record.outcome is None:
+                await self._settle(caller_sid, TransferOutcome.CALLER_HUNG_UP, None)
+            elif record.outcome == TransferOutcome.ANSWERED and not record.human_joined:
+                await self._end_human_leg(record.human_sid, "completed")
         return True
 
-    async def _settle(self, transfer: WarmTransfer, outcome: TransferOutcome) -> None:
-        call_id = self._call_ids.get(transfer.caller_sid)
-        if call_id is None:
+    async def _settle(
+        self, caller_sid: str, outcome: TransferOutcome, human_sid: str | None
+    ) -> None:
+        """Set the outcome once (``transfers.py`` rule 3), then act on it here."""
+        fallback = None
+        if outcome not in (TransferOutcome.ANSWERED, TransferOutcome.CALLER_HUNG_UP):
+            fallback = self.settings.fallbacks.get(outcome, Fallback.AGENT)
+        record = await self.book.settle(
+            caller_sid,
+            str(outcome),
+            str(fallback) if fallback else None,
+            self.runtime.clock.wall(),
+            human_sid,
+        )
+        if record is None:
+            return  # settled by another callback (maybe on another worker)
+        try:
+            await self._apply(record, outcome, fallback)
+        except ProviderError as exc:
+            log.warning("handoff %s: twilio refused: %s", outcome, exc)
+        if fallback is Fallback.CALLBACK and self.runtime.crm is not None:
+            await asyncio.to_thread(self._book_callback, record)
+        self._record_event(record)
+
+    async def _apply(
+        self, record: TransferRecord, outcome: TransferOutcome, fallback: Fallback | None
+    ) -> None:
+        if outcome is TransferOutcome.CALLER_HUNG_UP:
+            await self._end_human_leg(record.human_sid, "canceled")
             return
-        if transfer.fallback is Fallback.CALLBACK and self.runtime.crm is not None:
-            self._book_callback(call_id, transfer, outcome)
+        if fallback is None:
+            return
+        if outcome is TransferOutcome.VOICEMAIL:
+            # The human's voicemail must not record the conference.
+            await self._end_human_leg(record.human_sid, "completed")
+        base_url = record.base_url
+        ws_url = base_url.replace("https://", "wss://").replace("http://", "ws://")
+        twiml = fallback_twiml(
+            fallback,
+            stream_url=f"{ws_url}/twilio/media",
+            apology=_APOLOGY,
+            parameters={**record.caller_parameters, "handoff": str(outcome)},
+            action_url=f"{base_url}/twilio/connect-action",
+        )
+        await self.rest.update_call(record.caller_sid, twiml=twiml)
+
+    async def _end_human_leg(self, human_sid: str | None, status: str) -> None:
+        if human_sid is None:
+            return
+        try:
+            await self.rest.update_call(human_sid, status=status)
+        except ProviderError as exc:
+            log.warning("ending the human's leg failed: %s", exc)
+
+    def _record_event(self, record: TransferRecord) -> None:
         self.runtime.events.append(
             Event(
-                call_id,
+                record.call_id,
                 EventKind.CALL_TRANSFERRED,
                 self.runtime.clock.wall(),
                 self.runtime.clock.monotonic(),
                 stage=Stage.HANDOFF,
-                latency_s=transfer.outcome_after_s,
-                outcome=str(outcome),
+                latency_s=record.after_s,
+                outcome=record.outcome,
                 data={
                     "mode": "warm",
-                    "fallback": str(transfer.fallback) if transfer.fallback else None,
-                    "human_call_sid": transfer.human_sid,
+                    "fallback": record.fallback,
+                    "human_call_sid": record.human_sid,
+                    "requested_at": record.requested_at,
                 },
             )
         )
 
-    def _book_callback(
-        self, call_id: str, transfer: WarmTransfer, outcome: TransferOutcome
-    ) -> None:
-        """Rule 5: the callback request as a CRM write through the outbox."""
+    def _book_callback(self, record: TransferRecord) -> None:
+        """Rule 5: the callback request as a CRM write through the outbox (in a
+        worker thread: the outbox is a blocking database)."""
         assert self.runtime.crm is not None
-        properties = {"reason": f"transfer {outcome}", "caller_call_sid": transfer.caller_sid}
+        call_id = record.call_id
+        properties = {"reason": f"transfer {record.outcome}", "caller_call_sid": record.caller_sid}
         write = CRMWrite(f"{call_id}:callback", call_id, WriteAction.CALLBACK, properties)
-        state = json.dumps({"handoff_outcome": str(outcome), "fallback": "callback"})
+        state = json.dumps({"handoff_outcome": record.outcome, "fallback": "callback"})
         try:
             self.runtime.crm.outbox.record(call_id, state, [write], self.runtime.clock.wall())
         except StoreError as exc:
@@ -289,6 +395,17 @@ class HandoffDesk:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
 
+def _caller_parameters(events: list[Any], call_sid: str) -> dict[str, str]:
+    """The caller's ``from`` and ``to`` stream parameters (the stream-started event's
+    marked field), and the CallSid, for the ``agent`` fallback's new stream."""
+    found = {"callsid": call_sid}
+    for event in events:
+        if event.kind is EventKind.STREAM_STARTED and event.pii:
+            params = event.pii.get("custom_parameters") or {}
+            found.update({k: str(params[k]) for k in ("from", "to") if params.get(k)})
+    return found
+
+
 def handoff_routes(
     desk: HandoffDesk, signed_form: Callable[[Request], Awaitable[dict[str, str] | None]]
 ) -> list[Route]:
@@ -303,14 +420,22 @@ def handoff_routes(
         form = await signed_form(request)
         if form is None:
             return Response("invalid X-Twilio-Signature", status_code=403)
-        found = await desk.on_status(request.path_params["caller_sid"], form)
+        try:
+            found = await desk.on_status(request.path_params["caller_sid"], form)
+        except StoreError as exc:
+            log.warning("handoff status callback not applied: %s", exc)
+            return Response(status_code=503)
         return Response(status_code=204 if found else 404)
 
     async def conference(request: Request) -> Response:
         form = await signed_form(request)
         if form is None:
             return Response("invalid X-Twilio-Signature", status_code=403)
-        found = await desk.on_conference(request.path_params["caller_sid"], form)
+        try:
+            found = await desk.on_conference(request.path_params["caller_sid"], form)
+        except StoreError as exc:
+            log.warning("handoff conference callback not applied: %s", exc)
+            return Response(status_code=503)
         return Response(status_code=204 if found else 404)
 
     return [

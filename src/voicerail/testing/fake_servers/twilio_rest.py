@@ -5,7 +5,11 @@ creates a call (201, ``status: queued``) and then posts form-encoded status
 callbacks (``initiated``, ``ringing``, then the scripted end) to its
 ``StatusCallback``; ``POST …/Calls/{Sid}.json`` updates a live call's TwiML or
 ends it (``Status=canceled|completed``, followed by that status's callback).
-Errors use Twilio's envelope ``{"code", "message", "more_info", "status"}``:
+Callbacks carry ``X-Twilio-Signature`` computed as Twilio documents (HMAC-SHA1
+under the auth token of the URL followed by the sorted form pairs, base64;
+https://www.twilio.com/docs/usage/webhooks/webhooks-security, read 2026-12),
+so a server that validates signatures accepts them. Errors use Twilio's
+envelope ``{"code", "message", "more_info", "status"}``:
 401/20003 for bad credentials, 404/20404 for an unknown call, 400/21220 for
 redirecting a call that is no longer in progress, 400/21201 without ``To``.
 
@@ -30,6 +34,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from twilio.request_validator import RequestValidator
 
 _SAY = re.compile(r"<Say>(.*?)</Say>", re.S)
 _FINISHED = {"completed", "canceled", "busy", "no-answer", "failed"}
@@ -98,9 +103,12 @@ class FakeTwilioREST:
             **extra,
         }
         self.callbacks.append(form)
+        signature = RequestValidator(self.auth_token).compute_signature(call.status_callback, form)
         try:
-            async with httpx.AsyncClient() as client:
-                await client.post(call.status_callback, data=form)
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                await client.post(
+                    call.status_callback, data=form, headers={"X-Twilio-Signature": signature}
+                )
         except httpx.HTTPError:
             # Twilio logs error 11200 (HTTP retrieval failure) and moves on.
             self.callback_failures += 1
