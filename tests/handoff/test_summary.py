@@ -56,9 +56,26 @@ def test_unknown_caller_and_safe_dict() -> None:
         collected={"name": "Grace Hopper"},
         last_caller_text="my card number is 4111",
     )
-    assert "a caller not in the CRM" in summary.whisper_text()
+    # The name the caller gave is said, and that the CRM did not know them.
+    assert "Incoming transfer: Grace Hopper, not in the CRM." in summary.whisper_text()
     assert summary.transcript_url == "/dashboard/calls/vr_2"
     safe = repr(summary.safe_dict())
     assert "Grace" not in safe and "4111" not in safe
     assert summary.safe_dict()["collected_fields"] == ["name"]
     assert summary.to_dict()["collected"] == {"name": "Grace Hopper"}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"firstname": "Maria", "lastname": "Lopez"},  # HubSpot contact properties
+        {"FirstName": "Maria", "LastName": "Lopez"},  # Salesforce Contact fields
+        {"name": "Maria Lopez"},
+    ],
+)
+def test_the_whisper_names_the_caller_whatever_the_crm_calls_the_fields(fields) -> None:
+    """A known caller's name is read from each CRM's own field names."""
+    summary = build_summary(
+        call_id="vr_3", reason=HandoffReason.EXPLICIT, context=fields, known_caller=True
+    )
+    assert summary.whisper_text().startswith("Incoming transfer: Maria Lopez, a known customer.")

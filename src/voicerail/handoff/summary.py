@@ -99,10 +99,11 @@ class HandoffSummary:
 
     def whisper_text(self) -> str:
         """What the human hears before joining (rule 4)."""
-        name = " ".join(
-            str(self.caller[k]) for k in ("first_name", "last_name") if self.caller.get(k)
-        )
-        who = f"{name}, a known customer" if name else "a caller not in the CRM"
+        name = caller_name(self.caller) or str(self.collected.get("name") or "")
+        if self.known_caller:
+            who = f"{name}, a known customer" if name else "a known customer"
+        else:
+            who = f"{name}, not in the CRM" if name else "a caller not in the CRM"
         parts = [f"Incoming transfer: {who}. Reason: {self.reason_text}."]
         if self.actions:
             parts.append("The assistant " + "; ".join(self.actions) + ".")
@@ -110,6 +111,20 @@ class HandoffSummary:
             parts.append(f"They said: {self.caller_expects}")
         parts.append(self.next_action)
         return " ".join(parts)
+
+
+#: First and last name fields as the CRMs name them: ours and the embedded CRM's,
+#: HubSpot's contact properties, Salesforce's Contact fields.
+_NAME_FIELDS = (("first_name", "last_name"), ("firstname", "lastname"), ("FirstName", "LastName"))
+
+
+def caller_name(fields: Mapping[str, Any]) -> str:
+    """The caller's name from gated CRM fields (any CRM's naming), or ``name``; "" if none."""
+    for first, last in _NAME_FIELDS:
+        name = " ".join(str(fields[k]) for k in (first, last) if fields.get(k))
+        if name:
+            return name
+    return str(fields.get("name") or "")
 
 
 def build_summary(
