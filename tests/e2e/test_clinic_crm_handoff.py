@@ -49,6 +49,17 @@ def agent_file(tmp_path: Path) -> Path:
     return path
 
 
+def providers_file(tmp_path: Path) -> Path:
+    """The embedded models with deadlines for a loaded test machine: this test is about
+    the CRM and the handoff, not latency (a timed-out decode would be a turn not heard)."""
+    path = tmp_path / "providers.yaml"
+    path.write_text(
+        "providers:\n  stt: [faster-whisper]\n  tts: [piper]\n"
+        "routing:\n  stt: {ttfb_timeout_s: 15}\n  tts: {ttfb_timeout_s: 10}\n"
+    )
+    return path
+
+
 async def wait_until(check: Any, timeout_s: float = 15.0) -> bool:
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not check():
@@ -103,6 +114,8 @@ async def test_a_recognized_caller_books_once_and_is_handed_off_warm(tmp_path, c
         args = [
             "--agent",
             str(agent_file(tmp_path)),
+            "--providers",
+            str(providers_file(tmp_path)),
             "--public-url",
             base_url,
             "--handoff-number",
