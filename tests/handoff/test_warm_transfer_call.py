@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.handoff import HandoffSettings
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import Runtime
-from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.sim.caller import CallerTurn, CallResult, SimulatedTwilioCall
 from voicerail.testing.fake_servers.crm import run_fake_crm as serve_app
 from voicerail.testing.fake_servers.openai import _Server
 from voicerail.testing.fake_servers.twilio_rest import FakeTwilioREST, build_twilio_rest_app
@@ -68,10 +69,24 @@ class HandoffRun:
     desk: Any
     events: SQLiteEventStore
     outbox: SQLiteOutbox
+    back: CallResult | None = None
+
+
+async def follow_agent_fallback(twiml: str) -> CallResult:
+    """What Twilio does with the agent fallback's TwiML: open its stream, with its
+    parameters, for the same call."""
+    stream = re.search(r'<Stream url="([^"]+)">', twiml)
+    assert stream is not None, twiml
+    params = dict(re.findall(r'<Parameter name="([^"]+)" value="([^"]*)" />', twiml))
+    caller = SimulatedTwilioCall(
+        stream.group(1), turn_gap_s=0.3, custom_parameters=params, call_sid=params["callsid"]
+    )
+    return await caller.run([])
 
 
 async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
-    """A simulated caller presses a key; the LLM transfers; Twilio asks <Connect action>."""
+    """A simulated caller presses a key; the LLM transfers; Twilio asks <Connect action>;
+    when the caller is sent back to the agent, Twilio's new stream is opened."""
     bookings = BookingStore(tmp_path / "bookings.sqlite3")
     crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=bookings)
     crm.add_contact(PHONE, {"first_name": "Ada", "last_name": "Lovelace", "diagnosis": "asthma"})
@@ -123,12 +138,22 @@ async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
                 )
             await app.state.handoff_desk.drain()
             await fake.drain()
-    return HandoffRun(answer.text, result.call_sid, fake, app.state.handoff_desk, events, outbox)
+            back = None
+            given = fake.calls[result.call_sid].twiml
+            if given and "<Connect" in given[-1]:
+                back = await follow_agent_fallback(given[-1])
+    run = HandoffRun(answer.text, result.call_sid, fake, app.state.handoff_desk, events, outbox)
+    run.back = back
+    return run
 
 
 def transferred(run: HandoffRun) -> list[Event]:
-    call = run.events.calls()[0]
-    return [e for e in run.events.events(call.call_id) if e.kind is EventKind.CALL_TRANSFERRED]
+    return [
+        e
+        for call in run.events.calls()
+        for e in run.events.events(call.call_id)
+        if e.kind is EventKind.CALL_TRANSFERRED
+    ]
 
 
 async def test_simulated_call_hands_off_warm_with_the_summary(tmp_path) -> None:
@@ -156,4 +181,24 @@ async def test_busy_human_books_a_callback_through_the_outbox(tmp_path) -> None:
     assert "call you back" in run.fake.calls[run.caller_sid].said[-1]
     keys = [row[0] for row in run.outbox.rows()]
     assert any(k.endswith(":callback") for k in keys)
+    run.events.close()
+
+
+async def test_no_answer_sends_the_caller_back_to_the_agent(tmp_path) -> None:
+    """No human answered: the caller hears the apology and a new stream of the same call
+    reaches the agent, with their number (the CRM recognizes them again) and the outcome."""
+    run = await handoff_call(tmp_path, "no_answer")
+    assert [e.outcome for e in transferred(run)] == ["no_answer"]
+    assert "Sorry, nobody could take your call" in run.fake.calls[run.caller_sid].said[-1]
+    assert run.back is not None and run.back.call_sid == run.caller_sid
+    calls = run.events.calls()
+    assert len(calls) == 2 and {c.call_sid for c in calls} == {run.caller_sid}
+    again = next(c for c in calls if "handoff" in c.data["custom_parameters"])
+    kinds = [e.kind for e in run.events.events(again.call_id)]
+    assert EventKind.TTS_FIRST_AUDIO in kinds  # the agent answered on the new stream
+    started = next(
+        e for e in run.events.events(again.call_id) if e.kind is EventKind.STREAM_STARTED
+    )
+    assert started.pii["custom_parameters"]["from"] == PHONE
+    assert started.pii["custom_parameters"]["handoff"] == "no_answer"
     run.events.close()

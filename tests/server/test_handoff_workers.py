@@ -4,6 +4,7 @@ ended when the caller leaves while the summary plays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from voicerail.events.model import Event, EventKind
@@ -179,3 +180,41 @@ async def test_a_second_transfer_ignores_the_first_transfers_late_callbacks(tmp_
     assert record.earlier_legs == (first[-1]["CallSid"],)
     assert [e.outcome for e in transferred(events)] == ["no_answer"]
     events.close()
+
+
+async def test_the_agent_fallback_reopens_the_calls_state(tmp_path) -> None:
+    """Back to the agent: the call's state is no longer handed off, so the new stream of
+    the same CallSid can carry the call on; a failed transfer with a voicemail fallback
+    leaves it as it was."""
+    from voicerail.state.session import SessionState
+
+    for fallback, reopened in ((Fallback.AGENT, True), (Fallback.VOICEMAIL, False)):
+        clock = FakeClock(wall_offset_s=1_800_000_000.0)
+        events = events_of_a_handed_off_call(tmp_path / f"events-{fallback}.sqlite3", clock)
+        store = MemoryStateStore(monotonic=clock.monotonic)
+        handed_off = SessionState(
+            "vr_1",
+            version=1,
+            call_sid=CALLER,
+            dialog={"node": "more", "ended": True, "slots": {"name": {"str": "Maria Lopez"}}},
+            outcome="handoff",
+        )
+        await store.save(handed_off)
+        fake = FakeTwilioREST(human="no_answer")
+        fake.add_live_call(CALLER)
+        async with serve_app(build_twilio_rest_app(fake)) as url:
+            d = desk(events, clock, store, url, fake)
+            d.settings = replace(d.settings, fallbacks={TransferOutcome.NO_ANSWER: fallback})
+            await d.begin(CALLER, "vr_1", BASE)
+            await d.drain()
+            await fake.drain()
+            for form in list(fake.callbacks):
+                await d.on_status(CALLER, form)
+        state = await store.load_by_call_sid(CALLER)
+        assert state is not None and state.call_id == "vr_1"
+        if reopened:
+            assert (state.version, state.outcome, state.dialog["ended"]) == (2, None, False)
+            assert state.dialog["slots"] == handed_off.dialog["slots"]
+        else:
+            assert state == handed_off
+        events.close()

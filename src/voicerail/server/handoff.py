@@ -333,6 +333,8 @@ class HandoffDesk:
         if outcome is TransferOutcome.VOICEMAIL:
             # The human's voicemail must not record the conference.
             await self._end_human_leg(record.human_sid, "completed")
+        if fallback is Fallback.AGENT:
+            await self._reopen(record.caller_sid)
         base_url = record.base_url
         ws_url = base_url.replace("https://", "wss://").replace("http://", "ws://")
         twiml = fallback_twiml(
@@ -343,6 +345,30 @@ class HandoffDesk:
             action_url=f"{base_url}/twilio/connect-action",
         )
         await self.rest.update_call(record.caller_sid, twiml=twiml)
+
+    async def _reopen(self, caller_sid: str) -> None:
+        """Rule 5's ``agent`` fallback: the call's state is made resumable again (its
+        dialog no longer ended, its outcome no longer ``handoff``), so the stream the
+        caller is sent back on can carry the call on where it stopped, the way a
+        call that lost its worker is resumed (issue 12, ``state/resume.py``).
+        Without a state store, or when the write fails, that stream is a new call."""
+        store = self.runtime.state
+        if store is None:
+            return
+        try:
+            async with asyncio.timeout(2.0):
+                state = await store.load_by_call_sid(caller_sid)
+                if state is None:
+                    return
+                dialog = {**state.dialog, "ended": False} if "ended" in state.dialog else None
+                reopened = state.next_version(
+                    outcome=None if state.outcome == "handoff" else state.outcome,
+                    dialog=dialog if dialog is not None else state.dialog,
+                    updated_at=self.runtime.clock.wall(),
+                )
+                await store.save(reopened)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("call state not reopened for the agent fallback: %s", exc)
 
     async def _end_human_leg(self, human_sid: str | None, status: str) -> None:
         if human_sid is None:
