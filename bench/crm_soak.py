@@ -8,6 +8,13 @@ default, PostgreSQL with ``--postgres``):
   worker would replay it);
 * at call end a call summary and a disposition, and for 30% of calls a lead.
 
+* for ``--change-rate`` of calls, the booking names its entity and carries its
+  whole state (as ``crm/bookings.py`` books), and 0-20 s later, often before
+  the booking was delivered, a reschedule; half of those are then cancelled
+  0-10 s later. At the end each such booking's record at the CRM must hold the
+  last state recorded (``incoherent_bookings``), and no cancelled booking may
+  be live there (``cancelled_left_live``): both must be 0.
+
 Two relays (``--relays``) deliver to an in-process CRM that upserts by
 idempotency key (as HubSpot and Salesforce do by a unique property / external
 id) and injects faults into ``--fault-rate`` of attempts, drawn evenly among:
@@ -78,6 +85,42 @@ def call_writes(call_id: str, rng: random.Random) -> tuple[list[CRMWrite], list[
     return [book], end
 
 
+def booking_state(call_id: str, hour: int, status: str = "booked") -> dict[str, Any]:
+    """A booking's whole state, as ``crm/bookings.py`` writes it."""
+    return {
+        "name": f"caller {call_id}",
+        "day": "2026-12-08",
+        "time": f"{hour:02d}:00",
+        "booking_id": f"BK-{call_id}",
+        "status": status,
+    }
+
+
+def changed_booking(
+    call_id: str, rng: random.Random, now: float
+) -> tuple[CRMWrite, list[tuple[float, CRMWrite]]]:
+    """An entity booking, and its later reschedule (and maybe cancel) with their times."""
+    entity = f"booking:BK-{call_id}"
+    hour = 9 + rng.randrange(8)
+    args = booking_state(call_id, hour)
+    key = idempotency_key(call_id, 3, "book_appointment", args)
+    book = CRMWrite(key, call_id, WriteAction.BOOKING, args, entity=entity)
+    moved_at = now + rng.uniform(0.0, 20.0)
+    moved = booking_state(call_id, 9 + (hour - 9 + 1) % 8)
+    later = [
+        (moved_at, CRMWrite(f"{entity}:reschedule", call_id, WriteAction.BOOKING, moved, entity))
+    ]
+    if rng.random() < 0.5:
+        cancelled = {**moved, "status": "cancelled"}
+        later.append(
+            (
+                moved_at + rng.uniform(0.0, 10.0),
+                CRMWrite(f"{entity}:cancel", call_id, WriteAction.BOOKING, cancelled, entity),
+            )
+        )
+    return book, later
+
+
 def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -115,6 +158,9 @@ async def soak(outbox: Outbox, args: argparse.Namespace) -> dict[str, Any]:
     attempted = queued = replayed = killed = 0
     calls_started = 0
     ends: list[tuple[float, str, list[CRMWrite]]] = []
+    changes: list[tuple[float, CRMWrite]] = []
+    last_state: dict[str, dict[str, Any]] = {}  # entity -> the last state recorded
+    record_keys: dict[str, str] = {}  # idempotency key -> the CRM's record key
     per_step = args.rate * STEP_S
     budget = 0.0
     deadline_s = args.calls / args.rate + args.drain_s
@@ -126,6 +172,14 @@ async def soak(outbox: Outbox, args: argparse.Namespace) -> dict[str, Any]:
             call_id = f"call-{calls_started:06d}"
             calls_started += 1
             turn3, end = call_writes(call_id, rng)
+            later: list[tuple[float, CRMWrite]] = []
+            if rng.random() < args.change_rate:
+                book, later = changed_booking(call_id, rng, now)
+                turn3 = [book]
+                changes += later
+                last_state[book.record_key] = dict(later[-1][1].properties)
+            for write in turn3 + end + [w for _, w in later]:
+                record_keys[write.idempotency_key] = write.record_key
             record_times = 2 if rng.random() < args.replay_rate else 1
             replayed += record_times - 1
             for _ in range(record_times):
@@ -140,6 +194,11 @@ async def soak(outbox: Outbox, args: argparse.Namespace) -> dict[str, Any]:
             else:
                 still.append((at, call_id, end))
         ends = still
+        due = [w for at, w in changes if at <= now]
+        changes = [(at, w) for at, w in changes if at > now]
+        for write in due:
+            attempted += 1
+            queued += sum(outbox.record(write.call_id, '{"node": "changed"}', [write], now))
         for i, relay in enumerate(relays):
             try:
                 await relay.run_once()
@@ -147,14 +206,23 @@ async def soak(outbox: Outbox, args: argparse.Namespace) -> dict[str, Any]:
                 killed += 1
                 relays[i] = new_relay()
         clock.advance(STEP_S)
-        if calls_started >= args.calls and not ends:
+        if calls_started >= args.calls and not ends and not changes:
             stats = outbox.stats(clock.wall())
             if stats.pending == 0:
                 break
     rows = outbox.rows()
     latencies = [float(r[4]) - r[3] for r in rows if r[1] == DELIVERED and r[4] is not None]
     stats = outbox.stats(clock.wall())
-    missing = [r[0] for r in rows if r[1] == DELIVERED and r[0] not in crm.records]
+    missing = [
+        r[0] for r in rows if r[1] == DELIVERED and record_keys.get(r[0], r[0]) not in crm.records
+    ]
+    incoherent = [e for e, state in last_state.items() if crm.records.get(e) != state]
+    left_live = [
+        e
+        for e, state in last_state.items()
+        if state["status"] == "cancelled"
+        and (crm.records.get(e) or {}).get("status") != "cancelled"
+    ]
     return {
         "calls": calls_started,
         "attempted": attempted,
@@ -165,6 +233,10 @@ async def soak(outbox: Outbox, args: argparse.Namespace) -> dict[str, Any]:
         "dead_lettered": stats.dead_lettered,
         "pending_at_end": stats.pending,
         "delivered_but_absent_at_crm": len(missing),
+        "changed_bookings": len(last_state),
+        "superseded": stats.superseded,
+        "incoherent_bookings": len(incoherent),
+        "cancelled_left_live": len(left_live),
         "crm_attempts": crm.attempts,
         "faults": dict(sorted(crm.fault_counts.items())),
         "relays_killed": killed,
@@ -179,6 +251,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--calls", type=int, default=10_000)
     parser.add_argument("--fault-rate", type=float, default=0.2)
     parser.add_argument("--replay-rate", type=float, default=0.15)
+    parser.add_argument(
+        "--change-rate", type=float, default=0.2, help="bookings rescheduled (and cancelled)"
+    )
     parser.add_argument("--rate", type=float, default=20.0, help="calls per simulated second")
     parser.add_argument("--relays", type=int, default=2)
     parser.add_argument("--batch", type=int, default=50)
@@ -221,6 +296,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"dead-lettered {result['dead_lettered']}, pending {result['pending_at_end']}"
     )
     print(
+        f"bookings changed {result['changed_bookings']}: superseded writes "
+        f"{result['superseded']}, incoherent at the crm {result['incoherent_bookings']}, "
+        f"cancelled but live {result['cancelled_left_live']}"
+    )
+    print(
         f"crm attempts {result['crm_attempts']}, faults {result['faults']}, "
         f"relays killed {result['relays_killed']}"
     )
@@ -234,4 +314,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 if __name__ == "__main__":
     outcome = main()
-    sys.exit(0 if outcome["duplicates"] == 0 else 1)
+    clean = outcome["duplicates"] == outcome["incoherent_bookings"] == 0
+    sys.exit(0 if clean else 1)

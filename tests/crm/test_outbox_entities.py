@@ -191,3 +191,32 @@ def test_concurrent_relays_apply_each_entitys_writes_in_order(
         assert order[-1] == 3, (entity, order)
     for box in boxes:
         box.close()
+
+
+async def test_the_relay_never_calls_the_database_on_the_event_loop(tmp_path) -> None:
+    """Claims, completions and failures run in worker threads (relay rule 5)."""
+    loop_thread = threading.get_ident()
+    seen: list[tuple[str, int]] = []
+
+    class Watched(SQLiteOutbox):
+        def claim(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(("claim", threading.get_ident()))
+            return super().claim(*args, **kwargs)
+
+        def complete(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(("complete", threading.get_ident()))
+            return super().complete(*args, **kwargs)
+
+        def fail(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(("fail", threading.get_ident()))
+            return super().fail(*args, **kwargs)
+
+    box = Watched(tmp_path / "outbox.sqlite3")
+    clock = FakeClock()
+    crm = InMemoryCRM(scripted={"k1": ["server_error"]})
+    writes = [CRMWrite(f"k{n}", "call-1", WriteAction.CALL_SUMMARY, {"n": n}) for n in (1, 2)]
+    box.record("call-1", "{}", writes, clock.wall())
+    await drain(relay(box, crm, clock), clock, steps=5)
+    assert {name for name, _ in seen} == {"claim", "complete", "fail"}
+    assert all(thread != loop_thread for _, thread in seen)
+    box.close()
