@@ -59,7 +59,11 @@ def test_sla_by_outcome(tmp_path) -> None:
         "max_s": 31.0,
     }
     assert [o["outcome"] for o in answer["outcomes"]] == ["answered", "caller_hung_up", "no_answer"]
-    assert format_sla(answer).splitlines()[0] == "5 transfers, 60% answered by a human"
+    # Answered within 20 s of the request: 12 s and 20 s, not 31 s.
+    assert answer["sla_s"] == 20.0 and answer["answered_within_sla_rate"] == 0.4
+    assert format_sla(answer).splitlines()[0] == (
+        "5 transfers, 60% answered by a human, 40% within 20 s of the request"
+    )
 
 
 def test_ops_handoffs_command(tmp_path, capsys) -> None:
@@ -72,6 +76,8 @@ def test_ops_handoffs_command(tmp_path, capsys) -> None:
     assert json.loads(capsys.readouterr().out)["transfers"] == 5
     assert main([*argv, "--window", "40d"]) == 0
     assert "6 transfers, 67% answered by a human" in capsys.readouterr().out
+    assert main([*argv, "--window", "40d", "--sla", "10"]) == 0
+    assert "17% within 10 s of the request" in capsys.readouterr().out
 
 
 def test_dashboard_and_api_show_the_sla(tmp_path) -> None:
@@ -90,6 +96,7 @@ def test_dashboard_and_api_show_the_sla(tmp_path) -> None:
     )
     page = client.get("/dashboard").text
     assert '<section id="handoffs">' in page and "60.0%" in page
+    assert "40.0%</span> within\n20 s of the agent's request" in page
     api = client.get("/api/ops/handoffs", params={"window": "7d"}).json()
     assert api["transfers"] == 5
     store.close()

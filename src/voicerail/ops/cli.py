@@ -8,7 +8,8 @@ Subcommands::
     voicerail ops halve       [--window 7d]    the causes whose removal halves failures
     voicerail ops credentials [--check]        registry, expiry, and (with --check) live checks
     voicerail ops outbox                       CRM writes pending, failed, dead-lettered, oldest age
-    voicerail ops handoffs    [--window 7d]    transfers by outcome, time from request to outcome
+    voicerail ops handoffs    [--window 7d] [--sla 20]  transfers by outcome, time from the
+                              agent's request to the outcome, share answered within --sla s
 
 The store is ``<data dir>/events.sqlite3`` (read-only), or PostgreSQL with
 ``--database-url`` / ``$VOICERAIL_DATABASE_URL``; the outbox is
@@ -73,6 +74,9 @@ def add_parser(sub: Any) -> None:
     ops_sub.add_parser("outbox", parents=[common], help="the CRM outbox: pending, dead-lettered")
     handoffs = ops_sub.add_parser("handoffs", parents=[common], help="handoff SLA by outcome")
     handoffs.add_argument("--window", type=parse_duration, default=7 * 86400.0)
+    handoffs.add_argument(
+        "--sla", type=float, default=20.0, help="seconds within which a human should answer"
+    )
 
 
 class _SQLiteReader:
@@ -137,7 +141,7 @@ def answer(db: SQLReader, args: argparse.Namespace, now_s: float) -> Any:
     if args.ops_command == "handoffs":
         from voicerail.ops.handoffs import handoff_sla
 
-        return handoff_sla(db, window_s=args.window, now_s=now_s)
+        return handoff_sla(db, window_s=args.window, now_s=now_s, sla_s=args.sla)
     return reports.halve(db, window_s=args.window, now_s=now_s)
 
 

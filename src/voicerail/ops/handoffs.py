@@ -1,8 +1,11 @@
 """The handoff SLA: time from a handoff request to its outcome, per outcome.
 
 Read from ``CallTransferred`` events (``server/handoff.py`` records one per
-transfer, ``latency_s`` = request to outcome on the server's clock), on SQLite
-or PostgreSQL through ``SQLReader.fetch``.
+transfer, ``latency_s`` = from the dialog's reply that asked for a human to the
+outcome, on the wall clock: for ``answered``, the time until a human answered),
+on SQLite or PostgreSQL through ``SQLReader.fetch``. The service level is the
+contact-centre one: the share of transfers a human answered within ``sla_s``
+seconds of the request.
 """
 
 from __future__ import annotations
@@ -19,13 +22,21 @@ def _quantile(ordered: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def handoff_sla(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
+def handoff_sla(
+    db: SQLReader, *, window_s: float, now_s: float, sla_s: float = 20.0
+) -> dict[str, Any]:
     """Transfers in the window by outcome, with the time to that outcome.
 
+    Args:
+        db: the event store.
+        window_s: how far back, seconds.
+        now_s: now, Unix seconds.
+        sla_s: the service level's answer time, seconds.
+
     Returns:
-        ``{"window_s", "transfers", "answered_rate", "outcomes": [{"outcome",
-        "transfers", "p50_s", "p90_s", "max_s"}]}``, most frequent outcome first;
-        ``answered_rate`` is None without transfers.
+        ``{"window_s", "transfers", "answered_rate", "sla_s", "answered_within_sla_rate",
+        "outcomes": [{"outcome", "transfers", "p50_s", "p90_s", "max_s"}]}``, most
+        frequent outcome first; the rates are None without transfers.
 
     Raises:
         StoreError: the store failed.
@@ -54,10 +65,13 @@ def handoff_sla(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, An
                 "max_s": ordered[-1] if ordered else None,
             }
         )
+    in_time = sum(1 for t in by_outcome.get("answered", []) if t <= sla_s)
     return {
         "window_s": window_s,
         "transfers": total,
         "answered_rate": counts.get("answered", 0) / total if total else None,
+        "sla_s": sla_s,
+        "answered_within_sla_rate": in_time / total if total else None,
         "outcomes": outcomes,
     }
 
@@ -67,7 +81,8 @@ def format_sla(answer: dict[str, Any]) -> str:
     if not answer["transfers"]:
         return f"no transfers in the last {answer['window_s'] / 86400:g} days"
     lines = [
-        f"{answer['transfers']} transfers, {answer['answered_rate']:.0%} answered by a human",
+        f"{answer['transfers']} transfers, {answer['answered_rate']:.0%} answered by a human, "
+        f"{answer['answered_within_sla_rate']:.0%} within {answer['sla_s']:g} s of the request",
         f"{'outcome':<16}{'transfers':>10}{'p50 s':>9}{'p90 s':>9}{'max s':>9}",
     ]
     for o in answer["outcomes"]:

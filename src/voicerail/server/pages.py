@@ -222,7 +222,8 @@ def last_failed_section(answer: list[dict[str, Any]]) -> str:
 
 
 def handoffs_section(answer: dict[str, Any]) -> str:
-    """The handoff SLA (``ops/handoffs.py``): transfers by outcome, time to the outcome."""
+    """The handoff SLA (``ops/handoffs.py``): transfers by outcome, time from the agent's
+    request to the outcome, and the share a human answered within the service level."""
     if not answer["transfers"]:
         return '<section id="handoffs"><h2>Handoffs</h2><p class="empty">no transfers</p></section>'
     rows = [
@@ -235,7 +236,9 @@ def handoffs_section(answer: dict[str, Any]) -> str:
     ]
     return f"""<section id="handoffs"><h2>Handoffs</h2>
 <p>{answer["transfers"]} transfers in the last {answer["window_s"] / 86400:g} days,
-<span class="big">{_pct(answer["answered_rate"])}</span> answered by a human.</p>
+<span class="big">{_pct(answer["answered_rate"])}</span> answered by a human,
+<span class="big">{_pct(answer["answered_within_sla_rate"])}</span> within
+{answer["sla_s"]:g} s of the agent's request.</p>
 {_table(["outcome", "transfers", "p50", "p90", "max"], rows, "handoffs")}</section>"""
 
 
