@@ -27,6 +27,7 @@ def test_metrics_follow_the_outbox() -> None:
     text = generate_latest(registry).decode()
     assert 'voicerail_crm_outbox_rows{state="delivered"} 1.0' in text
     assert 'voicerail_crm_outbox_rows{state="pending"} 1.0' in text
+    assert 'voicerail_crm_outbox_rows{state="superseded"} 0.0' in text
 
 
 def test_a_closed_outbox_drops_the_series_not_the_scrape() -> None:

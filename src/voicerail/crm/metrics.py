@@ -52,6 +52,7 @@ class OutboxCollector(Collector):
         rows.add_metric(["failed"], stats.failed)
         rows.add_metric(["dead_lettered"], stats.dead_lettered)
         rows.add_metric(["delivered"], stats.delivered)
+        rows.add_metric(["superseded"], stats.superseded)
         yield rows
         yield GaugeMetricFamily(
             "voicerail_crm_outbox_oldest_pending_age_seconds",
