@@ -5,4 +5,8 @@
 * ``summary.py``: the handoff summary built at handoff time.
 * ``twilio_transfer.py``: warm (conference, whispered summary) and cold transfer
   through Twilio's REST API, with typed outcomes and fallbacks.
+* ``transfers.py``: warm transfers as records in the call state store, so any
+  worker settles Twilio's callbacks, once.
+* ``contextual.py``: CRM recognition, slots filled from the CRM and handoff
+  summaries for the flow engine.
 """

@@ -259,7 +259,13 @@ class TwilioREST:
 
 @dataclass
 class WarmTransfer:
-    """One warm transfer of one call (rules 2-5).
+    """One warm transfer of one call (rules 2-5), held in one process's memory.
+
+    The server's desk (``server/handoff.py``) keeps its transfers in the call
+    state store instead (``handoff/transfers.py``), as Twilio's callbacks may
+    reach any worker; it uses this module's TwiML builders, :func:`classify`
+    and :class:`TwilioREST`. This class serves a single process that starts
+    transfers through the REST API itself.
 
     Args:
         rest: the REST client.
