@@ -238,7 +238,10 @@ class HandoffDesk:
         except ProviderError as exc:
             # The human cannot be dialled: the caller gets the fallback for "failed".
             log.warning("handoff dial failed: %s", exc)
-            await self._settle(caller_sid, TransferOutcome.FAILED, None)
+            try:
+                await self._settle(caller_sid, TransferOutcome.FAILED, None)
+            except StoreError as store_exc:  # a task's boundary: logged, the caller waits
+                log.error("failed transfer not settled: %s", store_exc)
             return
         human_sid = str(created["sid"])
 
