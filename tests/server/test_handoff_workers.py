@@ -218,3 +218,22 @@ async def test_the_agent_fallback_reopens_the_calls_state(tmp_path) -> None:
         else:
             assert state == handed_off
         events.close()
+
+
+async def test_a_human_who_cannot_be_dialled_is_a_failed_transfer(tmp_path) -> None:
+    """Twilio refuses the human's call (bad credentials, 20003): the transfer settles as
+    failed, once, and is recorded for the SLA."""
+    clock = FakeClock(wall_offset_s=1_800_000_000.0)
+    events = events_of_a_handed_off_call(tmp_path / "events.sqlite3", clock)
+    fake = FakeTwilioREST()
+    fake.add_live_call(CALLER)
+    async with serve_app(build_twilio_rest_app(fake)) as url:
+        d = desk(events, clock, MemoryStateStore(monotonic=clock.monotonic), url, fake)
+        d.rest = type(d.rest)(None, fake.account_sid, "wrong-token", url)
+        await d.begin(CALLER, "vr_1", BASE)
+        await d.drain()
+    record = await d.transfer(CALLER)
+    assert record is not None and (record.outcome, record.fallback) == ("failed", "agent")
+    assert [e.outcome for e in transferred(events)] == ["failed"]
+    assert not [c for c in fake.calls.values() if c.to is not None]
+    events.close()
