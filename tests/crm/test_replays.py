@@ -10,6 +10,7 @@ from voicerail.crm.outbox import SQLiteOutbox
 from voicerail.crm.relay import Relay
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
+from voicerail.dialog.llm_tools import TOOLS
 from voicerail.providers.base import ChatMessage, LLMCapabilities, LLMDelta, ToolCall, ToolSpec
 from voicerail.testing.clock import FakeClock
 
@@ -139,3 +140,24 @@ async def test_call_end_writes_summary_disposition_and_lead_once(tmp_path) -> No
     assert records["disposition"] == {"disposition": "completed"}
     assert records["lead"]["phone"] == "+15550001234"
     assert len(s.outbox.rows()) == 4
+
+
+async def test_an_llm_cancel_before_delivery_reaches_the_crm_cancelled(tmp_path) -> None:
+    """The model books, then cancels before the relay ran: the cancel goes through the
+    outbox too, so the CRM's one booking record and the table end cancelled."""
+    cancel = [LLMDelta(tool_call=ToolCall("c1", "cancel_appointment", {"name": "Ada Lovelace"}))]
+    s = Setup(tmp_path, [book("t1"), said("Booked."), cancel, said("Cancelled.")])
+    s.agent.tools.append(TOOLS["cancel_appointment"])
+    dialog = s.agent.new_dialog("call-1")
+    booked = await dialog.on_user_turn("book me at ten", 0.9)
+    await dialog.on_user_turn("actually, cancel it", 0.9)
+    await s.relay_all()
+    ((key, action, props, deliveries),) = s.crm.records()
+    assert (key, action, props["status"], deliveries) == (
+        f"booking:{booked.booking_id}",
+        "booking",
+        "cancelled",
+        1,
+    )
+    (row,) = s.bookings.list_bookings()
+    assert (row.booking_id, row.status) == (booked.booking_id, "cancelled")

@@ -136,7 +136,11 @@ def test_a_call_is_recognized_and_books_through_the_outbox(tmp_path) -> None:
     (booking,) = bookings.list_bookings()
     assert booking.name == "Ada Lovelace"
     records = service.connector.records()
-    assert all(key.startswith("vr_") for key, _, _, _ in records)
+    # A booking's record is its entity (crm/model.py rule 3); the others the call's keys.
+    assert all(
+        key == f"booking:{booking.booking_id}" if action == "booking" else key.startswith("vr_")
+        for key, action, _, _ in records
+    )
     assert sorted(action for _, action, _, _ in records) == [
         "booking",
         "call_summary",

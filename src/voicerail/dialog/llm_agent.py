@@ -24,10 +24,14 @@ Rules kept here:
    lookup's deadline. Only the fields the agent file's ``context`` section
    allows reach the prompt (``crm/gate.py``); ``verify_caller`` checks an answer
    against a hidden field inside the gate and may reveal more fields.
-5. With an outbox, ``book_appointment`` records the booking as a CRM write in
-   the outbox, with the call's state, instead of writing the booking store;
-   the confirmation number is derived from the idempotency key, so the caller
-   hears the number the relay will later write, however often it is replayed.
+5. With an outbox, the booking tools go through it (``crm/bookings.py``):
+   ``book_appointment`` records the booking as a CRM write in the outbox, with
+   the call's state, instead of writing the booking store; the confirmation
+   number is derived from the idempotency key, so the caller hears the number
+   the relay will later write, however often it is replayed. A
+   ``cancel_appointment`` is a write of the booking's final state through the
+   outbox too, so the CRM hears of it, after the booking, or instead of it
+   when the booking was not delivered yet.
 6. A write tool that the model calls again in the same call with the same
    arguments (the caller barged in after the tool ran and repeated the
    request on a later turn, so rule 1's key differs) is not run again: the
@@ -56,13 +60,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicerail.clock import Clock, SystemClock
-from voicerail.crm.bookings import booking_id_for
+from voicerail.crm.bookings import OutboxBookings
 from voicerail.crm.gate import ContextGate, ContextPolicy
 from voicerail.crm.lookup import CallerLookup
 from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction, normalize_phone
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
-from voicerail.dialog.bookings import BookingStore
+from voicerail.dialog.bookings import Bookings, BookingStore
 from voicerail.dialog.llm_tools import TOOLS
 from voicerail.errors import ConfigError, DialogError, StoreError
 from voicerail.events.model import Outcome
@@ -146,7 +150,8 @@ class LLMAgent:
     Args:
         spec: the validated agent file.
         llm: the language model (usually the router's per-call LLM or a cloud adapter).
-        bookings: where the booking tools write.
+        bookings: where the booking tools write; with an ``outbox``, a booking
+            store is wrapped to write through it (rule 5).
         today: the caller's local date, given to the model in the system prompt.
         crm: the CRM the caller is looked up in (rule 4); None: no lookup.
         outbox: where writes are recorded for the relay (rule 5); None: the
@@ -161,7 +166,7 @@ class LLMAgent:
         spec: LLMAgentSpec,
         *,
         llm: LanguageModel,
-        bookings: BookingStore,
+        bookings: Bookings,
         today: Callable[[], date] = date.today,
         crm: CRMConnector | None = None,
         outbox: Outbox | None = None,
@@ -172,6 +177,9 @@ class LLMAgent:
         self.spec = spec
         self.name = spec.name
         self.llm = llm
+        self.clock = clock or SystemClock()
+        if outbox is not None and isinstance(bookings, BookingStore):
+            bookings = OutboxBookings(bookings, outbox, self.clock)
         self.bookings = bookings
         self.today = today
         self.tools = [TOOLS[name] for name in spec.llm.tools]
@@ -179,7 +187,6 @@ class LLMAgent:
         self.crm = crm
         self.outbox = outbox
         self.lookup_deadline_s = lookup_deadline_s
-        self.clock = clock or SystemClock()
         self.dashboard_url = dashboard_url
 
     def fixed_texts(self) -> list[str]:
@@ -316,8 +323,6 @@ class LLMDialog:
     def _run_tool(self, call: ToolCall) -> ToolResult:
         args = call.arguments
         try:
-            if call.name == "book_appointment" and self.agent.outbox is not None:
-                return self._book_through_outbox(call)
             if call.name == "verify_caller":
                 ok = self.gate is not None and self.gate.verify(
                     str(args["check"]), str(args["value"])
@@ -420,28 +425,6 @@ class LLMDialog:
             state = json.dumps({"turn": self.turn, "handoff": summary.safe_dict()})
             self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
         return summary
-
-    def _book_through_outbox(self, call: ToolCall) -> ToolResult:
-        """Rule 5: record the booking in the outbox; the relay writes it."""
-        args = call.arguments
-        properties = {
-            "name": str(args["name"]),
-            "day": date.fromisoformat(str(args["day"])).isoformat(),
-            "time": time.fromisoformat(str(args["time"])).isoformat("minutes"),
-        }
-        key = self.idempotency_key(call)
-        booking_id = booking_id_for(key)
-        write = CRMWrite(
-            key, self.call_id, WriteAction.BOOKING, {**properties, "booking_id": booking_id}
-        )
-        state = json.dumps({"turn": self.turn, "booking_id": booking_id})
-        assert self.agent.outbox is not None
-        self.agent.outbox.record(self.call_id, state, [write], self.agent.clock.wall())
-        return ToolResult(
-            {"booking_id": booking_id, "status": "booked"},
-            booking_id=booking_id,
-            outcome=Outcome.COMPLETED,
-        )
 
     def _reply(self, text: str, result: ToolResult) -> AgentReply:
         data: dict[str, Any] = {"turn": self.turn}
