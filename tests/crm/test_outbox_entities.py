@@ -220,3 +220,32 @@ async def test_the_relay_never_calls_the_database_on_the_event_loop(tmp_path) ->
     assert {name for name, _ in seen} == {"claim", "complete", "fail"}
     assert all(thread != loop_thread for _, thread in seen)
     box.close()
+
+
+async def test_the_relay_outlives_an_outbox_failure(tmp_path) -> None:
+    """Two claims fail (the database is down); the relay keeps running and delivers."""
+    import asyncio
+
+    from voicerail.errors import StoreError
+
+    failures = [StoreError("database is locked"), StoreError("database is locked")]
+
+    class Flaky(SQLiteOutbox):
+        def claim(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            if failures:
+                raise failures.pop()
+            return super().claim(*args, **kwargs)
+
+    box = Flaky(tmp_path / "outbox.sqlite3")
+    clock, crm = FakeClock(), InMemoryCRM()
+    box.record("call-1", "{}", [state("k-book")], clock.wall())
+    r = relay(box, crm, clock)
+    stop = asyncio.Event()
+    task = asyncio.create_task(r.run(idle_s=0.0, stop=stop))
+    async with asyncio.timeout(10.0):  # a deadline for a relay that would never deliver
+        while not crm.applied and not task.done():
+            await asyncio.sleep(0)
+    stop.set()
+    await task
+    assert r.counts.store_errors == 2 and [w.idempotency_key for w in crm.applied] == ["k-book"]
+    box.close()

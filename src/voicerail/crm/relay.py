@@ -15,6 +15,8 @@ Rules kept here:
    (sqlite3, psycopg): they run in a worker thread, never on the event loop,
    which carries the calls' audio. Each holds the outbox's own lock and the
    database's busy timeout (5 s), so none waits without a deadline.
+6. An outbox that fails (its database down) does not end :meth:`Relay.run`:
+   the relay rests and claims again; the rows wait, leased or not, meanwhile.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from dataclasses import dataclass, field
 from voicerail.clock import Clock, SystemClock
 from voicerail.crm.model import CRMConnector
 from voicerail.crm.outbox import Outbox, OutboxEntry, RetryPolicy
-from voicerail.errors import CRMError
+from voicerail.errors import CRMError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,7 @@ class RelayCounts:
         dead_lettered: rows this relay gave up on.
         fenced: outcomes refused because another relay had taken the lease.
         latencies_s: per delivered row, delivery time minus record time (wall seconds).
+        store_errors: batches lost to an outbox failure (rule 6).
     """
 
     delivered: int = 0
@@ -48,6 +51,7 @@ class RelayCounts:
     dead_lettered: int = 0
     fenced: int = 0
     latencies_s: list[float] = field(default_factory=list)
+    store_errors: int = 0
 
 
 class Relay:
@@ -145,10 +149,19 @@ class Relay:
             self.counts.retried += 1
 
     async def run(self, idle_s: float = 0.5, stop: asyncio.Event | None = None) -> None:
-        """Relay until ``stop`` is set (or cancelled), resting ``idle_s`` when nothing is due."""
+        """Relay until ``stop`` is set (or cancelled), resting ``idle_s`` when nothing is due
+        or the outbox failed (rule 6)."""
         stop = stop or asyncio.Event()
         while not stop.is_set():
-            if await self.run_once() == 0:
+            try:
+                claimed = await self.run_once()
+            except StoreError as exc:
+                # The outbox's database is down or busy: the relay waits and tries
+                # again rather than ending (writes wait in the outbox meanwhile).
+                log.warning("crm relay: outbox unavailable, retrying: %s", exc)
+                self.counts.store_errors += 1
+                claimed = 0
+            if claimed == 0:
                 try:
                     async with asyncio.timeout(idle_s):
                         await stop.wait()
