@@ -464,7 +464,7 @@ def _serve_on(
 
         runtime.state = RedisStateStore(redis_url)
     asyncio.run(warm_up(runtime))
-    from voicerail.server.handoff import settings_from
+    from voicerail.server.handoff import fallbacks_from_agent_file, settings_from
 
     auth_token = args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
     settings = ServerSettings(
@@ -483,6 +483,7 @@ def _serve_on(
             fallbacks=args.handoff_fallbacks,
             # Twilio's REST API; another URL only for a rehearsal against a fake.
             api_base_url=os.environ.get("VOICERAIL_TWILIO_API_URL", "https://api.twilio.com"),
+            agent_fallbacks=fallbacks_from_agent_file(args.agent),
         ),
     )
     app = create_app(runtime, settings)

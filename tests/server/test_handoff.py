@@ -88,3 +88,37 @@ async def test_caller_leaving_the_conference_cancels_the_ringing_human(tmp_path)
     (event,) = [e for e in events.events("vr_1") if e.kind is EventKind.CALL_TRANSFERRED]
     assert event.outcome == "caller_hung_up" and event.latency_s == 4.0
     events.close()
+
+
+def test_the_agent_file_names_the_fallbacks_and_the_flag_overrides(tmp_path) -> None:
+    """``handoff_rules.fallback`` in the agent file; ``--handoff-fallbacks`` wins per outcome;
+    a bad pair is refused naming the file and the field."""
+    from voicerail.server.handoff import fallbacks_from_agent_file
+
+    agent = tmp_path / "clinic.yaml"
+    agent.write_text(
+        "name: Clinic\nhandoff_rules:\n  fallback: {busy: callback, no_answer: voicemail}\n"
+    )
+    from_file = fallbacks_from_agent_file(agent)
+    assert from_file == {
+        TransferOutcome.BUSY: Fallback.CALLBACK,
+        TransferOutcome.NO_ANSWER: Fallback.VOICEMAIL,
+    }
+    settings = settings_from(
+        number="+15559990000",
+        mode="warm",
+        from_number="+15550001111",
+        account_sid="AC1",
+        auth_token="t",
+        fallbacks="busy=agent",
+        agent_fallbacks=from_file,
+    )
+    assert settings is not None and settings.fallbacks == {
+        TransferOutcome.BUSY: Fallback.AGENT,
+        TransferOutcome.NO_ANSWER: Fallback.VOICEMAIL,
+    }
+    agent.write_text("name: Clinic\nhandoff_rules:\n  fallback: {busy: pizza}\n")
+    with pytest.raises(ConfigError) as caught:
+        fallbacks_from_agent_file(agent)
+    assert caught.value.field == "handoff_rules.fallback" and "busy: pizza" in str(caught.value)
+    assert fallbacks_from_agent_file(tmp_path / "missing.yaml") == {}

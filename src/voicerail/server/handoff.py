@@ -41,6 +41,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -115,6 +116,44 @@ def parse_fallbacks(text: str) -> dict[TransferOutcome, Fallback]:
     return fallbacks
 
 
+def fallbacks_from_agent_file(path: Path) -> dict[TransferOutcome, Fallback]:
+    """The fallbacks a flow agent file names, in its ``handoff_rules`` section::
+
+        handoff_rules:
+          fallback: {busy: callback, no_answer: voicemail, declined: agent}
+
+    Missing outcomes go back to the agent (rule 3 of ``twilio_transfer.py``).
+
+    Raises:
+        ConfigError: ``fallback`` is not a mapping of outcome to ``agent``,
+            ``voicemail`` or ``callback``, naming the file and the field.
+    """
+    import yaml
+
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return {}  # the agent loader reports the file's own errors
+    rules = raw.get("handoff_rules") if isinstance(raw, dict) else None
+    section = rules.get("fallback") if isinstance(rules, dict) else None
+    if section is None:
+        return {}
+    where = "handoff_rules.fallback"
+    if not isinstance(section, dict):
+        raise ConfigError("expected outcome: fallback pairs", source=str(path), field=where)
+    fallbacks: dict[TransferOutcome, Fallback] = {}
+    for outcome, fallback in section.items():
+        try:
+            fallbacks[TransferOutcome(str(outcome))] = Fallback(str(fallback))
+        except ValueError:
+            raise ConfigError(
+                f"expected outcome: agent|voicemail|callback, got {outcome}: {fallback}",
+                source=str(path),
+                field=where,
+            ) from None
+    return fallbacks
+
+
 def settings_from(
     *,
     number: str | None,
@@ -125,9 +164,12 @@ def settings_from(
     hold_music_url: str = "",
     fallbacks: str = "",
     api_base_url: str = "https://api.twilio.com",
+    agent_fallbacks: Mapping[TransferOutcome, Fallback] | None = None,
 ) -> HandoffSettings | None:
     """The settings ``voicerail serve`` builds from its flags (None without a number);
-    ``api_base_url`` is ``$VOICERAIL_TWILIO_API_URL`` (a fake's URL in rehearsals).
+    ``api_base_url`` is ``$VOICERAIL_TWILIO_API_URL`` (a fake's URL in rehearsals);
+    ``agent_fallbacks`` are the agent file's (:func:`fallbacks_from_agent_file`), and
+    ``--handoff-fallbacks`` overrides them outcome by outcome.
 
     Raises:
         ConfigError: warm mode without the Twilio account, token or caller ID.
@@ -151,7 +193,7 @@ def settings_from(
         account_sid=account_sid or "",
         auth_token=auth_token or "",
         hold_music_url=hold_music_url,
-        fallbacks=parse_fallbacks(fallbacks),
+        fallbacks={**(agent_fallbacks or {}), **parse_fallbacks(fallbacks)},
         api_base_url=api_base_url,
     )
 
