@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from voicerail.events.model import Event, EventKind
 from voicerail.events.store import CallRecord, SQLiteEventStore
 from voicerail.handoff.twilio_transfer import Fallback, TransferOutcome
@@ -236,4 +238,40 @@ async def test_a_human_who_cannot_be_dialled_is_a_failed_transfer(tmp_path) -> N
     assert record is not None and (record.outcome, record.fallback) == ("failed", "agent")
     assert [e.outcome for e in transferred(events)] == ["failed"]
     assert not [c for c in fake.calls.values() if c.to is not None]
+    events.close()
+
+
+@pytest.mark.parametrize(
+    ("human", "outcome", "fallback", "caller_hears"),
+    [
+        ("busy", "busy", Fallback.CALLBACK, "We will call you back shortly"),
+        ("decline", "declined", Fallback.AGENT, "<Connect action="),
+        ("no_answer", "no_answer", Fallback.VOICEMAIL, "<Record"),
+        ("voicemail", "voicemail", Fallback.AGENT, "<Stream url="),
+    ],
+)
+async def test_each_unanswered_outcome_gets_its_fallback(
+    tmp_path, human: str, outcome: str, fallback: Fallback, caller_hears: str
+) -> None:
+    """The desk applies the fallback named for the outcome; a human's voicemail that picked
+    up is hung up so it never records the conference."""
+    clock = FakeClock(wall_offset_s=1_800_000_000.0)
+    events = events_of_a_handed_off_call(tmp_path / "events.sqlite3", clock)
+    fake = FakeTwilioREST(human=human)
+    fake.add_live_call(CALLER)
+    async with serve_app(build_twilio_rest_app(fake)) as url:
+        d = desk(events, clock, MemoryStateStore(monotonic=clock.monotonic), url, fake)
+        d.settings = replace(d.settings, fallbacks={TransferOutcome(outcome): fallback})
+        await d.begin(CALLER, "vr_1", BASE)
+        await d.drain()
+        await fake.drain()
+        for form in list(fake.callbacks):
+            await d.on_status(CALLER, form)
+        await fake.drain()
+    record = await d.transfer(CALLER)
+    assert record is not None and (record.outcome, record.fallback) == (outcome, str(fallback))
+    assert caller_hears in fake.calls[CALLER].twiml[-1]
+    if human == "voicemail":
+        assert fake.calls[record.human_sid or ""].status == "completed"
+    assert [e.outcome for e in transferred(events)] == [outcome]
     events.close()
