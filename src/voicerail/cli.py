@@ -464,7 +464,7 @@ def _serve_on(
 
         runtime.state = RedisStateStore(redis_url)
     asyncio.run(warm_up(runtime))
-    from voicerail.server.handoff import fallbacks_from_agent_file, settings_from
+    from voicerail.server.handoff_settings import fallbacks_from_agent_file, settings_from
 
     auth_token = args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
     settings = ServerSettings(
