@@ -118,3 +118,18 @@ async def relay_all(outbox: SQLiteOutbox, crm: EmbeddedCRM, clock: FakeClock) ->
     for _ in range(3):
         await relay.run_once()
         clock.advance(1.0)
+
+
+def test_the_overlay_of_undelivered_bookings_is_bounded(tmp_path, monkeypatch) -> None:
+    """With a cloud CRM the table never gets the bookings: the overlay keeps the newest."""
+    import voicerail.crm.bookings as module
+
+    monkeypatch.setattr(module, "MAX_PENDING", 2)
+    store = BookingStore(tmp_path / "bookings.sqlite3")
+    bookings = OutboxBookings(store, SQLiteOutbox(tmp_path / "outbox.sqlite3"), FakeClock())
+    made = [
+        bookings.create(f"c{n}", "Ana Ruiz", date(2026, 11, 24), dtime(9 + n, 0), f"c{n}:book:1")
+        for n in range(3)
+    ]
+    assert bookings.get(made[0].booking_id) is None
+    assert [b.booking_id for b in bookings.find("ana ruiz")] == [b.booking_id for b in made[1:]]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections import OrderedDict
 from dataclasses import replace
 from datetime import date
 from datetime import time as dtime
@@ -38,6 +39,9 @@ from voicerail.clock import Clock, SystemClock
 from voicerail.crm.model import CRMWrite, WriteAction
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.bookings import Booking, BookingStore
+
+#: Rule 4's overlay keeps this process's latest writes of at most this many bookings.
+MAX_PENDING = 10_000
 
 
 def booking_id_for(idempotency_key: str) -> str:
@@ -63,7 +67,9 @@ class OutboxBookings:
         self.store = store
         self.outbox = outbox
         self.clock = clock or SystemClock()
-        self._pending: dict[str, Booking] = {}  # rule 4: by booking id, the latest state
+        # Rule 4: by booking id, the latest state, newest last. Bounded: with a cloud
+        # CRM the table never receives the booking, so entries are not cleared by it.
+        self._pending: OrderedDict[str, Booking] = OrderedDict()
 
     def create(
         self,
@@ -96,6 +102,9 @@ class OutboxBookings:
         state = json.dumps({"booking_id": booking.booking_id, "status": booking.status})
         self.outbox.record(booking.call_id, state, [write], self.clock.wall())
         self._pending[booking.booking_id] = booking
+        self._pending.move_to_end(booking.booking_id)
+        while len(self._pending) > MAX_PENDING:
+            self._pending.popitem(last=False)
 
     def _change(self, booking: Booking, action: str) -> Booking:
         key = f"{booking_entity(booking.booking_id)}:{action}:{uuid.uuid4().hex[:12]}"
