@@ -223,6 +223,8 @@ class AgentSpec(_Strict):
     # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy, and
     # the extra handoff rules (``handoff/rules.py``), checked by HandoffPolicy.
     context: dict[str, Any] | None = None
+    # The compliance section (PCI pause, redaction), checked by compliance/policy.py.
+    compliance: dict[str, Any] | None = None
     handoff_rules: dict[str, Any] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     # What callers beyond capacity get; validated by server.admission.load_overflow.

@@ -46,6 +46,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+from voicerail.compliance.pci import CardToken
 from voicerail.dialog import flow_actions as actions
 from voicerail.dialog import slots as extractors
 from voicerail.dialog.base import AgentReply
@@ -189,6 +190,17 @@ class FlowDialog:
             return self._finish(self._not_understood("keypad"))
         self.state.misunderstandings = 0
         return self._finish(turn)
+
+    async def on_card_captured(self, card: CardToken) -> AgentReply:
+        """A PCI pause's result (``compliance/dialog.py`` rule 2): the node's "yes"
+        transition when the card was accepted, its "no" transition otherwise."""
+        answer = YES if card.accepted else NO
+        self.state.history.append(("user", f"<card {'accepted' if card.accepted else 'refused'}>"))
+        transitions = self._node().transitions
+        if answer not in transitions:
+            return self._finish(self._not_understood("card"))
+        self.state.misunderstandings = 0
+        return self._finish(self._go(transitions[answer], _Turn("card")))
 
     async def on_silence(self, count: int, final: bool = False) -> AgentReply:
         """Ask again with the pending question, or say goodbye when ``final``."""

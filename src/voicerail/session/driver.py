@@ -53,6 +53,7 @@ from voicerail.audio.resample import resample
 from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
 from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
+from voicerail.compliance.dialog import plain_key
 from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
@@ -361,8 +362,12 @@ class CallSession:
             self._stream_guard.receive_start(now)
             self._on_start(message)
         elif isinstance(message, twilio.DTMF):
-            self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
-            await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
+            # compliance/dialog.py: during a PCI pause the key goes to the card entry only;
+            # no key is recorded (16 events with a digit each would rebuild a card).
+            screen = getattr(self.dialog, "receive_dtmf", plain_key)
+            key = screen(message.digit)
+            self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, data={"pci": key.paused})
+            await self._apply(self.turns.handle(tp.DtmfPressed(key.deliver), now))
         elif isinstance(message, twilio.Stop):
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
@@ -712,6 +717,9 @@ class CallSession:
         final = result.final
         text = final.text.strip() if final is not None else ""
         confidence = final.confidence if final is not None else None
+        # compliance/dialog.py: spoken cards and personal data redacted before recording.
+        screen = getattr(self.dialog, "screen_transcript", None)
+        recorded, text = screen(text) if screen is not None else (text, text)
         self._emit(
             EventKind.TRANSCRIPT_FINAL,
             Stage.STT,
@@ -727,7 +735,7 @@ class CallSession:
                 "speculative": speculative,
                 "wait_after_turn_end_s": waited_s,
             },
-            pii={"text": text},
+            pii={"text": recorded},
         )
         return text, confidence
 

@@ -1,0 +1,102 @@
+"""The agent file's ``compliance`` section: what each compliance rule does for one agent.
+
+An agent file (flow or LLM mode) may carry::
+
+    compliance:
+      pci:                       # PCI pause (compliance/pci.py)
+        nodes: [payment]         # flow nodes that ask for a card; LLM agents use
+                                 # the collect_payment tool
+        prompt: Please key in your card number, then press pound.
+        invalid: That card number didn't check out. Please key it again, then press pound.
+        max_attempts: 2
+      redaction:                 # compliance/redact.py
+        llm: true                # redact what the LLM provider is sent, too
+
+Every field has a default, so ``compliance: {}`` (or no section) gives the PCI
+pause on LLM payment tools and transcript redaction for logs and events.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from voicerail.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PciPolicy(_Strict):
+    """The PCI pause (``compliance/pci.py``).
+
+    Attributes:
+        nodes: flow nodes whose reply asks for a card: the pause starts once the
+            reply is spoken.
+        prompt: said when a keyed entry is empty or the caller speaks during the pause.
+        invalid: said when the keyed number fails the Luhn check (the pause goes on).
+        max_attempts: keyed entries allowed before the pause ends unpaid.
+    """
+
+    nodes: list[str] = Field(default_factory=list)
+    prompt: str = "Please key in your card number on your phone's keypad, then press pound."
+    invalid: str = "That card number didn't check out. Please key it again, then press pound."
+    max_attempts: int = Field(default=2, ge=1)
+
+
+class RedactionPolicy(_Strict):
+    """What is redacted where (``compliance/redact.py``).
+
+    Attributes:
+        transcripts: redact personal data in the recorded transcript (events, state).
+        llm: also redact caller text before the dialog sees it (then the LLM
+            provider never receives it; a flow agent loses names it could slot).
+    """
+
+    transcripts: bool = True
+    llm: bool = False
+
+
+class CompliancePolicy(_Strict):
+    """The whole ``compliance`` section."""
+
+    pci: PciPolicy = Field(default_factory=PciPolicy)
+    redaction: RedactionPolicy = Field(default_factory=RedactionPolicy)
+
+
+def load_policy(raw: dict[str, Any] | None, *, source: str | None = None) -> CompliancePolicy:
+    """Validate an agent file's ``compliance`` section (None: every default).
+
+    Raises:
+        ConfigError: a field is unknown or invalid; ``field`` names it
+            (``compliance.pci.max_attempts``).
+    """
+    try:
+        return CompliancePolicy.model_validate(raw or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("compliance", *first["loc"]))
+        raise ConfigError(first["msg"].lower(), source=source or "<config>", field=where) from exc
+
+
+def policy_of_agent_file(path: str | Path) -> CompliancePolicy:
+    """The ``compliance`` section of the agent file at ``path`` (every default when absent).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or the section is invalid.
+    """
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+    section = raw.get("compliance") if isinstance(raw, dict) else None
+    if section is not None and not isinstance(section, dict):
+        raise ConfigError("must be a mapping", source=source, field="compliance")
+    return load_policy(section, source=source)
