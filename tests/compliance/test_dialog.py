@@ -12,10 +12,12 @@ import pytest
 from voicerail.compliance.dialog import PCI_KEY, CompliantAgent, CompliantDialog, card_sentence
 from voicerail.compliance.pci import CardToken, LocalTokenizer
 from voicerail.compliance.policy import load_policy, policy_of_agent_file
+from voicerail.compliance.redact import NAME_MARKER
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.flows import FlowDialog, load_agent
 from voicerail.errors import ConfigError
+from voicerail.events.model import Event, EventKind
 from voicerail.testing.doubles import QuietAgent, QuietDialog
 
 AGENT = Path(__file__).parent / "payment_agent.yaml"
@@ -148,3 +150,49 @@ def test_a_bad_compliance_section_names_its_field():
 
 def test_the_policy_is_read_from_the_agent_file():
     assert policy_of_agent_file(AGENT).pci.nodes == ["pay"]
+
+
+async def test_events_lose_personal_data_and_the_names_the_dialog_collected():
+    class Naming(QuietDialog):
+        async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
+            return AgentReply("So that's Monday for Ada Lovelace.", pii={"name": "Ada Lovelace"})
+
+    class Factory:
+        name = "naming"
+
+        def new_dialog(self, call_id: str) -> Naming:
+            return Naming()
+
+    dialog = CompliantAgent(Factory(), load_policy({})).new_dialog("c7")
+    await dialog.on_user_turn("Ada Lovelace", 0.9)
+    said = Event(
+        "c7",
+        EventKind.DIALOG_DECIDED,
+        0.0,
+        0.0,
+        data={"node": "book"},
+        pii={"agent_text": "So that's Monday for ada lovelace, on 555 010 9999.", "name": "Ada"},
+    )
+    screened = dialog.screen_event(said)
+    assert screened.pii["agent_text"] == (
+        f"So that's Monday for {NAME_MARKER}, on [redacted:phone]."
+    )
+    assert screened.pii["name"] == "Ada" and screened.data == said.data  # marked slots stay
+    quiet = Event("c7", EventKind.CALL_STARTED, 0.0, 0.0)
+    assert dialog.screen_event(quiet) is quiet
+
+
+async def test_redaction_can_be_turned_off_for_recorded_text():
+    dialog = CompliantAgent(QuietAgent(), load_policy({"redaction": {"transcripts": False}}))
+    call = dialog.new_dialog("c8")
+    recorded, heard = call.screen_transcript("my name is Ada, card 4111 1111 1111 1111")
+    assert "Ada" in heard
+    assert "Ada" in recorded and "4111" not in recorded  # a card is never recorded
+    event = Event("c8", EventKind.TRANSCRIPT_FINAL, 0.0, 0.0, pii={"text": "my name is Ada"})
+    assert call.screen_event(event) is event
+
+
+async def test_the_llm_gets_redacted_text_when_the_policy_says_so():
+    call = CompliantAgent(QuietAgent(), load_policy({"redaction": {"llm": True}})).new_dialog("c9")
+    recorded, heard = call.screen_transcript("my name is Ada Lovelace")
+    assert heard == recorded == f"my name is {NAME_MARKER}"

@@ -25,10 +25,18 @@ Rules:
    the inner dialog. A silence with digits keyed finishes the entry.
 4. Everything else is passed through, including attributes the driver looks
    for (``caller_known``, ``snapshot``, ``on_call_ended``).
+5. ``screen_event(event)``, the driver's third hook, runs on every event before
+   it is stored: the free-text ``pii`` values (what the caller and the agent
+   said, :data:`_FREE_TEXT`) are redacted (``redact.py``), and so is every name
+   the dialog collected in this call (a reply's ``pii`` keys with "name" in
+   them), which no pattern would find in "So that's Monday for Ada Lovelace".
+   The slot values themselves stay in their own ``pii`` keys: the dashboard's
+   marked field, removed by retention and erasure.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,13 +44,16 @@ from typing import Any
 from voicerail.compliance.pci import CardEntry, CardToken, LocalTokenizer, Tokenizer
 from voicerail.compliance.pci import redact_spoken_card as _redact_card
 from voicerail.compliance.policy import CompliancePolicy
-from voicerail.compliance.redact import redact_personal
+from voicerail.compliance.redact import NAME_MARKER, redact_personal
 from voicerail.dialog.base import AgentReply, Dialog, DialogFactory
+from voicerail.events.model import Event
 
 #: What the driver delivers to the dialog for a key the pause holds.
 PCI_KEY = "pci"
 #: The node name of the wrapper's own replies during the pause.
 PAYMENT_NODE = "payment"
+#: The ``pii`` keys of events that hold free text (what was said), rule 5.
+_FREE_TEXT = frozenset({"text", "agent_text", "heard_text", "full_text", "handoff_whisper"})
 
 
 @dataclass(frozen=True)
@@ -103,6 +114,7 @@ class CompliantDialog:
         self._entry: CardEntry | None = None  # not None: the pause is on
         self._attempts = 0
         self._spoken_in_pause = 0
+        self._known: set[str] = set()  # names collected in this call (rule 5)
 
     def __getattr__(self, name: str) -> Any:
         # Rule 4; __getattr__ runs only for names this class lacks.
@@ -130,6 +142,31 @@ class CompliantDialog:
         redaction = self.agent.policy.redaction
         recorded = redact_personal(safe) if redaction.transcripts else safe
         return recorded, (redact_personal(safe) if redaction.llm else safe)
+
+    def screen_event(self, event: Event) -> Event:
+        """Rule 5: ``event`` with personal data redacted from its free-text ``pii``."""
+        if not self.agent.policy.redaction.transcripts:
+            return event
+        pii = dict(event.pii)
+        changed = False
+        for key in _FREE_TEXT.intersection(pii):
+            value = pii[key]
+            if isinstance(value, str):
+                clean = self._redact_known(redact_personal(_redact_card(value, paused=False)))
+                changed = changed or clean != value
+                pii[key] = clean
+        return replace(event, pii=pii) if changed else event
+
+    def _redact_known(self, text: str) -> str:
+        for value in self._known:
+            text = re.sub(re.escape(value), NAME_MARKER, text, flags=re.IGNORECASE)
+        return text
+
+    def _learn(self, reply: AgentReply) -> None:
+        """Remember the names the dialog collected (its ``pii``), for rule 5."""
+        for key, value in reply.pii.items():
+            if isinstance(value, str) and len(value) >= 3 and "name" in key.lower():
+                self._known.add(value)
 
     # -- the Dialog interface ----------------------------------------------------
 
@@ -169,6 +206,7 @@ class CompliantDialog:
 
     def _after(self, reply: AgentReply) -> AgentReply:
         """Rule 1: start the pause when ``reply`` asks for a card."""
+        self._learn(reply)
         asks = reply.node in self.agent.policy.pci.nodes or reply.data.get("pci") == "start"
         if asks and self._entry is None:
             self._entry = CardEntry()

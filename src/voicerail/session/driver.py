@@ -963,4 +963,5 @@ class CallSession:
             stage=stage,
             **fields,
         )
-        return self.rt.events.append(event)
+        screen = getattr(self.dialog, "screen_event", None)  # compliance/: redaction
+        return self.rt.events.append(screen(event) if screen is not None else event)
