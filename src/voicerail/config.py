@@ -178,7 +178,7 @@ def build_runtime(options: ServeOptions) -> Runtime:
     from voicerail.compliance.dialog import CompliantAgent
     from voicerail.compliance.policy import policy_of_agent_file
 
-    agent = CompliantAgent(agent, policy_of_agent_file(options.agent_path))
+    agent = CompliantAgent(agent, policy_of_agent_file(options.agent_path), record=events.append)
     local = {p.name for p in (_innermost(stt_chain[0]), _innermost(tts_chain[0]))} & LOCAL_ENGINES
     max_calls = (
         options.max_calls if options.max_calls is not None else default_max_calls(local=bool(local))

@@ -25,7 +25,9 @@ Rules:
    the inner dialog. A silence with digits keyed finishes the entry.
 4. Everything else is passed through, including attributes the driver looks
    for (``caller_known``, ``snapshot``, ``on_call_ended``).
-5. ``screen_event(event)``, the driver's third hook, runs on every event before
+5. Disclosure, recording consent and the output guard (``conduct.py``) run on
+   every reply the inner dialog makes; without consent no free text is kept.
+6. ``screen_event(event)``, the driver's third hook, runs on every event before
    it is stored: the free-text ``pii`` values (what the caller and the agent
    said, :data:`_FREE_TEXT`) are redacted (``redact.py``), and so is every name
    the dialog collected in this call (a reply's ``pii`` keys with "name" in
@@ -41,6 +43,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from voicerail.clock import Clock, SystemClock
+from voicerail.compliance.conduct import CallConduct
 from voicerail.compliance.pci import CardEntry, CardToken, LocalTokenizer, Tokenizer
 from voicerail.compliance.pci import redact_spoken_card as _redact_card
 from voicerail.compliance.policy import CompliancePolicy
@@ -52,8 +56,12 @@ from voicerail.events.model import Event
 PCI_KEY = "pci"
 #: The node name of the wrapper's own replies during the pause.
 PAYMENT_NODE = "payment"
-#: The ``pii`` keys of events that hold free text (what was said), rule 5.
-_FREE_TEXT = frozenset({"text", "agent_text", "heard_text", "full_text", "handoff_whisper"})
+#: The ``pii`` keys of events that hold free text (what was said), rule 6.
+_FREE_TEXT = frozenset(
+    {"text", "agent_text", "heard_text", "full_text", "handoff_whisper", "blocked_text"}
+)
+#: What free text becomes without recording consent.
+NOT_RETAINED = "[not retained: no recording consent]"
 
 
 @dataclass(frozen=True)
@@ -82,6 +90,9 @@ class CompliantAgent:
         inner: the agent (possibly already wrapped, e.g. by ``ContextualAgent``).
         policy: the agent file's ``compliance`` section.
         tokenizer: where keyed cards go; a :class:`LocalTokenizer` when None.
+        record: stores the wrapper's own events (the event store's ``append``);
+            None: not recorded.
+        clock: those events' clock.
     """
 
     def __init__(
@@ -89,32 +100,47 @@ class CompliantAgent:
         inner: DialogFactory,
         policy: CompliancePolicy,
         tokenizer: Tokenizer | None = None,
+        *,
+        record: Callable[[Event], Any] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.inner = inner
         self.name = inner.name
         self.policy = policy
         self.tokenizer = tokenizer or LocalTokenizer()
+        self.record = record
+        self.clock = clock or SystemClock()
 
     def fixed_texts(self) -> list[str]:
         """The inner agent's fixed texts and the pause's prompts (the phrase cache's)."""
         inner: Callable[[], list[str]] = getattr(self.inner, "fixed_texts", list)
-        return [*inner(), self.policy.pci.prompt, self.policy.pci.invalid]
+        policy = self.policy
+        texts = [policy.pci.prompt, policy.pci.invalid, policy.disclosure.text]
+        texts += [policy.guard.fallback, policy.consent.accepted, policy.consent.declined]
+        return [*inner(), *texts, *([policy.disclosure.at_end] if policy.disclosure.at_end else [])]
 
     def new_dialog(self, call_id: str) -> CompliantDialog:
         """The inner agent's dialog for ``call_id``, wrapped."""
-        return CompliantDialog(self, self.inner.new_dialog(call_id))
+        return CompliantDialog(self, self.inner.new_dialog(call_id), call_id)
 
 
 class CompliantDialog:
-    """One call's wrapped dialog (rules 1-4)."""
+    """One call's wrapped dialog (rules 1-6)."""
 
-    def __init__(self, agent: CompliantAgent, inner: Dialog) -> None:
+    def __init__(self, agent: CompliantAgent, inner: Dialog, call_id: str = "") -> None:
         self.agent = agent
         self.inner = inner
+        record = agent.record
+        self.conduct = CallConduct(
+            agent.policy,
+            call_id,
+            None if record is None else (lambda event: record(self.screen_event(event))),
+            agent.clock,
+        )
         self._entry: CardEntry | None = None  # not None: the pause is on
         self._attempts = 0
         self._spoken_in_pause = 0
-        self._known: set[str] = set()  # names collected in this call (rule 5)
+        self._known: set[str] = set()  # names collected in this call (rule 6)
 
     def __getattr__(self, name: str) -> Any:
         # Rule 4; __getattr__ runs only for names this class lacks.
@@ -141,11 +167,15 @@ class CompliantDialog:
         safe = _redact_card(text, paused=self.paused)
         redaction = self.agent.policy.redaction
         recorded = redact_personal(safe) if redaction.transcripts else safe
+        if not self.conduct.retain:  # no recording consent (conduct.py rule 2)
+            recorded = NOT_RETAINED
         return recorded, (redact_personal(safe) if redaction.llm else safe)
 
     def screen_event(self, event: Event) -> Event:
-        """Rule 5: ``event`` with personal data redacted from its free-text ``pii``."""
-        if not self.agent.policy.redaction.transcripts:
+        """Rule 6: ``event`` with personal data redacted from its free-text ``pii``
+        (all of it without recording consent, conduct.py rule 2)."""
+        retain = self.conduct.retain
+        if retain and not self.agent.policy.redaction.transcripts:
             return event
         pii = dict(event.pii)
         changed = False
@@ -153,6 +183,8 @@ class CompliantDialog:
             value = pii[key]
             if isinstance(value, str):
                 clean = self._redact_known(redact_personal(_redact_card(value, paused=False)))
+                if not retain:
+                    clean = NOT_RETAINED
                 changed = changed or clean != value
                 pii[key] = clean
         return replace(event, pii=pii) if changed else event
@@ -163,7 +195,7 @@ class CompliantDialog:
         return text
 
     def _learn(self, reply: AgentReply) -> None:
-        """Remember the names the dialog collected (its ``pii``), for rule 5."""
+        """Remember the names the dialog collected (its ``pii``), for rule 6."""
         for key, value in reply.pii.items():
             if isinstance(value, str) and len(value) >= 3 and "name" in key.lower():
                 self._known.add(value)
@@ -171,7 +203,7 @@ class CompliantDialog:
     # -- the Dialog interface ----------------------------------------------------
 
     async def start(self) -> AgentReply:
-        return self._after(await self.inner.start())
+        return self._after(self.conduct.start(await self.inner.start()), first=True)
 
     async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
         if self._entry is not None:
@@ -179,7 +211,10 @@ class CompliantDialog:
             if self._spoken_in_pause < 2:
                 return self._pause_reply(self.agent.policy.pci.prompt, "spoken")
             self._end_pause()
-        return self._after(await self.inner.on_user_turn(text, confidence))
+        consent = self.conduct.answer_consent(text)
+        if consent is not None:
+            return consent
+        return self._after(await self.inner.on_user_turn(text, confidence), text)
 
     async def on_dtmf(self, digits: str) -> AgentReply:
         if digits != PCI_KEY:
@@ -204,9 +239,19 @@ class CompliantDialog:
 
     # -- the pause ---------------------------------------------------------------
 
-    def _after(self, reply: AgentReply) -> AgentReply:
-        """Rule 1: start the pause when ``reply`` asks for a card."""
+    def _after(
+        self, reply: AgentReply, caller_text: str | None = None, *, first: bool = False
+    ) -> AgentReply:
+        """Rule 1 (the pause starts when ``reply`` asks for a card) after the
+        disclosure and the guard (``conduct.py``)."""
         self._learn(reply)
+        if not first:
+            said = reply.text
+            reply = self.conduct.after(reply, caller_text)
+            if "guard" in reply.data:
+                # The dialog's history holds what was said, not what it wanted to say
+                # (an LLM would otherwise read its own claim back next turn).
+                self.inner.on_agent_heard(reply.text, said)
         asks = reply.node in self.agent.policy.pci.nodes or reply.data.get("pci") == "start"
         if asks and self._entry is None:
             self._entry = CardEntry()

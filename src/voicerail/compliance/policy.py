@@ -11,6 +11,12 @@ An agent file (flow or LLM mode) may carry::
         max_attempts: 2
       redaction:                 # compliance/redact.py
         llm: true                # redact what the LLM provider is sent, too
+      disclosure:                # compliance/guard.py
+        at_end: To reach our staff, call 555 0100 between 8 and 6.   # AB 3030
+      guard:
+        prohibited: ["\\bdiagnos", "guarantee"]
+      consent:
+        mode: opt_in             # none | notice | opt_in
 
 Every field has a default, so ``compliance: {}`` (or no section) gives the PCI
 pause on LLM payment tools and transcript redaction for logs and events.
@@ -18,11 +24,12 @@ pause on LLM payment tools and transcript redaction for logs and events.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voicerail.errors import ConfigError
 
@@ -61,11 +68,79 @@ class RedactionPolicy(_Strict):
     llm: bool = False
 
 
+class DisclosurePolicy(_Strict):
+    """AI disclosure (``compliance/guard.py`` rules 1-2).
+
+    Attributes:
+        text: the disclosure, said at the start when the greeting has none, and
+            when the caller asks and the reply has none.
+        at_start: disclose in the first reply.
+        when_asked: disclose whenever the caller asks whether this is a person.
+        at_end: said before the agent hangs up (AB 3030: how to reach a human);
+            None: nothing.
+    """
+
+    text: str = "You're talking to an AI assistant."
+    at_start: bool = True
+    when_asked: bool = True
+    at_end: str | None = None
+
+
+class GuardPolicy(_Strict):
+    """The output guard (``compliance/guard.py`` rules 3-4).
+
+    Attributes:
+        prohibited: regular expressions (case-insensitive) no reply may match.
+        fallback: said instead of a reply that matched one.
+    """
+
+    prohibited: list[str] = Field(default_factory=list)
+    fallback: str = "Sorry, I can't help with that. Is there anything else I can do?"
+
+    @field_validator("prohibited")
+    @classmethod
+    def _compiles(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a regular expression: {pattern!r}: {exc}") from exc
+        return value
+
+    def patterns(self) -> list[re.Pattern[str]]:
+        """The prohibited phrases, compiled."""
+        return [re.compile(p, re.IGNORECASE) for p in self.prohibited]
+
+
+class ConsentPolicy(_Strict):
+    """Recording consent.
+
+    Attributes:
+        mode: ``none`` (no recording notice), ``notice`` (the greeting says the call
+            may be recorded) or ``opt_in`` (the caller is asked, and only a yes
+            keeps transcripts).
+        notice: added to the greeting in ``notice`` mode when it does not mention
+            recording.
+        prompt: added to the greeting in ``opt_in`` mode.
+        accepted: said after a yes, before the greeting's question again.
+        declined: said after a no.
+    """
+
+    mode: Literal["none", "notice", "opt_in"] = "notice"
+    notice: str = "This call may be recorded."
+    prompt: str = "May I record this call? Please say yes or no."
+    accepted: str = "Thank you."
+    declined: str = "Okay, this call won't be recorded."
+
+
 class CompliancePolicy(_Strict):
     """The whole ``compliance`` section."""
 
     pci: PciPolicy = Field(default_factory=PciPolicy)
     redaction: RedactionPolicy = Field(default_factory=RedactionPolicy)
+    disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
+    guard: GuardPolicy = Field(default_factory=GuardPolicy)
+    consent: ConsentPolicy = Field(default_factory=ConsentPolicy)
 
 
 def load_policy(raw: dict[str, Any] | None, *, source: str | None = None) -> CompliancePolicy:

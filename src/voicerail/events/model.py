@@ -59,6 +59,10 @@ class EventKind(StrEnum):
     TTS_VALIDATED = "TTSValidated"
     CALL_ENDED = "CallEnded"
     CALL_REFUSED = "CallRefused"  # beyond capacity: refused before it became a call
+    # compliance/ (issue 14)
+    DISCLOSURE_GIVEN = "DisclosureGiven"
+    CONSENT_RECORDED = "ConsentRecorded"
+    GUARD_TRIGGERED = "OutputGuardTriggered"
 
 
 class Outcome(StrEnum):
