@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
-from collections.abc import AsyncIterable, AsyncIterator
 from datetime import date
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from starlette.testclient import TestClient
 
-from voicerail.audio.g711 import pcm16_to_ulaw
 from voicerail.compliance.dialog import CompliantAgent
 from voicerail.compliance.policy import load_policy
 from voicerail.crm.outbox import SQLiteOutbox
@@ -26,15 +23,19 @@ from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
 from voicerail.events.model import EventKind
 from voicerail.events.redaction import install_log_redaction
 from voicerail.events.store import SQLiteEventStore
-from voicerail.providers.base import LLMDelta, STTCapabilities, ToolCall, Transcript
+from voicerail.providers.base import LLMDelta, ToolCall
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.state.redis_store import RedisStateStore
 from voicerail.testing.doubles import ScriptedLLM, ToneTTS
-from voicerail.wire import twilio
+
+from .calls import Caller, ScriptedSTT
 
 CARD = "4111111111111111"
+GREETING = "Hi, you're talking to the shop's AI assistant, and calls are recorded."
+ASK = "Please key in your card number, then press pound."
+THANKS = "Thank you, your card is saved."
 SPOKEN = [
     "my card number is 4111 1111 1111 1111",
     "four one one one one one one one one one one one one one one one",
@@ -48,63 +49,12 @@ def card_in(text: str) -> bool:
     return CARD in digits or "four one one one one one one one" in words
 
 
-class ScriptedSTT:
-    """Hears the next of ``texts`` for each utterance (a remote STT's final transcript)."""
-
-    name, model, capabilities = "scripted-stt", "none", STTCapabilities()
-
-    def __init__(self, texts: list[str]) -> None:
-        self.texts = list(texts)
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        async for _ in audio:
-            pass
-        yield Transcript(self.texts.pop(0), is_final=True, confidence=0.9)
-
-
-def tone_frame() -> bytes:
-    """20 ms of a 400 Hz tone at about -15 dBFS, μ-law (speech for the energy VAD)."""
-    samples = [int(8000 * math.sin(2 * math.pi * 400 * n / 8000)) for n in range(160)]
-    return pcm16_to_ulaw(b"".join(s.to_bytes(2, "little", signed=True) for s in samples))
-
-
-class Caller:
-    """A Twilio media stream driven by hand over the test client's WebSocket."""
-
-    def __init__(self, ws) -> None:
-        self.ws = ws
-        self.chunk = 0
-
-    def send(self, message) -> None:
-        self.ws.send_text(twilio.serialize_inbound(message))
-
-    def heard_reply(self) -> None:
-        """Read up to the reply's mark and echo it (the reply was played; every reply
-        of this test is one sentence, so one mark)."""
-        while True:
-            message = twilio.parse_outbound(self.ws.receive_text())
-            if isinstance(message, twilio.OutboundMark):
-                self.send(twilio.Mark(None, "MZ1", message.name))
-                return
-
-    def say(self) -> None:
-        for payload in [tone_frame()] * 30 + [b"\xff" * 160] * 60:
-            self.chunk += 1
-            self.send(twilio.Media(None, "MZ1", "inbound", self.chunk, self.chunk * 20, payload))
-
-    def key(self, digits: str) -> None:
-        for digit in digits:
-            self.send(twilio.DTMF(None, "MZ1", "inbound_track", digit))
-
-
 def llm_script() -> list[list[LLMDelta]]:
     """Turn 1 (a spoken card): start the payment; turn 2 (the keyed card's token): thank."""
     return [
         [LLMDelta(tool_call=ToolCall("c1", "collect_payment", {}))],
-        [LLMDelta(text="Please key in your card number and then press pound.")],
-        [LLMDelta(text="Thank you, your card is saved.")],
+        [LLMDelta(text=ASK)],
+        [LLMDelta(text=THANKS)],
         [LLMDelta(tool_call=ToolCall("c2", "end_call", {}))],
     ]
 
@@ -149,7 +99,7 @@ def test_a_card_said_and_keyed_in_a_call_is_found_in_no_store(tmp_path, caplog, 
     spec = LLMAgentSpec.model_validate(
         {
             "name": "Shop",
-            "greeting": "You are talking to the shop's AI assistant and calls are recorded.",
+            "greeting": GREETING,
             "llm": {"system_prompt": "Take payments.", "tools": ["collect_payment", "end_call"]},
         }
     )
@@ -178,14 +128,13 @@ def test_a_card_said_and_keyed_in_a_call_is_found_in_no_store(tmp_path, caplog, 
         with caplog.at_level(logging.DEBUG), TestClient(app) as client:
             with client.websocket_connect("/twilio/media") as ws:
                 caller = Caller(ws)
-                caller.send(twilio.Connected("Call", "1.0.0"))
-                caller.send(twilio.build_start("MZ1", "CA1"))
-                caller.heard_reply()  # the greeting
+                caller.start()
+                caller.heard(GREETING)
                 caller.say()  # the card, aloud
-                caller.heard_reply()  # "please key in your card number"
+                caller.heard(ASK)
                 caller.key(CARD + "#")
-                caller.heard_reply()  # "thank you, your card is saved"
-                caller.send(twilio.Stop(None, "MZ1", "AC" + "0" * 32, "CA1"))
+                caller.heard(THANKS)
+                caller.hang_up()
             [call] = events.calls()
             api = client.get(f"/api/calls/{call.call_id}").text
             assert client.portal is not None
