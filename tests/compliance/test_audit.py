@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 import threading
 
@@ -24,7 +25,7 @@ def test_an_untouched_log_verifies_and_links_from_genesis(tmp_path):
     log = filled(tmp_path)
     entries = log.entries()
     assert entries[0].prev_hash == GENESIS
-    assert all(b.prev_hash == a.hash for a, b in zip(entries, entries[1:], strict=False))
+    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(entries))
     result = log.verify()
     assert result.ok and result.entries == 5
 
