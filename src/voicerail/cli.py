@@ -26,6 +26,9 @@ from voicerail.errors import VoicerailError
 from voicerail.session.runtime import AudioConfig
 from voicerail.turns.policy import TurnConfig
 
+#: Commands of ``compliance/cli.py`` (imported only when one of them runs).
+COMPLIANCE_COMMANDS = ("erase", "audit", "gates")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicerail", description=__doc__.splitlines()[0])
@@ -174,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_simulate_parser(sub)
 
+    from voicerail.compliance.cli import add_parser as add_compliance_parser
+
+    add_compliance_parser(sub)
+
     calls = sub.add_parser("calls", help="inspect recorded calls")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     lst = calls_sub.add_parser("list")
@@ -226,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             from voicerail.ops.cli import run as run_ops
 
             return run_ops(args, default_data_dir())
+        if args.command in COMPLIANCE_COMMANDS:
+            from voicerail.compliance.cli import run as run_compliance
+
+            return run_compliance(args)
         if args.command == "simulate":
             from voicerail.sim.cli import run as run_simulate
 

@@ -50,8 +50,9 @@ def tone_frame() -> bytes:
 class Caller:
     """The caller's side of one media stream over a test client's WebSocket."""
 
-    def __init__(self, ws) -> None:
+    def __init__(self, ws, call_sid: str = "CA1") -> None:
         self.ws = ws
+        self.call_sid = call_sid
         self.chunk = 0
 
     def send(self, message) -> None:
@@ -59,7 +60,7 @@ class Caller:
 
     def start(self) -> None:
         self.send(twilio.Connected("Call", "1.0.0"))
-        self.send(twilio.build_start("MZ1", "CA1"))
+        self.send(twilio.build_start("MZ1", self.call_sid))
 
     def heard(self, text: str) -> None:
         """Read the reply ``text`` up to its last mark, echoing each mark (played)."""
@@ -81,4 +82,4 @@ class Caller:
             self.send(twilio.DTMF(None, "MZ1", "inbound_track", digit))
 
     def hang_up(self) -> None:
-        self.send(twilio.Stop(None, "MZ1", "AC" + "0" * 32, "CA1"))
+        self.send(twilio.Stop(None, "MZ1", "AC" + "0" * 32, self.call_sid))

@@ -175,3 +175,74 @@ def policy_of_agent_file(path: str | Path) -> CompliancePolicy:
     if section is not None and not isinstance(section, dict):
         raise ConfigError("must be a mapping", source=source, field="compliance")
     return load_policy(section, source=source)
+
+
+class RetentionPolicy(_Strict):
+    """Days each data class is kept (``compliance/stores.py`` rule 3); None: not set.
+
+    ``audio`` must be set too, although voicerail stores none, so that a deployment
+    that adds recordings states how long they live.
+    """
+
+    audio: float | None = Field(default=None, ge=0)
+    transcripts: float | None = Field(default=None, ge=0)
+    events: float | None = Field(default=None, ge=0)
+    crm_writes: float | None = Field(default=None, ge=0)
+
+    def days(self) -> dict[str, float]:
+        """The classes that are set → days."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class SamplingPolicy(_Strict):
+    """Which calls go to human QA (``compliance/evaluation.py``).
+
+    Attributes:
+        failed: every failed call.
+        handoffs: every handed-off call.
+        guard_hits: every call with an output-guard hit.
+        percent_of_rest: this share of the other calls, chosen by call id hash.
+    """
+
+    failed: bool = True
+    handoffs: bool = True
+    guard_hits: bool = True
+    percent_of_rest: float = Field(default=5.0, ge=0, le=100)
+
+
+class DeploymentCompliance(_Strict):
+    """The deployment file's ``compliance`` section (``voicerail.yaml``).
+
+    Attributes:
+        retention: days per data class.
+        sampling: human QA sampling; None: not set.
+        retention_every_s: how often ``voicerail serve`` runs the retention job.
+    """
+
+    retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
+    sampling: SamplingPolicy | None = None
+    retention_every_s: float = Field(default=3600.0, gt=0)
+
+
+def deployment_compliance(path: str | Path | None) -> DeploymentCompliance:
+    """The ``compliance`` section of the deployment file at ``path`` (defaults: None).
+
+    Raises:
+        ConfigError: the file cannot be read or parsed, or the section is invalid.
+    """
+    if path is None:
+        return DeploymentCompliance()
+    source = str(path)
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read deployment file: {exc.strerror}", source=source) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+    section = raw.get("compliance") if isinstance(raw, dict) else None
+    try:
+        return DeploymentCompliance.model_validate(section or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in ("compliance", *first["loc"]))
+        raise ConfigError(first["msg"].lower(), source=source, field=where) from exc

@@ -73,6 +73,9 @@ def add_parser(sub: Any) -> None:
     ops_sub.add_parser("outbox", parents=[common], help="the CRM outbox: pending, dead-lettered")
     handoffs = ops_sub.add_parser("handoffs", parents=[common], help="handoff SLA by outcome")
     handoffs.add_argument("--window", type=parse_duration, default=7 * 86400.0)
+    from voicerail.compliance.cli import add_retention_parser
+
+    add_retention_parser(ops_sub, common)
 
 
 class _SQLiteReader:
@@ -149,6 +152,10 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
     if args.ops_command == "credentials":
         return _credentials(args, now_s)
     data_dir = args.data_dir or default_data_dir or configured_data_dir()
+    if args.ops_command == "retention":
+        from voicerail.compliance.cli import run_retention
+
+        return run_retention(args, Path(data_dir), now_s)
     url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
     try:
         with open_reader(data_dir, url, outbox=args.ops_command == "outbox") as db:

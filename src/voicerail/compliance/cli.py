@@ -1,0 +1,146 @@
+"""``voicerail erase``, ``voicerail audit verify`` and ``voicerail ops retention``.
+
+Every command that touches call data writes an audit entry
+(``<data dir>/audit.sqlite3``, ``compliance/audit.py``) naming the operating
+system user as ``cli:<user>``. Exit status: 0 done / verified, 1 the audit log
+did not verify, 2 a store or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from voicerail.compliance.audit import AuditLog, phone_ref
+from voicerail.compliance.policy import deployment_compliance
+from voicerail.compliance.stores import apply_retention, erase_phone, receipt_json
+from voicerail.errors import ConfigError, StoreError
+
+#: The top-level commands this module adds.
+COMMANDS = ("erase", "audit")
+
+
+def add_parser(sub: Any) -> None:
+    """Add ``erase`` and ``audit`` to the main parser's subparsers."""
+    erase = sub.add_parser("erase", help="remove one caller from every store, with a receipt")
+    erase.add_argument("--phone", required=True, help="the caller's number, e.g. +15551230000")
+    erase.add_argument("--data-dir", type=Path, default=None)
+    erase.add_argument("--redis-url", default=None, help="or $VOICERAIL_REDIS_URL")
+    erase.add_argument("--redis-prefix", default="voicerail:")
+    erase.add_argument("--json", action="store_true")
+    audit = sub.add_parser("audit", help="the hash-chained audit log")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    for name, text in (("verify", "check the chain"), ("digest", "sign the chain's head")):
+        cmd = audit_sub.add_parser(name, help=text)
+        cmd.add_argument("--data-dir", type=Path, default=None)
+        cmd.add_argument("--json", action="store_true")
+
+
+def add_retention_parser(ops_sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add ``ops retention`` (called by ``ops/cli.py``)."""
+    retention = ops_sub.add_parser(
+        "retention", parents=[common], help="delete what is past its retention, and say what"
+    )
+    retention.add_argument("--config", type=Path, default=None, help="the deployment file")
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        return str(os.getuid())
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    from voicerail.config import default_data_dir
+
+    return Path(args.data_dir or default_data_dir())
+
+
+def run(args: argparse.Namespace) -> int:
+    """Execute ``erase`` or ``audit``; returns the exit status."""
+    try:
+        if args.command == "erase":
+            return _erase(args)
+        return _audit(args)
+    except (StoreError, ConfigError, ValueError) as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
+
+
+def _erase(args: argparse.Namespace) -> int:
+    data_dir = _data_dir(args)
+    redis_url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
+    receipt = erase_phone(args.phone, data_dir, redis_url, args.redis_prefix)
+    log = AuditLog(data_dir / "audit.sqlite3")
+    try:
+        entry = log.append(
+            f"cli:{_user()}", "erasure", phone_ref(args.phone), receipt.removed, at_wall=time.time()
+        )
+    finally:
+        log.close()
+    if args.json:
+        body = json.loads(receipt_json(receipt))
+        print(json.dumps({**body, "audit_seq": entry.seq}, sort_keys=True))
+        return 0
+    print(f"erased {phone_ref(args.phone)}: {receipt.total} rows")
+    for line in receipt.lines():
+        print(f"  {line}")
+    print(f"audit entry {entry.seq}")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    log = AuditLog(_data_dir(args) / "audit.sqlite3")
+    try:
+        if args.audit_command == "digest":
+            signed = log.digest(at_wall=time.time())
+            print("no key (VOICERAIL_AUDIT_KEY) or no entries" if signed is None else
+                  f"signed entry {signed[0]}")  # fmt: skip
+            return 0 if signed is not None else 2
+        result = log.verify()
+    finally:
+        log.close()
+    if args.json:
+        problems = [{"seq": seq, "problem": text} for seq, text in result.problems]
+        print(json.dumps({"ok": result.ok, "entries": result.entries,
+                          "digests": result.digests, "problems": problems}))  # fmt: skip
+    elif result.ok:
+        print(f"audit log verified: {result.entries} entries, {result.digests} signed digests")
+    else:
+        print(f"audit log does NOT verify: {len(result.problems)} problems")
+        for seq, text in result.problems:
+            print(f"  entry {seq}: {text}")
+    return 0 if result.ok else 1
+
+
+def run_retention(args: argparse.Namespace, data_dir: Path, now_s: float) -> int:
+    """``ops retention``: run the job once and print what it removed."""
+    try:
+        policy = deployment_compliance(args.config)
+        days = policy.retention.days()
+        receipt = apply_retention(days, data_dir, now=now_s)
+        log = AuditLog(data_dir / "audit.sqlite3")
+        try:
+            log.append(f"cli:{_user()}", "retention", str(data_dir), receipt.removed, at_wall=now_s)
+        finally:
+            log.close()
+    except (StoreError, ConfigError) as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({**json.loads(receipt_json(receipt)), "days": days}, sort_keys=True))
+        return 0
+    unset = [c for c in ("audio", "transcripts", "events", "crm_writes") if c not in days]
+    print(f"retention: {receipt.total} rows removed")
+    for line in receipt.lines():
+        print(f"  {line}")
+    if unset:
+        print(f"  not set (kept forever): {', '.join(unset)}")
+    return 0
