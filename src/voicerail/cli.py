@@ -382,6 +382,20 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
+def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) -> None:
+    """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``)."""
+    import time
+
+    from voicerail.compliance.policy import deployment_compliance
+    from voicerail.compliance.scheduler import RetentionJob, chain_lifespan
+
+    policy = deployment_compliance(options.providers_path)
+    days = policy.retention.days()
+    if days and first_worker and not options.database_url:
+        job = RetentionJob(days, options.data_dir, every_s=policy.retention_every_s, wall=time.time)
+        chain_lifespan(app, job)
+
+
 def _serve_on(
     args: argparse.Namespace, data_dir: Path, sock: Any, *, supervised: bool = False
 ) -> int:
@@ -495,6 +509,7 @@ def _serve_on(
         ),
     )
     app = create_app(runtime, settings)
+    _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)
     config = uvicorn.Config(
         app,
         host=args.host,
