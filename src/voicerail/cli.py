@@ -383,12 +383,24 @@ def _reason(exc: OSError) -> str:
 
 
 def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) -> None:
-    """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``)."""
+    """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``);
+    reads of call data and configuration changes go to the audit log (``audit_http.py``)."""
     import time
 
+    from voicerail.compliance.audit import AuditLog
+    from voicerail.compliance.audit_http import AuditAccessMiddleware, record_config
     from voicerail.compliance.policy import deployment_compliance
     from voicerail.compliance.scheduler import RetentionJob, chain_lifespan
 
+    audit_path = options.data_dir / "audit.sqlite3"
+    app.add_middleware(AuditAccessMiddleware, path=audit_path, wall=time.time)
+    if first_worker:
+        audit = AuditLog(audit_path)
+        try:
+            files = [p for p in (options.agent_path, options.providers_path) if p is not None]
+            record_config(audit, files, actor="system", at_wall=time.time())
+        finally:
+            audit.close()
     policy = deployment_compliance(options.providers_path)
     days = policy.retention.days()
     if days and first_worker and not options.database_url:
@@ -625,6 +637,10 @@ def _calls(args: argparse.Namespace) -> int:
             print(f"voicerail: no call {args.call_id!r}", file=sys.stderr)
             return 1
         events = store.events(args.call_id)
+        if not url:  # compliance/audit.py: every read of call data is an entry
+            from voicerail.compliance.cli import audit_read
+
+            audit_read(path.parent, args.call_id)
         if args.json:
             body = call.to_dict()
             body["events"] = [e.to_dict() for e in events]

@@ -144,3 +144,15 @@ def run_retention(args: argparse.Namespace, data_dir: Path, now_s: float) -> int
     if unset:
         print(f"  not set (kept forever): {', '.join(unset)}")
     return 0
+
+
+def audit_read(data_dir: Path, call_id: str) -> None:
+    """``calls show`` read a call: one audit entry (never fails the command)."""
+    try:
+        log = AuditLog(data_dir / "audit.sqlite3")
+        try:
+            log.append(f"cli:{_user()}", "call.read", call_id, at_wall=time.time())
+        finally:
+            log.close()
+    except StoreError as exc:
+        print(f"voicerail: warning: audit entry not written: {exc}", file=sys.stderr)
