@@ -382,6 +382,13 @@ def _reason(exc: OSError) -> str:
     return os.strerror(exc.errno) if exc.errno else str(exc)
 
 
+def _deployment_fallbacks(path: Path | None) -> str:
+    """The deployment file's ``compliance.handoff_fallbacks`` (the flag's format)."""
+    from voicerail.compliance.policy import deployment_compliance
+
+    return deployment_compliance(path).handoff_fallbacks or ""
+
+
 def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) -> None:
     """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``);
     reads of call data and configuration changes go to the audit log (``audit_http.py``)."""
@@ -517,7 +524,7 @@ def _serve_on(
             account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
             auth_token=auth_token,
             hold_music_url=args.hold_music_url,
-            fallbacks=args.handoff_fallbacks,
+            fallbacks=args.handoff_fallbacks or _deployment_fallbacks(options.providers_path),
         ),
     )
     app = create_app(runtime, settings)

@@ -1,4 +1,5 @@
-"""``voicerail erase``, ``voicerail audit verify`` and ``voicerail ops retention``.
+"""``voicerail erase``, ``voicerail audit verify``, ``voicerail gates`` (``gates_cli.py``)
+and ``voicerail ops retention``.
 
 Every command that touches call data writes an audit entry
 (``<data dir>/audit.sqlite3``, ``compliance/audit.py``) naming the operating
@@ -23,11 +24,11 @@ from voicerail.compliance.stores import apply_retention, erase_phone, receipt_js
 from voicerail.errors import ConfigError, StoreError
 
 #: The top-level commands this module adds.
-COMMANDS = ("erase", "audit")
+COMMANDS = ("erase", "audit", "gates")
 
 
 def add_parser(sub: Any) -> None:
-    """Add ``erase`` and ``audit`` to the main parser's subparsers."""
+    """Add ``erase``, ``audit`` and ``gates`` to the main parser's subparsers."""
     erase = sub.add_parser("erase", help="remove one caller from every store, with a receipt")
     erase.add_argument("--phone", required=True, help="the caller's number, e.g. +15551230000")
     erase.add_argument("--data-dir", type=Path, default=None)
@@ -40,6 +41,9 @@ def add_parser(sub: Any) -> None:
         cmd = audit_sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir", type=Path, default=None)
         cmd.add_argument("--json", action="store_true")
+    from voicerail.compliance.gates_cli import add_gates_parser
+
+    add_gates_parser(sub)
 
 
 def add_retention_parser(ops_sub: Any, common: argparse.ArgumentParser) -> None:
@@ -64,10 +68,14 @@ def _data_dir(args: argparse.Namespace) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Execute ``erase`` or ``audit``; returns the exit status."""
+    """Execute ``erase``, ``audit`` or ``gates``; returns the exit status."""
     try:
         if args.command == "erase":
             return _erase(args)
+        if args.command == "gates":
+            from voicerail.compliance.gates_cli import run_gates
+
+            return run_gates(args)
         return _audit(args)
     except (StoreError, ConfigError, ValueError) as exc:
         print(f"voicerail: {exc}", file=sys.stderr)

@@ -133,14 +133,47 @@ class ConsentPolicy(_Strict):
     declined: str = "Okay, this call won't be recorded."
 
 
-class CompliancePolicy(_Strict):
-    """The whole ``compliance`` section."""
+class EvaluationPolicy(_Strict):
+    """How calls are judged (``compliance/evaluation.py``).
 
+    Attributes:
+        success: intent (flow agents) or tool (LLM agents) → the call outcome that
+            completes it (``completed``, ``handoff``, ...).
+    """
+
+    success: dict[str, str] = Field(default_factory=dict)
+
+
+class GatesPolicy(_Strict):
+    """What ``voicerail gates`` asks of this agent (``compliance/gates.py``).
+
+    Attributes:
+        suites: simulation suites (paths relative to the agent file) run when no
+            ``--simulation`` report is given.
+        pass_k_bar: share of scenarios that must pass every one of their runs.
+        latency_p95_ms: the turn latency budget at the caller's ear, p95.
+    """
+
+    suites: list[str] = Field(default_factory=list)
+    pass_k_bar: float = Field(default=1.0, ge=0, le=1)
+    latency_p95_ms: float = Field(default=1500.0, gt=0)
+
+
+class CompliancePolicy(_Strict):
+    """The whole ``compliance`` section.
+
+    ``health_care``: the agent talks to patients (California AB 3030): the gates
+    then require an end-of-call disclosure (``disclosure.at_end``).
+    """
+
+    health_care: bool = False
     pci: PciPolicy = Field(default_factory=PciPolicy)
     redaction: RedactionPolicy = Field(default_factory=RedactionPolicy)
     disclosure: DisclosurePolicy = Field(default_factory=DisclosurePolicy)
     guard: GuardPolicy = Field(default_factory=GuardPolicy)
     consent: ConsentPolicy = Field(default_factory=ConsentPolicy)
+    evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
+    gates: GatesPolicy = Field(default_factory=GatesPolicy)
 
 
 def load_policy(raw: dict[str, Any] | None, *, source: str | None = None) -> CompliancePolicy:
@@ -217,11 +250,15 @@ class DeploymentCompliance(_Strict):
         retention: days per data class.
         sampling: human QA sampling; None: not set.
         retention_every_s: how often ``voicerail serve`` runs the retention job.
+        handoff_fallbacks: what a failed transfer does, as ``voicerail serve
+            --handoff-fallbacks`` takes it (``busy=callback,no_answer=voicemail``);
+            the flag, when given, wins.
     """
 
     retention: RetentionPolicy = Field(default_factory=RetentionPolicy)
     sampling: SamplingPolicy | None = None
     retention_every_s: float = Field(default=3600.0, gt=0)
+    handoff_fallbacks: str | None = None
 
 
 def deployment_compliance(path: str | Path | None) -> DeploymentCompliance:
