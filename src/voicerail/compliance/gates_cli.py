@@ -134,14 +134,18 @@ def run_suites(agent: Path, suites: list[str], timeout_s: float) -> list[dict[st
             command = [sys.executable, "-m", "voicerail.cli", "simulate", str(path),
                        "--serve", str(agent), "--report", out, "--no-progress"]  # fmt: skip
             try:
-                subprocess.run(command, timeout=timeout_s, capture_output=True, check=False)
+                done = subprocess.run(command, timeout=timeout_s, capture_output=True, check=False)
             except subprocess.TimeoutExpired as exc:
                 raise ConfigError(
                     f"suite did not finish in {timeout_s:.0f} s", source=suite
                 ) from exc
             report_path = Path(out) / "report.json"
             if not report_path.exists():
-                raise ConfigError("the suite produced no report", source=str(path))
+                why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["?"]
+                raise ConfigError(
+                    f"the suite produced no report (exit {done.returncode}): {why[0]}",
+                    source=str(path),
+                )
             reports.append(_report(report_path))
     return reports
 
