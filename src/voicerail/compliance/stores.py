@@ -19,9 +19,11 @@ Rules:
    ``from`` custom parameter), plus any call whose events, CRM writes or state
    mention it. Everything keyed by those calls goes, in every store, and so does
    every row that names the number anywhere.
-2. Deleted rows are overwritten on disk (``PRAGMA secure_delete``) and the WAL is
-   checkpointed and truncated, so the bytes are gone from the files, not only
-   from query results.
+2. Deleted rows are overwritten on disk (``PRAGMA secure_delete``), the WAL is
+   checkpointed and truncated and the file vacuumed, so the bytes are gone from
+   the files, not only from query results. While a server has the file open the
+   vacuum is skipped and a reader may hold old WAL frames until its next
+   checkpoint.
 3. Retention (:func:`apply_retention`) works per data class: ``transcripts``
    (free text in events' ``pii`` is emptied), ``events`` (whole calls go),
    ``crm_writes`` (finished outbox rows and CRM records), ``audio`` (nothing is
@@ -36,6 +38,7 @@ Only the SQLite stores and Redis are covered; a PostgreSQL event store or outbox
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +46,8 @@ from pathlib import Path
 
 from voicerail.crm.model import normalize_phone
 from voicerail.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 DATA_CLASSES = ("audio", "transcripts", "events", "crm_writes")
 DAY_S = 86400.0
@@ -81,7 +86,12 @@ def _open(path: Path) -> sqlite3.Connection | None:
 def _close(db: sqlite3.Connection) -> None:
     db.commit()
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # rule 2
-    db.execute("VACUUM")
+    try:
+        db.execute("VACUUM")  # rule 2: free pages go too
+    except sqlite3.OperationalError:
+        # A running server holds the file: secure_delete has already zeroed the
+        # rows' pages, and its own checkpoints overwrite the WAL's old frames.
+        log.info("vacuum skipped: the store is in use")
     db.close()
 
 
