@@ -1,8 +1,8 @@
-"""The compliance wrapper around any agent: the PCI pause and transcript redaction.
+"""The compliance wrapper around any agent: PCI pause, redaction, disclosure, consent, guard.
 
 Wraps a :class:`~voicerail.dialog.base.DialogFactory` (outermost, so that every
 wrapper and dialog inside sees only what may be seen). The call driver reaches
-it through two hooks, both synchronous:
+it through three hooks, all synchronous (the third is ``screen_event``, rule 6):
 
 - ``receive_dtmf(key)`` for each keypad key, before the key is recorded or
   delivered: outside the pause the key passes; during it the key goes into the
