@@ -27,7 +27,7 @@ from voicerail.session.runtime import AudioConfig
 from voicerail.turns.policy import TurnConfig
 
 #: Commands of ``compliance/cli.py`` (imported only when one of them runs).
-COMPLIANCE_COMMANDS = ("erase", "audit", "gates")
+COMPLIANCE_COMMANDS = ("erase", "audit", "gates", "review")
 
 
 def _parser() -> argparse.ArgumentParser:

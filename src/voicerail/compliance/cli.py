@@ -24,7 +24,7 @@ from voicerail.compliance.stores import apply_retention, erase_phone, receipt_js
 from voicerail.errors import ConfigError, StoreError
 
 #: The top-level commands this module adds.
-COMMANDS = ("erase", "audit", "gates")
+COMMANDS = ("erase", "audit", "gates", "review")
 
 
 def add_parser(sub: Any) -> None:
@@ -41,17 +41,128 @@ def add_parser(sub: Any) -> None:
         cmd = audit_sub.add_parser(name, help=text)
         cmd.add_argument("--data-dir", type=Path, default=None)
         cmd.add_argument("--json", action="store_true")
+    review = sub.add_parser("review", help="human QA: the review sheet and reviewers' labels")
+    review_sub = review.add_subparsers(dest="review_command", required=True)
+    export = review_sub.add_parser("export", help="the calls to review, as CSV")
+    export.add_argument("--csv", type=Path, required=True, help="where to write the sheet")
+    export.add_argument("--days", type=float, default=7.0)
+    label = review_sub.add_parser("label", help="record a reviewer's label (an event)")
+    label.add_argument("call_id")
+    label.add_argument("label", help="ok, misheard, wrong_intent, bad_answer, ...")
+    label.add_argument("--reviewer", default=None, help="default: this user")
+    for cmd in (export, label):
+        cmd.add_argument("--data-dir", type=Path, default=None)
+        cmd.add_argument("--agent", type=Path, default=None, help="its success labels")
+        cmd.add_argument("--config", type=Path, default=None, help="the deployment file")
+        cmd.add_argument("--now", type=float, default=None, help=argparse.SUPPRESS)
     from voicerail.compliance.gates_cli import add_gates_parser
 
     add_gates_parser(sub)
 
 
 def add_retention_parser(ops_sub: Any, common: argparse.ArgumentParser) -> None:
-    """Add ``ops retention`` (called by ``ops/cli.py``)."""
+    """Add ``ops retention`` and ``ops review`` (called by ``ops/cli.py``)."""
     retention = ops_sub.add_parser(
         "retention", parents=[common], help="delete what is past its retention, and say what"
     )
     retention.add_argument("--config", type=Path, default=None, help="the deployment file")
+    review = ops_sub.add_parser("review", parents=[common], help="the weekly QA report")
+    review.add_argument("--week", action="store_true", help="the last 7 days (the default)")
+    review.add_argument("--agent", type=Path, default=None, help="its success labels")
+    review.add_argument("--out", type=Path, default=None, help="write review.html/.json here")
+
+
+def _success_labels(agent: Path | None) -> dict[str, str]:
+    if agent is None:
+        return {}
+    from voicerail.compliance.policy import policy_of_agent_file
+
+    return dict(policy_of_agent_file(agent).evaluation.success)
+
+
+def run_review(args: argparse.Namespace, data_dir: Path, now_s: float) -> int:
+    """``ops review --week``: the weekly report (text, ``--json``, or files in ``--out``)."""
+    from voicerail.compliance.review import render_html, weekly_review
+    from voicerail.ops.cli import open_reader
+
+    url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+    try:
+        success = _success_labels(args.agent)
+        with open_reader(data_dir, url) as db:
+            review = weekly_review(db, now_s=now_s, success=success)
+    except (StoreError, ConfigError) as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "review.json").write_text(json.dumps(review, indent=1), encoding="utf-8")
+        (args.out / "review.html").write_text(render_html(review), encoding="utf-8")
+    if args.json:
+        print(json.dumps(review, indent=2))
+        return 0
+    week, change = review["week"], review["change"]
+    recognition = _pct(week["recognition_accuracy"])
+    print(f"week: {week['calls']} calls ({change['calls']:+d}), completion "
+          f"{_pct(week['completion'])} ({_pp(change['completion'])}), latency p95 "
+          f"{_ms(week['latency_ms']['p95'])}, recognition {recognition}")  # fmt: skip
+    for intent, rate in week["completion_by_intent"].items():
+        print(f"  {intent}: {_pct(rate)}")
+    for cause, count in week["top_failure_causes"]:
+        print(f"  failure: {cause} ({count})")
+    return 0
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:.0f} %"
+
+
+def _pp(value: float | None) -> str:
+    return "–" if value is None else f"{value * 100:+.0f} pp"
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f} ms"
+
+
+def _review(args: argparse.Namespace) -> int:
+    from voicerail.compliance.evaluation import review_sheet, sample
+    from voicerail.compliance.review import label_event, window_calls
+    from voicerail.events.store import SQLiteEventStore
+    from voicerail.ops.cli import open_reader
+
+    data_dir = _data_dir(args)
+    now = args.now if args.now is not None else time.time()
+    audit = AuditLog(data_dir / "audit.sqlite3")
+    try:
+        if args.review_command == "label":
+            reviewer = args.reviewer or _user()
+            event = label_event(args.call_id, args.label, reviewer=reviewer, at_wall=now)
+            store = SQLiteEventStore(data_dir / "events.sqlite3")
+            try:
+                if store.call(args.call_id) is None:
+                    raise ValueError(f"no call {args.call_id!r}")
+                store.append(event)
+            finally:
+                store.close()
+            audit.append(f"cli:{reviewer}", "call.labeled", args.call_id,
+                         {"label": args.label}, at_wall=now)  # fmt: skip
+            print(f"{args.call_id}: {args.label}")
+            return 0
+        rules = deployment_compliance(args.config).sampling
+        if rules is None:
+            raise ConfigError(
+                "no sampling rules", source=str(args.config), field="compliance.sampling"
+            )
+        with open_reader(data_dir, None) as db:
+            calls = window_calls(db, now - args.days * 86400.0, now, _success_labels(args.agent))
+        chosen = sample([ev for _, ev, _ in calls], rules)
+        args.csv.write_text(review_sheet(chosen), encoding="utf-8")
+        audit.append(f"cli:{_user()}", "calls.export", str(args.csv),
+                     {"calls": len(chosen)}, at_wall=now)  # fmt: skip
+        print(f"{len(chosen)} of {len(calls)} calls to review: {args.csv}")
+        return 0
+    finally:
+        audit.close()
 
 
 def _user() -> str:
@@ -72,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.command == "erase":
             return _erase(args)
+        if args.command == "review":
+            return _review(args)
         if args.command == "gates":
             from voicerail.compliance.gates_cli import run_gates
 

@@ -63,6 +63,7 @@ class EventKind(StrEnum):
     DISCLOSURE_GIVEN = "DisclosureGiven"
     CONSENT_RECORDED = "ConsentRecorded"
     GUARD_TRIGGERED = "OutputGuardTriggered"
+    REVIEW_LABELED = "ReviewLabeled"
 
 
 class Outcome(StrEnum):

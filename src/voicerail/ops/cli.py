@@ -156,6 +156,10 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
         from voicerail.compliance.cli import run_retention
 
         return run_retention(args, Path(data_dir), now_s)
+    if args.ops_command == "review":
+        from voicerail.compliance.cli import run_review
+
+        return run_review(args, Path(data_dir), now_s)
     url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
     try:
         with open_reader(data_dir, url, outbox=args.ops_command == "outbox") as db:
