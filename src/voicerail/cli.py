@@ -410,8 +410,9 @@ def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) 
             audit.close()
     policy = deployment_compliance(options.providers_path)
     days = policy.retention.days()
-    if days and first_worker and not options.database_url:
-        job = RetentionJob(days, options.data_dir, every_s=policy.retention_every_s, wall=time.time)
+    if days and first_worker:
+        job = RetentionJob(days, options.data_dir, every_s=policy.retention_every_s,
+                           wall=time.time, database_url=options.database_url)  # fmt: skip
         chain_lifespan(app, job)
 
 

@@ -34,6 +34,7 @@ def add_parser(sub: Any) -> None:
     erase.add_argument("--data-dir", type=Path, default=None)
     erase.add_argument("--redis-url", default=None, help="or $VOICERAIL_REDIS_URL")
     erase.add_argument("--redis-prefix", default="voicerail:")
+    erase.add_argument("--database-url", default=None, help="or $VOICERAIL_DATABASE_URL")
     erase.add_argument("--json", action="store_true")
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
@@ -198,7 +199,19 @@ def run(args: argparse.Namespace) -> int:
 def _erase(args: argparse.Namespace) -> int:
     data_dir = _data_dir(args)
     redis_url = args.redis_url or os.environ.get("VOICERAIL_REDIS_URL")
-    receipt = erase_phone(args.phone, data_dir, redis_url, args.redis_prefix)
+    database_url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+    calls: set[str] = set()
+    sids: set[str] = set()
+    removed: dict[str, int] = {}
+    if database_url:
+        from voicerail.compliance.stores_pg import erase_phone_pg
+
+        pg_receipt, calls, sids = erase_phone_pg(args.phone, database_url)
+        removed = pg_receipt.removed
+    receipt = erase_phone(args.phone, data_dir, redis_url, args.redis_prefix,
+                          known_calls=calls, known_sids=sids)  # fmt: skip
+    for store, count in removed.items():
+        receipt.add(store, count)
     log = AuditLog(data_dir / "audit.sqlite3")
     try:
         entry = log.append(
@@ -247,6 +260,12 @@ def run_retention(args: argparse.Namespace, data_dir: Path, now_s: float) -> int
         policy = deployment_compliance(args.config)
         days = policy.retention.days()
         receipt = apply_retention(days, data_dir, now=now_s)
+        database_url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+        if database_url:
+            from voicerail.compliance.stores_pg import apply_retention_pg
+
+            for store, count in apply_retention_pg(days, database_url, now=now_s).removed.items():
+                receipt.add(store, count)
         log = AuditLog(data_dir / "audit.sqlite3")
         try:
             log.append(f"cli:{_user()}", "retention", str(data_dir), receipt.removed, at_wall=now_s)

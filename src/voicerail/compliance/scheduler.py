@@ -36,6 +36,7 @@ class RetentionJob:
         every_s: seconds between runs.
         wall: Unix time now, seconds.
         sleep: waits a number of seconds (``asyncio.sleep`` in production).
+        database_url: a PostgreSQL event store and outbox to apply it to as well.
     """
 
     def __init__(
@@ -46,7 +47,9 @@ class RetentionJob:
         every_s: float,
         wall: Callable[[], float],
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        database_url: str | None = None,
     ) -> None:
+        self.database_url = database_url
         self.days = days
         self.data_dir = data_dir
         self.every_s = every_s
@@ -62,6 +65,13 @@ class RetentionJob:
         """
         now = self._wall()
         receipt = apply_retention(self.days, self.data_dir, now=now)
+        if self.database_url:
+            from voicerail.compliance.stores_pg import apply_retention_pg
+
+            for store, count in apply_retention_pg(
+                self.days, self.database_url, now=now
+            ).removed.items():
+                receipt.add(store, count)
         audit = AuditLog(self.data_dir / "audit.sqlite3")
         try:
             audit.append("system", "retention", str(self.data_dir), receipt.removed, at_wall=now)

@@ -31,8 +31,8 @@ Rules:
 4. Each function returns a :class:`Receipt`: store → rows removed, printed by
    the CLI and written to the audit log (counts and a phone *reference* only).
 
-Only the SQLite stores and Redis are covered; a PostgreSQL event store or outbox
-(``--database-url``) is not erased here yet.
+A PostgreSQL event store and outbox (``--database-url``) are handled by
+``stores_pg.py`` with the same rules; the CRM and bookings files stay SQLite.
 """
 
 from __future__ import annotations
@@ -139,9 +139,18 @@ def _delete_mentions(
 
 
 def erase_phone(
-    phone: str, data_dir: Path, redis_url: str | None = None, redis_prefix: str = "voicerail:"
+    phone: str,
+    data_dir: Path,
+    redis_url: str | None = None,
+    redis_prefix: str = "voicerail:",
+    *,
+    known_calls: Iterable[str] = (),
+    known_sids: Iterable[str] = (),
 ) -> Receipt:
     """Remove one caller from every store (rules 1, 2 and 4).
+
+    ``known_calls`` and ``known_sids`` are the caller's calls found elsewhere (a
+    PostgreSQL event store, ``stores_pg.py``): their rows go here too.
 
     Raises:
         StoreError: a store cannot be opened or written.
@@ -151,12 +160,12 @@ def erase_phone(
     if not variants[0]:
         raise ValueError(f"not a phone number: {len(phone)} characters without digits")
     receipt = Receipt()
-    calls: set[str] = set()
-    call_sids: set[str] = set()
+    calls: set[str] = set(known_calls)
+    call_sids: set[str] = set(known_sids)
     try:
         if (db := _open(data_dir / "events.sqlite3")) is not None:
-            calls = _caller_calls(db, variants)
-            call_sids = _sids_of(db, calls)
+            calls |= _caller_calls(db, variants)
+            call_sids |= _sids_of(db, calls)
             receipt.add("events.sqlite3: events", _delete_in(db, "events", "call_id", calls))
             receipt.add("events.sqlite3: calls", _delete_in(db, "calls", "call_id", calls))
             receipt.add(
