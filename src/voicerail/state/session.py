@@ -66,6 +66,7 @@ class SessionState:
         booking_id: the booking written on this call, so a resume never writes it twice.
         providers: the provider chosen per stage (``{"stt": "faster-whisper"}``).
         updated_at: Unix seconds of this write.
+        resumes: how many times a new stream took the call over (``state/resume.py``).
     """
 
     call_id: str
@@ -78,6 +79,7 @@ class SessionState:
     booking_id: str | None = None
     providers: dict[str, str] = field(default_factory=dict)
     updated_at: float = 0.0
+    resumes: int = 0
 
     def next_version(self, **changes: Any) -> SessionState:
         """This state with ``changes``, as the next write (version + 1)."""
