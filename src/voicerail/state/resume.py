@@ -59,9 +59,10 @@ def claim(state: SessionState, worker: str, wall_s: float) -> SessionState:
 def stream_parameters(form: dict[str, str], resumes: int) -> dict[str, str]:
     """Rule 2: the ``<Parameter>``s of the resumed stream, from the action request's
     form (Twilio's ``From``, ``To``, ``CallSid``), named as the voice webhook names
-    them, with the ``resume`` marker (the number of the stream being opened)."""
+    them, with the ``resume`` marker: the number of the stream being opened (2
+    for the first resume)."""
     params = {name.lower(): form[name] for name in ("From", "To", "CallSid") if form.get(name)}
-    params[RESUME_PARAMETER] = str(resumes + 1)
+    params[RESUME_PARAMETER] = str(resumes + 2)  # streams so far: resumes + 1
     return params
 
 
