@@ -270,6 +270,18 @@ def _database_url(args: argparse.Namespace) -> str | None:
     return args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None
 
 
+#: How long a dead worker's calls may take to resume elsewhere before the
+#: supervisor closes them as worker_lost, seconds (server/workers.py rule 4).
+RESUME_GRACE_S = 10.0
+
+
+def _redis_url(args: argparse.Namespace) -> str | None:
+    """``--redis-url`` or ``$VOICERAIL_REDIS_URL``."""
+    import os
+
+    return args.redis_url or os.environ.get("VOICERAIL_REDIS_URL") or None
+
+
 def _check_redis(args: argparse.Namespace) -> None:
     """A configured Redis answers, before anything slow happens.
 
@@ -323,6 +335,8 @@ def _supervise(args: argparse.Namespace, argv: list[str], data_dir: Path, sock: 
         num_workers=args.workers,
         sweep=lambda: _close_lost_calls(args, data_dir),
         stop_timeout_s=args.drain_timeout + 30.0,
+        # Calls can resume on another worker only with a shared state store.
+        sweep_delay_s=RESUME_GRACE_S if _redis_url(args) else 0.0,
     )
     print(f"voicerail: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
     return supervisor.run()
