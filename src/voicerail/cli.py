@@ -516,7 +516,7 @@ def _serve_on(
 
     parent_pid = os.getppid()
     watch = (lambda: watch_supervisor(parent_pid)) if supervised else None
-    server = DrainingServer(config, drain, background=watch)
+    server = DrainingServer(config, drain, background=watch, stop_listening=supervised)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
     try:
         server.run(sockets=[sock])

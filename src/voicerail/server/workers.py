@@ -27,8 +27,9 @@ Rules:
    URL as soon as the stream drops, and a call that another worker carries on
    meanwhile names that live worker on its row, so the sweep leaves it alone
    (``state/lost_calls.py`` rule 1). A resume later than that reopens the row
-   (``session/resume.py``). A worker that exits by itself (a configuration
-   error at start-up) stops the others, and its status is the supervisor's.
+   (``session/resume.py``). A worker that exits with an error (a configuration
+   error at start-up) stops the others, and its status is the supervisor's; one
+   that exits 0 drained (``SIGTERM`` to that worker alone) and is replaced.
 """
 
 from __future__ import annotations
@@ -129,10 +130,15 @@ class Supervisor:
             for index, proc in enumerate(self.workers):
                 if proc is None or proc.poll() is None:
                     continue
-                if proc.returncode >= 0:
+                if proc.returncode == 0:
+                    # It drained (SIGTERM sent to that worker alone): a rolling restart.
+                    log.warning("worker %d (pid %d) drained; replacing it", index, proc.pid)
+                    self.workers[index] = self._start(index, metrics_dir)
+                    continue
+                if proc.returncode > 0:
                     log.error("worker %d exited with %d; stopping", index, proc.returncode)
                     self._stop()
-                    return proc.returncode or 1
+                    return proc.returncode
                 log.error(
                     "worker %d (pid %d) killed by signal %d", index, proc.pid, -proc.returncode
                 )
