@@ -540,8 +540,13 @@ async def _call(args: argparse.Namespace) -> int:
     from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall, save_agent_audio
 
     turns = [CallerTurn.from_wav(path) for path in args.say]
+    # Rung as Twilio rings it: the voice webhook, its TwiML, and the <Connect action>
+    # URL after a stream the server ended (a worker died: the call resumes).
     caller = SimulatedTwilioCall(
-        args.url, turn_gap_s=args.turn_gap, keep_agent_audio=args.record_dir is not None
+        args.url,
+        turn_gap_s=args.turn_gap,
+        keep_agent_audio=args.record_dir is not None,
+        voice_url=http_base_from_media_url(args.url) + "/twilio/voice",
     )
     result = await caller.run(turns)
     server = await fetch_call(http_base_from_media_url(args.url), result.call_sid)
