@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from twilio.request_validator import RequestValidator
 
 from voicerail.sim.twiml import call_form, parse_twiml, websocket_url
 
@@ -39,10 +38,7 @@ def test_what_is_not_twiml_is_refused():
         parse_twiml("<html/>", "http://h/v")
 
 
-def test_the_action_request_carries_twilios_fields_and_a_valid_signature():
+def test_the_action_request_carries_twilios_fields():
     form = call_form("CA1", status="in-progress", caller="+15550100", called="+15550199")
     assert form["CallSid"] == "CA1" and form["CallStatus"] == "in-progress"
     assert form["AccountSid"].startswith("AC") and form["Direction"] == "inbound"
-    url = "https://voice.example.com/twilio/connect-action"
-    signature = RequestValidator("token").compute_signature(url, form)
-    assert RequestValidator("token").validate(url, form, signature)
