@@ -167,6 +167,11 @@ class SimulatedTwilioCall:
         self._last_played_tick: int | None = None
         self._agent_audio = asyncio.Event()
 
+    @property
+    def turns_answered(self) -> int:
+        """Script turns the agent has answered (and the caller heard the answer to)."""
+        return self._turns_done
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
