@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 from voicerail.errors import StateConflict, StoreError
@@ -86,8 +86,22 @@ class SessionState:
         return replace(self, version=self.version + 1, **changes)
 
     def to_json(self) -> str:
-        """Rule 4: the stored form."""
-        body = asdict(self)
+        """Rule 4: the stored form.
+
+        Built field by field rather than with ``dataclasses.asdict``, which deep-copies
+        the dialog snapshot before ``json.dumps`` walks it again: that copy was most
+        of the client's cost of a write (``bench/state_store.py``). Same JSON.
+        """
+        body = {f.name: getattr(self, f.name) for f in fields(self)}
+        body["turns"] = [
+            {
+                "index": t.index,
+                "caller_text": t.caller_text,
+                "agent_text": t.agent_text,
+                "heard_text": t.heard_text,
+            }
+            for t in self.turns
+        ]
         body["schema"] = STATE_SCHEMA
         return json.dumps(body, separators=(",", ":"))
 
