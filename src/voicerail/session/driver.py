@@ -274,9 +274,10 @@ class CallSession:
         self._end("shutdown", error="worker shutdown: drain deadline passed", close_code=1012)
 
     def take_over(self) -> None:
-        """A newer stream of this call started in this process: stop this one
+        """A newer stream of this call started (in this process, or on another
+        worker whose claim refused this stream's state write): stop this one
         without ending the call (no ``CallEnded``, no row update), closing the
-        socket with 1000 (``state/resume.py`` rule 3)."""
+        socket with 1000 (``state/resume.py`` rules 3 and 4)."""
         self._taken_over = True
         if self._admitted:  # the newer stream counts the call from its own start
             self.rt.load.call_ended(self.call_id)
@@ -435,7 +436,9 @@ class CallSession:
         self.rt.events.save_call(self.record)
         if self.rt.state is not None:
             first = SessionState(self.call_id, call_sid=start.call_sid, worker=str(self.rt.worker))
-            self._recorder = CallStateRecorder(self.rt.state, first, self._clock.wall)
+            self._recorder = CallStateRecorder(
+                self.rt.state, first, self._clock.wall, on_conflict=self.take_over
+            )
         self._on_stream_started(start)
         self._start_job(self._greet())
 
@@ -471,7 +474,9 @@ class CallSession:
         self.record = resumed.record(start.stream_sid, self.rt.agent.name, worker)
         self.rt.events.save_call(self.record)
         assert self.rt.state is not None  # take_over() resumes only with a state store
-        self._recorder = CallStateRecorder(self.rt.state, state, self._clock.wall)
+        self._recorder = CallStateRecorder(
+            self.rt.state, state, self._clock.wall, on_conflict=self.take_over
+        )
         self._emit(
             EventKind.CALL_RESUMED,
             Stage.TELEPHONY,
