@@ -2,8 +2,8 @@
 
 (Over 800 lines: it is the one place where a call's tasks, sends and events
 meet, and each part reads the same per-call state; admission, stream limits,
-the phrase cache, the holding phrase and the CRM hooks each added their few
-lines here. Issue 15 splits it over a transport seam into inbound audio,
+the phrase cache, the holding phrase, the CRM hooks and resume (its reads and
+rules in ``session/resume.py``) each added their few lines here. Issue 15 splits it over a transport seam into inbound audio,
 playback (synthesis to paced frames, marks, the holding phrase), outcome rules
 and dialog jobs; until then each addition stays a small method.)
 
@@ -477,18 +477,8 @@ class CallSession:
         self._recorder = CallStateRecorder(
             self.rt.state, state, self._clock.wall, on_conflict=self.take_over
         )
-        self._emit(
-            EventKind.CALL_RESUMED,
-            Stage.TELEPHONY,
-            data={
-                "stream": state.resumes + 1,
-                "worker_pid": worker.pid,
-                "previous_worker": resumed.previous_worker,
-                "turns": self._turn_index,
-                "reopened": resumed.reopened,
-                "outcome_so_far": state.outcome,
-            },
-        )
+        data = resumed.event_data(worker, self._turn_index)
+        self._emit(EventKind.CALL_RESUMED, Stage.TELEPHONY, data=data)
         self._on_stream_started(start)
         self._start_job(self._greet_resumed())
 

@@ -58,6 +58,17 @@ class Resumed:
         """The row had been closed (the lost-call sweep ran first)."""
         return self.row is not None and self.row.outcome is not None
 
+    def event_data(self, worker: WorkerIdentity, turns: int) -> dict[str, Any]:
+        """The ``CallResumed`` event's data (``events/schema.md``)."""
+        return {
+            "stream": self.state.resumes + 1,
+            "worker_pid": worker.pid,
+            "previous_worker": self.previous_worker,
+            "turns": turns,
+            "reopened": self.reopened,
+            "outcome_so_far": self.state.outcome,
+        }
+
     def record(self, stream_sid: str | None, agent: str, worker: WorkerIdentity) -> CallRecord:
         """The call's row, open again and served by ``worker`` (``agent``: the
         agent's name, when the row was not found)."""
