@@ -3,9 +3,10 @@
 (Over 800 lines: it is the one place where a call's tasks, sends and events
 meet, and each part reads the same per-call state; admission, stream limits,
 the phrase cache, the holding phrase, the CRM hooks and resume (its reads and
-rules in ``session/resume.py``) each added their few lines here. Issue 15 splits it over a transport seam into inbound audio,
-playback (synthesis to paced frames, marks, the holding phrase), outcome rules
-and dialog jobs; until then each addition stays a small method.)
+rules in ``session/resume.py``) each added their few lines here. Issue 15
+splits it over a transport seam into inbound audio, playback (synthesis to
+paced frames, marks, the holding phrase), outcome rules and dialog jobs; until
+then each addition stays a small method.)
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
