@@ -496,6 +496,7 @@ def _serve_on(
             hold_music_url=args.hold_music_url,
             fallbacks=args.handoff_fallbacks,
         ),
+        other_workers=supervised,
     )
     app = create_app(runtime, settings)
     config = uvicorn.Config(

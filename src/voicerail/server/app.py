@@ -84,6 +84,10 @@ class ServerSettings:
         limits: deadlines, rates and sizes that bound abusive or idle peers.
         handoff: warm or cold transfer through Twilio's REST API (``server/handoff.py``);
             when set it is used instead of ``handoff_number``.
+        other_workers: other workers share this server's port (``--workers N``), so
+            a draining worker may still answer a resume: the new stream reaches one
+            of the others. A server alone hangs up instead (its drain would refuse
+            the stream, and Twilio would ask again).
     """
 
     twilio_auth_token: str | None = None
@@ -93,6 +97,7 @@ class ServerSettings:
     overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
     limits: ServerLimits = field(default_factory=ServerLimits)
     handoff: HandoffSettings | None = None
+    other_workers: bool = False
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -187,6 +192,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         """``state/resume.py`` rules 1 and 2: the times the call was resumed when it
         can go on, else None (no state store, no state, or its end was reached)."""
         if runtime.state is None or not call_sid:
+            return None
+        if runtime.load.draining and not settings.other_workers:
             return None
         try:
             state = await asyncio.wait_for(runtime.state.load_by_call_sid(call_sid), 2.0)
