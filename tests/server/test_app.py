@@ -140,3 +140,21 @@ def test_connect_action_resumes_a_live_call_with_a_fresh_stream_and_hangs_up_an_
     assert '<Parameter name="resume" value="2" />' in body
     other = dict(FORM, CallSid="CA999")
     assert "<Hangup />" in client.post("/twilio/connect-action", data=other).text
+
+
+def test_a_draining_server_alone_hangs_up_instead_of_resuming_but_one_of_several_resumes(store):
+    import asyncio
+
+    from voicerail.state.session import MemoryStateStore, SessionState
+    from voicerail.testing.clock import FakeClock
+
+    states = MemoryStateStore(monotonic=FakeClock().monotonic)
+    asyncio.run(states.save(SessionState("vr_1", 1, call_sid="CA123", dialog={"node": "book"})))
+    runtime = Runtime(
+        agent=QuietAgent(), stt=SilentSTT(), tts=SilentTTS(), events=store, state=states
+    )
+    runtime.load.draining = True
+    alone = TestClient(create_app(runtime, ServerSettings()))
+    assert "<Hangup />" in alone.post("/twilio/connect-action", data=FORM).text
+    shared = TestClient(create_app(runtime, ServerSettings(other_workers=True)))
+    assert "<Stream" in shared.post("/twilio/connect-action", data=FORM).text
