@@ -173,3 +173,24 @@ def test_the_registry_keeps_one_stream_per_call_sid():
     registry.ended("CA1", new)
     assert len(registry) == 0
     assert registry.started(None, old) is None
+
+
+async def test_a_row_the_sweep_closed_is_reopened_with_its_start_and_booking_kept(tmp_path):
+    """The lost-call sweep ran first: the resume reopens the row and says so."""
+    from voicerail.events.store import CallRecord
+
+    runtime = runtime_with_state(tmp_path)
+    assert runtime.state is not None
+    closed = CallRecord("vr_1", "keys", 100.0, 160.0, "failed", "worker_lost", call_sid="CA1",
+                        data={"booking_id": "BK-1", "worker": "h:1:1"})  # fmt: skip
+    runtime.events.save_call(closed)
+    dialog = {"node": "keys", "keys": 0}
+    stored = SessionState("vr_1", 1, "CA1", "h:1:1", dialog, booking_id="BK-1")
+    await runtime.state.save(stored)
+    resumed = await take_over(runtime, "CA1")
+    assert resumed is not None and resumed.reopened
+    row = resumed.record("MZ2", "keys", runtime.worker)
+    assert (row.started_at, row.ended_at, row.outcome, row.error) == (100.0, None, None, None)
+    assert row.data["booking_id"] == "BK-1" and row.data["worker_pid"] == runtime.worker.pid
+    assert resumed.event_data(runtime.worker, 3)["reopened"] is True
+    runtime.events.close()
