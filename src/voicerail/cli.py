@@ -281,6 +281,18 @@ def _database_url(args: argparse.Namespace) -> str | None:
     return args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None
 
 
+#: How long a dead worker's calls may take to resume elsewhere before the
+#: supervisor closes them as worker_lost, seconds (server/workers.py rule 4).
+RESUME_GRACE_S = 10.0
+
+
+def _redis_url(args: argparse.Namespace) -> str | None:
+    """``--redis-url`` or ``$VOICERAIL_REDIS_URL``."""
+    import os
+
+    return args.redis_url or os.environ.get("VOICERAIL_REDIS_URL") or None
+
+
 def _check_redis(args: argparse.Namespace) -> None:
     """A configured Redis answers, before anything slow happens.
 
@@ -334,6 +346,8 @@ def _supervise(args: argparse.Namespace, argv: list[str], data_dir: Path, sock: 
         num_workers=args.workers,
         sweep=lambda: _close_lost_calls(args, data_dir),
         stop_timeout_s=args.drain_timeout + 30.0,
+        # Calls can resume on another worker only with a shared state store.
+        sweep_delay_s=RESUME_GRACE_S if _redis_url(args) else 0.0,
     )
     print(f"voicerail: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
     return supervisor.run()
@@ -527,6 +541,7 @@ def _serve_on(
             hold_music_url=args.hold_music_url,
             fallbacks=args.handoff_fallbacks or _deployment_fallbacks(options.providers_path),
         ),
+        other_workers=supervised,
     )
     app = create_app(runtime, settings)
     _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)
@@ -548,7 +563,7 @@ def _serve_on(
 
     parent_pid = os.getppid()
     watch = (lambda: watch_supervisor(parent_pid)) if supervised else None
-    server = DrainingServer(config, drain, background=watch)
+    server = DrainingServer(config, drain, background=watch, stop_listening=supervised)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
     try:
         server.run(sockets=[sock])
@@ -572,8 +587,13 @@ async def _call(args: argparse.Namespace) -> int:
     from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall, save_agent_audio
 
     turns = [CallerTurn.from_wav(path) for path in args.say]
+    # Rung as Twilio rings it: the voice webhook, its TwiML, and the <Connect action>
+    # URL after a stream the server ended (a worker died: the call resumes).
     caller = SimulatedTwilioCall(
-        args.url, turn_gap_s=args.turn_gap, keep_agent_audio=args.record_dir is not None
+        args.url,
+        turn_gap_s=args.turn_gap,
+        keep_agent_audio=args.record_dir is not None,
+        voice_url=http_base_from_media_url(args.url) + "/twilio/voice",
     )
     result = await caller.run(turns)
     server = await fetch_call(http_base_from_media_url(args.url), result.call_sid)

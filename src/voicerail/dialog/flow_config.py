@@ -190,6 +190,8 @@ class Messages(_Strict):
     declined: str = "No problem, let's change it."
     silence_reprompt: str = "Are you still there?"
     silence_goodbye: str = "I haven't heard anything, so I'll end the call now. Goodbye!"
+    #: Said first when a call resumes on another worker after its stream broke.
+    resumed: str = "Sorry, I lost you for a moment."
 
 
 class Thresholds(_Strict):

@@ -39,6 +39,7 @@ class EventKind(StrEnum):
 
     CALL_STARTED = "CallStarted"
     STREAM_STARTED = "StreamStarted"
+    CALL_RESUMED = "CallResumed"  # a new stream carries the call on (session/resume.py)
     USER_TURN_STARTED = "UserTurnStarted"
     USER_TURN_ENDED = "UserTurnEnded"
     TRANSCRIPT_FINAL = "TranscriptFinal"
