@@ -26,6 +26,9 @@ from voicerail.errors import VoicerailError
 from voicerail.session.runtime import AudioConfig
 from voicerail.turns.policy import TurnConfig
 
+#: Commands of ``compliance/cli.py`` (imported only when one of them runs).
+COMPLIANCE_COMMANDS = ("erase", "audit", "gates", "review")
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voicerail", description=__doc__.splitlines()[0])
@@ -174,6 +177,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_simulate_parser(sub)
 
+    from voicerail.compliance.cli import add_parser as add_compliance_parser
+
+    add_compliance_parser(sub)
+
     calls = sub.add_parser("calls", help="inspect recorded calls")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     lst = calls_sub.add_parser("list")
@@ -226,6 +233,10 @@ def main(argv: list[str] | None = None) -> int:
             from voicerail.ops.cli import run as run_ops
 
             return run_ops(args, default_data_dir())
+        if args.command in COMPLIANCE_COMMANDS:
+            from voicerail.compliance.cli import run as run_compliance
+
+            return run_compliance(args)
         if args.command == "simulate":
             from voicerail.sim.cli import run as run_simulate
 
@@ -268,6 +279,18 @@ def _database_url(args: argparse.Namespace) -> str | None:
     import os
 
     return args.database_url or os.environ.get("VOICERAIL_DATABASE_URL") or None
+
+
+#: How long a dead worker's calls may take to resume elsewhere before the
+#: supervisor closes them as worker_lost, seconds (server/workers.py rule 4).
+RESUME_GRACE_S = 10.0
+
+
+def _redis_url(args: argparse.Namespace) -> str | None:
+    """``--redis-url`` or ``$VOICERAIL_REDIS_URL``."""
+    import os
+
+    return args.redis_url or os.environ.get("VOICERAIL_REDIS_URL") or None
 
 
 def _check_redis(args: argparse.Namespace) -> None:
@@ -323,6 +346,8 @@ def _supervise(args: argparse.Namespace, argv: list[str], data_dir: Path, sock: 
         num_workers=args.workers,
         sweep=lambda: _close_lost_calls(args, data_dir),
         stop_timeout_s=args.drain_timeout + 30.0,
+        # Calls can resume on another worker only with a shared state store.
+        sweep_delay_s=RESUME_GRACE_S if _redis_url(args) else 0.0,
     )
     print(f"voicerail: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
     return supervisor.run()
@@ -369,6 +394,40 @@ def _reason(exc: OSError) -> str:
     import os
 
     return os.strerror(exc.errno) if exc.errno else str(exc)
+
+
+def _deployment_fallbacks(path: Path | None) -> str:
+    """The deployment file's ``compliance.handoff_fallbacks`` (the flag's format)."""
+    from voicerail.compliance.policy import deployment_compliance
+
+    return deployment_compliance(path).handoff_fallbacks or ""
+
+
+def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) -> None:
+    """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``);
+    reads of call data and configuration changes go to the audit log (``audit_http.py``)."""
+    import time
+
+    from voicerail.compliance.audit import AuditLog
+    from voicerail.compliance.audit_http import AuditAccessMiddleware, record_config
+    from voicerail.compliance.policy import deployment_compliance
+    from voicerail.compliance.scheduler import RetentionJob, chain_lifespan
+
+    audit_path = options.data_dir / "audit.sqlite3"
+    app.add_middleware(AuditAccessMiddleware, path=audit_path, wall=time.time)
+    if first_worker:
+        audit = AuditLog(audit_path)
+        try:
+            files = [p for p in (options.agent_path, options.providers_path) if p is not None]
+            record_config(audit, files, actor="system", at_wall=time.time())
+        finally:
+            audit.close()
+    policy = deployment_compliance(options.providers_path)
+    days = policy.retention.days()
+    if days and first_worker:
+        job = RetentionJob(days, options.data_dir, every_s=policy.retention_every_s,
+                           wall=time.time, database_url=options.database_url)  # fmt: skip
+        chain_lifespan(app, job)
 
 
 def _serve_on(
@@ -480,13 +539,16 @@ def _serve_on(
             account_sid=os.environ.get("TWILIO_ACCOUNT_SID"),
             auth_token=auth_token,
             hold_music_url=args.hold_music_url,
-            fallbacks=args.handoff_fallbacks,
+            # The flag, else the deployment file's; either overrides the agent file's.
+            fallbacks=args.handoff_fallbacks or _deployment_fallbacks(options.providers_path),
             # Twilio's REST API; another URL only for a rehearsal against a fake.
             api_base_url=os.environ.get("VOICERAIL_TWILIO_API_URL", "https://api.twilio.com"),
             agent_fallbacks=fallbacks_from_agent_file(args.agent),
         ),
+        other_workers=supervised,
     )
     app = create_app(runtime, settings)
+    _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -505,7 +567,7 @@ def _serve_on(
 
     parent_pid = os.getppid()
     watch = (lambda: watch_supervisor(parent_pid)) if supervised else None
-    server = DrainingServer(config, drain, background=watch)
+    server = DrainingServer(config, drain, background=watch, stop_listening=supervised)
     print(f"voicerail: serving {runtime.agent.name} on http://{args.host}:{args.port}", flush=True)
     try:
         server.run(sockets=[sock])
@@ -529,8 +591,13 @@ async def _call(args: argparse.Namespace) -> int:
     from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall, save_agent_audio
 
     turns = [CallerTurn.from_wav(path) for path in args.say]
+    # Rung as Twilio rings it: the voice webhook, its TwiML, and the <Connect action>
+    # URL after a stream the server ended (a worker died: the call resumes).
     caller = SimulatedTwilioCall(
-        args.url, turn_gap_s=args.turn_gap, keep_agent_audio=args.record_dir is not None
+        args.url,
+        turn_gap_s=args.turn_gap,
+        keep_agent_audio=args.record_dir is not None,
+        voice_url=http_base_from_media_url(args.url) + "/twilio/voice",
     )
     result = await caller.run(turns)
     server = await fetch_call(http_base_from_media_url(args.url), result.call_sid)
@@ -602,6 +669,10 @@ def _calls(args: argparse.Namespace) -> int:
             print(f"voicerail: no call {args.call_id!r}", file=sys.stderr)
             return 1
         events = store.events(args.call_id)
+        if not url:  # compliance/audit.py: every read of call data is an entry
+            from voicerail.compliance.cli import audit_read
+
+            audit_read(path.parent, args.call_id)
         if args.json:
             body = call.to_dict()
             body["events"] = [e.to_dict() for e in events]

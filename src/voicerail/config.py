@@ -174,6 +174,11 @@ def build_runtime(options: ServeOptions) -> Runtime:
             options.agent_path, bookings=flow_bookings(bookings, crm), embedder=MiniLMEmbedder()
         )
         agent = with_crm(flows, crm, source=str(options.agent_path))
+    # Outermost, so that every wrapper inside sees only what may be seen.
+    from voicerail.compliance.dialog import CompliantAgent
+    from voicerail.compliance.policy import policy_of_agent_file
+
+    agent = CompliantAgent(agent, policy_of_agent_file(options.agent_path), record=events.append)
     local = {p.name for p in (_innermost(stt_chain[0]), _innermost(tts_chain[0]))} & LOCAL_ENGINES
     max_calls = (
         options.max_calls if options.max_calls is not None else default_max_calls(local=bool(local))

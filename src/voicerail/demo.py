@@ -50,7 +50,7 @@ def demo_turns(work_dir: Path) -> list[CallerTurn]:
 
 async def _place_call(base_url: str, turns: list[CallerTurn]) -> dict[str, Any]:
     media_url = base_url.replace("http://", "ws://") + "/twilio/media"
-    caller = SimulatedTwilioCall(media_url)
+    caller = SimulatedTwilioCall(media_url, voice_url=f"{base_url}/twilio/voice")
     result = await caller.run(turns)
     server = await fetch_call(base_url, result.call_sid)
     summary = summarize(result, server)

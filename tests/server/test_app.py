@@ -114,3 +114,47 @@ def test_media_websocket_runs_a_call_and_records_its_outcome(store):
     kinds = [e.kind for e in store.events(calls[0].call_id)]
     assert kinds[:2] == [EventKind.CALL_STARTED, EventKind.STREAM_STARTED]
     assert kinds[-1] == EventKind.CALL_ENDED
+
+
+def test_connect_action_resumes_a_live_call_with_a_fresh_stream_and_hangs_up_an_ended_one(store):
+    """state/resume.py rule 2: a call whose dialog goes on gets a new <Stream>."""
+    import asyncio
+
+    from voicerail.state.session import MemoryStateStore, SessionState
+    from voicerail.testing.clock import FakeClock
+
+    states = MemoryStateStore(monotonic=FakeClock().monotonic)
+    live = SessionState("vr_1", version=2, call_sid="CA123", dialog={"node": "book"})
+    ended = SessionState("vr_2", version=1, call_sid="CA999", dialog={"node": "x", "ended": True})
+    asyncio.run(states.save(SessionState("vr_1", version=1, call_sid="CA123")))
+    asyncio.run(states.save(live))
+    asyncio.run(states.save(ended))
+    runtime = Runtime(
+        agent=QuietAgent(), stt=SilentSTT(), tts=SilentTTS(), events=store, state=states
+    )
+    client = TestClient(create_app(runtime, ServerSettings(public_url="https://v.example.com")))
+    body = client.post("/twilio/connect-action", data=FORM).text
+    assert '<Connect action="/twilio/connect-action">' in body
+    assert '<Stream url="wss://v.example.com/twilio/media">' in body
+    assert '<Parameter name="callsid" value="CA123" />' in body
+    assert '<Parameter name="resume" value="2" />' in body
+    other = dict(FORM, CallSid="CA999")
+    assert "<Hangup />" in client.post("/twilio/connect-action", data=other).text
+
+
+def test_a_draining_server_alone_hangs_up_instead_of_resuming_but_one_of_several_resumes(store):
+    import asyncio
+
+    from voicerail.state.session import MemoryStateStore, SessionState
+    from voicerail.testing.clock import FakeClock
+
+    states = MemoryStateStore(monotonic=FakeClock().monotonic)
+    asyncio.run(states.save(SessionState("vr_1", 1, call_sid="CA123", dialog={"node": "book"})))
+    runtime = Runtime(
+        agent=QuietAgent(), stt=SilentSTT(), tts=SilentTTS(), events=store, state=states
+    )
+    runtime.load.draining = True
+    alone = TestClient(create_app(runtime, ServerSettings()))
+    assert "<Hangup />" in alone.post("/twilio/connect-action", data=FORM).text
+    shared = TestClient(create_app(runtime, ServerSettings(other_workers=True)))
+    assert "<Stream" in shared.post("/twilio/connect-action", data=FORM).text

@@ -126,3 +126,19 @@ def test_report_html_renders_with_its_pictures_in_headless_chromium(tmp_path: Pa
     with Image.open(shot) as image:
         colours = image.convert("RGB").getcolors(maxcolors=100_000)
     assert colours is None or len(colours) > 50  # text, tables and plots, not a blank page
+
+
+def test_pass_k_counts_a_scenario_only_when_every_run_passed():
+    """τ-bench's pass^k: 3 of 4 runs passing is a failing scenario."""
+    from voicerail.sim.stats import pass_k
+
+    calls = [
+        *({"scenario": "book", "passed": p, "refused": None} for p in (True, True, True, False)),
+        {"scenario": "hours", "passed": True, "refused": None},
+        {"scenario": "hours", "passed": False, "refused": "busy"},  # refused: not a run
+    ]
+    result = pass_k(calls)
+    assert result["share"] == 0.5
+    assert result["scenarios"]["book"] == {"runs": 4, "passed": 3, "pass_k": False}
+    assert result["scenarios"]["hours"] == {"runs": 1, "passed": 1, "pass_k": True}
+    assert pass_k([]) == {"share": None, "scenarios": {}}

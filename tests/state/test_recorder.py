@@ -84,6 +84,19 @@ async def test_once_another_worker_wrote_the_call_this_recorder_stops():
     assert state is not None and state.worker == "other" and recorder.writes == 0
 
 
+async def test_a_conflict_tells_the_stream_once_so_it_stops():
+    store = MemoryStateStore(monotonic=FakeClock().monotonic)
+    await store.save(SessionState("vr_1", version=1, worker="other"))
+    told: list[str] = []
+    recorder = CallStateRecorder(
+        store, SessionState("vr_1"), wall=lambda: 1.0, on_conflict=lambda: told.append("stop")
+    )
+    recorder.turn(caller_text="", agent_text="Hello.", outcome=None, booking_id=None)
+    recorder.turn(caller_text="x", agent_text="y", outcome=None, booking_id=None)
+    await recorder.aclose()
+    assert told == ["stop"]
+
+
 def test_a_call_writes_its_state_once_per_turn_from_the_driver(tmp_path):
     events = SQLiteEventStore(tmp_path / "events.sqlite3")
     state_store = MemoryStateStore(monotonic=FakeClock().monotonic)

@@ -190,6 +190,8 @@ class Messages(_Strict):
     declined: str = "No problem, let's change it."
     silence_reprompt: str = "Are you still there?"
     silence_goodbye: str = "I haven't heard anything, so I'll end the call now. Goodbye!"
+    #: Said first when a call resumes on another worker after its stream broke.
+    resumed: str = "Sorry, I lost you for a moment."
 
 
 class Thresholds(_Strict):
@@ -223,6 +225,8 @@ class AgentSpec(_Strict):
     # The CRM context gate's section (``crm/gate.py``), checked by ContextPolicy, and
     # the extra handoff rules (``handoff/rules.py``), checked by HandoffPolicy.
     context: dict[str, Any] | None = None
+    # The compliance section (PCI pause, redaction), checked by compliance/policy.py.
+    compliance: dict[str, Any] | None = None
     handoff_rules: dict[str, Any] | None = None
     thresholds: Thresholds = Field(default_factory=Thresholds)
     # What callers beyond capacity get; validated by server.admission.load_overflow.

@@ -46,6 +46,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Any
 
+from voicerail.compliance.pci import CardToken
 from voicerail.dialog import flow_actions as actions
 from voicerail.dialog import slots as extractors
 from voicerail.dialog.base import AgentReply
@@ -59,7 +60,7 @@ from voicerail.dialog.flow_config import (
     NodeSpec,
     load_agent_spec,
 )
-from voicerail.dialog.flow_state import CONFIRM, CallState, to_snapshot
+from voicerail.dialog.flow_state import CONFIRM, CallState, from_snapshot, to_snapshot
 from voicerail.dialog.nlu import Embedder, IntentClassifier
 from voicerail.errors import StoreError
 from voicerail.events.model import Outcome
@@ -145,6 +146,41 @@ class FlowDialog:
         """The dialog's state, slots included, as JSON-ready data (``state/``)."""
         return to_snapshot(self.state)
 
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Carry on from a :meth:`snapshot` taken on another worker (``state/``).
+
+        Raises:
+            StoreError: ``snapshot`` is not this agent's (unreadable, or an unknown node).
+        """
+        try:
+            state = from_snapshot(snapshot)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreError(f"call {self.call_id}: unreadable dialog snapshot: {exc}") from None
+        if state.node not in self.spec.nodes:
+            raise StoreError(f"call {self.call_id}: snapshot names unknown node {state.node!r}")
+        self.state = state
+
+    async def resume(self) -> AgentReply:
+        """The first reply of a resumed call: the apology, what was gathered so far,
+        and the pending question ("Sorry, I lost you for a moment. So far I have
+        Tuesday at 3 PM for Maria Lopez. Shall I book it?")."""
+        parts = [self.spec.messages.resumed]
+        gathered = self._recap()
+        if gathered:
+            parts.append(f"So far I have {gathered}.")
+        parts.append(self._pending_prompt())
+        return self._finish(_Turn("resumed", parts=parts))
+
+    def _recap(self) -> str:
+        """The current node's filled slots, spoken: days and times first ("Tuesday,
+        December 8 at 3 PM"), then the other values after "for"."""
+        node = self._node()
+        names = [n for n in (*node.collect, *node.optional) if n in self.state.slots]
+        values = [self.state.slots[n] for n in names]
+        when = " at ".join(_spoken(v) for v in values if isinstance(v, date | time))
+        who = " ".join(_spoken(v) for v in values if not isinstance(v, date | time))
+        return " for ".join(part for part in (when, who) if part)
+
     # -- the Dialog interface --------------------------------------------------------
 
     async def start(self) -> AgentReply:
@@ -189,6 +225,17 @@ class FlowDialog:
             return self._finish(self._not_understood("keypad"))
         self.state.misunderstandings = 0
         return self._finish(turn)
+
+    async def on_card_captured(self, card: CardToken) -> AgentReply:
+        """A PCI pause's result (``compliance/dialog.py`` rule 2): the node's "yes"
+        transition when the card was accepted, its "no" transition otherwise."""
+        answer = YES if card.accepted else NO
+        self.state.history.append(("user", f"<card {'accepted' if card.accepted else 'refused'}>"))
+        transitions = self._node().transitions
+        if answer not in transitions:
+            return self._finish(self._not_understood("card"))
+        self.state.misunderstandings = 0
+        return self._finish(self._go(transitions[answer], _Turn("card")))
 
     async def on_silence(self, count: int, final: bool = False) -> AgentReply:
         """Ask again with the pending question, or say goodbye when ``final``."""

@@ -105,6 +105,8 @@ class LLMAgentSpec(BaseModel):
     # What callers beyond capacity get; validated by server.admission.load_overflow.
     overflow: dict[str, str] | None = None
     context: dict[str, Any] | None = None
+    # The compliance section (PCI pause, redaction), checked by compliance/policy.py.
+    compliance: dict[str, Any] | None = None
 
 
 def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
@@ -142,6 +144,7 @@ class ToolResult:
     handoff: bool = False
     end_call: bool = False
     summary: HandoffSummary | None = None
+    pci: bool = False  # collect_payment: a PCI pause starts (compliance/dialog.py)
 
 
 class LLMAgent:
@@ -359,6 +362,9 @@ class LLMDialog:
                 )
             if call.name == "end_call":
                 return ToolResult({"status": "ending"}, end_call=True)
+            if call.name == "collect_payment":
+                # The digits go to the tokenizer, never to the model: it hears a token.
+                return ToolResult({"status": "keypad_capture_started"}, pci=True)
         except (KeyError, ValueError) as exc:
             # The model sent bad arguments: tell it, so it can ask the caller again.
             return ToolResult({"error": f"invalid arguments: {exc}"})
@@ -428,6 +434,8 @@ class LLMDialog:
 
     def _reply(self, text: str, result: ToolResult) -> AgentReply:
         data: dict[str, Any] = {"turn": self.turn}
+        if result.pci:
+            data["pci"] = "start"
         pii: dict[str, Any] = {}
         if result.summary is not None:
             data["handoff"] = result.summary.safe_dict()
@@ -462,4 +470,5 @@ def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
         handoff=a.handoff or b.handoff,
         end_call=a.end_call or b.end_call,
         summary=b.summary or a.summary,
+        pci=a.pci or b.pci,
     )

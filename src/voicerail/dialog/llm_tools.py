@@ -48,6 +48,13 @@ TOOLS: dict[str, ToolSpec] = {
             "required": ["check", "value"],
         },
     ),
+    "collect_payment": ToolSpec(
+        name="collect_payment",
+        description="Start taking the caller's card on the phone keypad; then ask them to "
+        "key the card number and press pound. Never ask them to say card digits aloud. "
+        "You will be told the card's token and last four digits.",
+        parameters={"type": "object", "properties": {}},
+    ),
     "end_call": ToolSpec(
         name="end_call",
         description="End the call after saying goodbye.",

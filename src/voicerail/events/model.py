@@ -39,6 +39,7 @@ class EventKind(StrEnum):
 
     CALL_STARTED = "CallStarted"
     STREAM_STARTED = "StreamStarted"
+    CALL_RESUMED = "CallResumed"  # a new stream carries the call on (session/resume.py)
     USER_TURN_STARTED = "UserTurnStarted"
     USER_TURN_ENDED = "UserTurnEnded"
     TRANSCRIPT_FINAL = "TranscriptFinal"
@@ -59,6 +60,11 @@ class EventKind(StrEnum):
     TTS_VALIDATED = "TTSValidated"
     CALL_ENDED = "CallEnded"
     CALL_REFUSED = "CallRefused"  # beyond capacity: refused before it became a call
+    # compliance/ (issue 14)
+    DISCLOSURE_GIVEN = "DisclosureGiven"
+    CONSENT_RECORDED = "ConsentRecorded"
+    GUARD_TRIGGERED = "OutputGuardTriggered"
+    REVIEW_LABELED = "ReviewLabeled"
 
 
 class Outcome(StrEnum):

@@ -36,6 +36,7 @@ from voicerail.events.store import (
     attempt_costs,
     call_from_row,
     calls_query,
+    continue_call_seq,
     event_from_row,
 )
 from voicerail.extras import extra_missing
@@ -213,6 +214,14 @@ class PostgresEventStore:
                 return self._read_db.execute(sql.replace("?", "%s"), tuple(args)).fetchall()
         except psycopg.Error as exc:
             raise StoreError(f"event store read failed: {exc}") from exc
+
+    def continue_call(self, call_id: str) -> int:
+        """``store.py`` rule 2: this process carries on ``call_id``; its next ``seq``.
+
+        Raises:
+            StoreError: the read failed.
+        """
+        return continue_call_seq(self, self._batches, call_id)
 
     def events(self, call_id: str) -> list[Event]:
         rows = self.fetch("SELECT * FROM events WHERE call_id = ? ORDER BY seq", (call_id,))

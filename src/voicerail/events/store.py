@@ -10,7 +10,11 @@ Rules:
    queue and a writer thread commits them in batches (every ``flush_interval_s``
    or ``batch_max`` events). Reads flush first, so a reader sees every event
    appended before it.
-2. ``seq`` is assigned at append time, per call, in append order.
+2. ``seq`` is assigned at append time, per call, in append order. A call
+   carried on by another process (a resumed stream, ``session/resume.py``)
+   continues in a fresh block of ``SEQ_BLOCK`` numbers past the last stored
+   (:func:`next_seq_block`), so a process still writing the older block (a
+   stream being taken over, the lost-call sweep) never overwrites it.
 3. One call's store failure is recorded and logged; it never raises into the
    call path (``StoreError`` is raised by reads only).
 4. Cost rollup: each ``ProviderAttempted`` event's ``data["cost_usd"]`` is also
@@ -210,6 +214,25 @@ INDEXES = (
 )
 
 
+#: Seq numbers per stream of one call (rule 2); far more events than a stream has.
+SEQ_BLOCK = 100_000
+
+
+def next_seq_block(max_seq: int | None) -> int:
+    """Rule 2: the first ``seq`` of the block after ``max_seq`` (None: no events)."""
+    return 0 if max_seq is None else (int(max_seq) // SEQ_BLOCK + 1) * SEQ_BLOCK
+
+
+def continue_call_seq(store: SQLReader, batches: WriteBehind, call_id: str) -> int:
+    """Rule 2 for a call another process wrote: its next ``seq``, now reserved.
+
+    Raises:
+        StoreError: the read failed.
+    """
+    rows = store.fetch("SELECT MAX(seq) FROM events WHERE call_id = ?", (call_id,))
+    return batches.continue_from(call_id, next_seq_block(rows[0][0] if rows else None))
+
+
 class WriteBehind:
     """Rules 1 and 2 for any database: the pending queue, ``seq``, the writer thread.
 
@@ -252,6 +275,14 @@ class WriteBehind:
         if wake:
             self._wake.set()
         return stored
+
+    def continue_from(self, call_id: str, next_seq: int) -> int:
+        """Rule 2: the call's events go on from ``next_seq`` (never backwards);
+        returns the next ``seq`` it will get."""
+        with self._lock:
+            seq = max(self._next_seq[call_id], next_seq)
+            self._next_seq[call_id] = seq
+        return seq
 
     def save_call(self, call: CallRecord) -> None:
         """Queue a call row; the last one saved for a call id wins."""
@@ -428,6 +459,14 @@ class SQLiteEventStore:
 
     def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return self._query(sql, tuple(args))
+
+    def continue_call(self, call_id: str) -> int:
+        """Rule 2: this process carries on ``call_id``; returns its next ``seq``.
+
+        Raises:
+            StoreError: the read failed.
+        """
+        return continue_call_seq(self, self._batches, call_id)
 
     def events(self, call_id: str) -> list[Event]:
         rows = self._query("SELECT * FROM events WHERE call_id = ? ORDER BY seq", (call_id,))

@@ -98,6 +98,15 @@ class ObservedEventStore:
     def events(self, call_id: str) -> list[Event]:
         return self.inner.events(call_id)
 
+    def continue_call(self, call_id: str) -> int | None:
+        """The wrapped store's ``continue_call`` (None when it has none).
+
+        Raises:
+            StoreError: the read failed.
+        """
+        inner = getattr(self.inner, "continue_call", None)
+        return None if inner is None else int(inner(call_id))
+
     def call(self, call_id: str) -> CallRecord | None:
         return self.inner.call(call_id)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -169,6 +169,24 @@ class ContextualDialog:
         """The inner dialog's state (``state/``), empty when it has none to give."""
         inner = getattr(self.inner, "snapshot", None)
         return inner() if inner is not None else {}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """The inner dialog carries on from ``snapshot`` (``state/resume.py``).
+
+        Raises:
+            StoreError: the inner dialog cannot be restored, or refuses the snapshot.
+        """
+        inner = getattr(self.inner, "restore", None)
+        if inner is None:
+            raise StoreError(f"call {self.call_id}: this dialog cannot be restored")
+        inner(snapshot)
+
+    async def resume(self) -> AgentReply:
+        """The inner dialog's first reply of a resumed call."""
+        resume: Callable[[], Awaitable[AgentReply]] | None = getattr(self.inner, "resume", None)
+        if resume is None:
+            return await self.inner.start()
+        return await self._after(await resume())
 
     async def _open_gate(self) -> dict[str, Any]:
         if self.lookup is None or self.gate is not None:

@@ -77,6 +77,9 @@ def add_parser(sub: Any) -> None:
     handoffs.add_argument(
         "--sla", type=float, default=20.0, help="seconds within which a human should answer"
     )
+    from voicerail.compliance.cli import add_retention_parser
+
+    add_retention_parser(ops_sub, common)
 
 
 class _SQLiteReader:
@@ -153,6 +156,14 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
     if args.ops_command == "credentials":
         return _credentials(args, now_s)
     data_dir = args.data_dir or default_data_dir or configured_data_dir()
+    if args.ops_command == "retention":
+        from voicerail.compliance.cli import run_retention
+
+        return run_retention(args, Path(data_dir), now_s)
+    if args.ops_command == "review":
+        from voicerail.compliance.cli import run_review
+
+        return run_review(args, Path(data_dir), now_s)
     url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
     try:
         with open_reader(data_dir, url, outbox=args.ops_command == "outbox") as db:

@@ -307,7 +307,8 @@ def parse_providers(raw: Any, source: str = "<providers>") -> ProvidersConfig:
     """
     if not isinstance(raw, dict):
         raise ConfigError("expected a mapping with 'providers'", source=source)
-    unknown = sorted(set(raw) - {"providers", "routing"})
+    # compliance: retention and QA sampling, read by compliance/policy.py
+    unknown = sorted(set(raw) - {"providers", "routing", "compliance"})
     if unknown:
         raise ConfigError("unknown section", source=source, field=str(unknown[0]))
     chains = _stage_mapping(raw.get("providers") or {}, "providers", source)

@@ -9,11 +9,16 @@ Routes:
   SDK's ``RequestValidator`` (https://www.twilio.com/docs/usage/webhooks/webhooks-security)
   and a bad or missing signature gets 403 (a missing one before the body is read).
 * ``POST /twilio/connect-action`` — requested by Twilio when the stream ends
-  (``<Connect action>``); transfers the call with ``<Dial>`` when the agent
-  requested a handoff and a handoff number is configured, else hangs up.
+  without the call ending (``<Connect action>``): a call whose state says it
+  can go on (its worker died, the drain deadline passed; ``state/resume.py``)
+  gets a fresh ``<Connect><Stream>`` with a ``resume`` parameter, and the
+  worker that takes the stream carries the call on; else the call is
+  transferred with ``<Dial>`` when the agent requested a handoff and a handoff
+  number is configured, else hung up.
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
   ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
-  and at most ``max_pending_streams`` sockets may wait for ``start``.
+  and at most ``max_pending_streams`` sockets may wait for ``start``. One live
+  stream per CallSid in a process: a newer one takes over (``session/resume.py``).
 * ``GET /healthz`` — liveness, calls in progress (streams past ``start``) and
   the answering worker's process id.
 * ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
@@ -58,7 +63,9 @@ from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.session.driver import CallSession
+from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime
+from voicerail.state.resume import resumable, stream_parameters
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +84,10 @@ class ServerSettings:
         limits: deadlines, rates and sizes that bound abusive or idle peers.
         handoff: warm or cold transfer through Twilio's REST API (``server/handoff.py``);
             when set it is used instead of ``handoff_number``.
+        other_workers: other workers share this server's port (``--workers N``), so
+            a draining worker may still answer a resume: the new stream reaches one
+            of the others. A server alone hangs up instead (its drain would refuse
+            the stream, and Twilio would ask again).
     """
 
     twilio_auth_token: str | None = None
@@ -86,13 +97,15 @@ class ServerSettings:
     overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
     limits: ServerLimits = field(default_factory=ServerLimits)
     handoff: HandoffSettings | None = None
+    other_workers: bool = False
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
     """Build the ASGI app around ``runtime``."""
     settings = settings or ServerSettings()
     validator = RequestValidator(settings.twilio_auth_token) if settings.twilio_auth_token else None
-    active: dict[str, CallSession] = {}
+    active: dict[int, CallSession] = {}  # by stream: two streams may share a call id
+    streams = StreamRegistry()
     refused = [0]  # media streams refused at the handshake, for the log
     desk = HandoffDesk(runtime, settings.handoff) if settings.handoff else None
 
@@ -120,6 +133,11 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         if not decision.admit:
             refuse_at_webhook(form.get("CallSid"), decision.reason)
             return Response(settings.overflow.twiml(), media_type="application/xml")
+        params = {name.lower(): form[name] for name in ("From", "To", "CallSid") if form.get(name)}
+        return stream_twiml(request, params)
+
+    def stream_twiml(request: Request, params: dict[str, str]) -> Response:
+        """``<Connect action><Stream>`` to this server's media URL, with ``params``."""
         if settings.public_url:
             host = settings.public_url.split("://", 1)[-1].rstrip("/")
         else:
@@ -127,9 +145,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         response = VoiceResponse()
         connect = Connect(action="/twilio/connect-action")
         stream = connect.stream(url=f"wss://{host}/twilio/media")
-        for name in ("From", "To", "CallSid"):
-            if form.get(name):
-                stream.parameter(name=name.lower(), value=form[name])
+        for name, value in params.items():
+            stream.parameter(name=name, value=value)
         response.append(connect)
         return Response(str(response), media_type="application/xml")
 
@@ -155,6 +172,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
+        resumes = await resumable_call(call_sid)
+        if resumes is not None:
+            return stream_twiml(request, stream_parameters(form, resumes))
         found = runtime.events.calls(limit=1, call_sid=call_sid) if call_sid else []
         call = found[0] if found else None
         wants_human = call is not None and bool(call.data.get("handoff"))
@@ -167,6 +187,23 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         else:
             response.hangup()
         return Response(str(response), media_type="application/xml")
+
+    async def resumable_call(call_sid: str | None) -> int | None:
+        """``state/resume.py`` rules 1 and 2: the times the call was resumed when it
+        can go on, else None (no state store, no state, or its end was reached)."""
+        if runtime.state is None or not call_sid:
+            return None
+        if runtime.load.draining and not settings.other_workers:
+            return None
+        try:
+            state = await asyncio.wait_for(runtime.state.load_by_call_sid(call_sid), 2.0)
+        except (StoreError, TimeoutError) as exc:
+            log.warning("connect action: call state unavailable: %s", exc)
+            return None
+        if state is None or not resumable(state):
+            return None
+        log.warning("call %s: stream ended mid-call; resuming on a new stream", state.call_id)
+        return state.resumes
 
     async def media(websocket: WebSocket) -> None:
         pending = sum(1 for s in active.values() if not s.started)
@@ -184,13 +221,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return
         await websocket.accept()
         session = CallSession(
-            runtime, websocket.send_text, _closer(websocket), settings.limits.stream
+            runtime, websocket.send_text, _closer(websocket), settings.limits.stream, streams
         )
-        active[session.call_id] = session
+        active[id(session)] = session
         try:
             await session.run(_incoming(websocket))
         finally:
-            active.pop(session.call_id, None)
+            active.pop(id(session), None)
 
     async def healthz(request: Request) -> Response:
         calls = sum(1 for s in active.values() if s.started)
@@ -217,9 +254,10 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         except StoreError as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
         rows = [c.to_dict() for c in calls]
+        here = {s.call_id for s in active.values()}
         for row in rows:
             # Another worker's call is in progress while its row has no end.
-            row["in_progress"] = row["call_id"] in active or row["ended_at"] is None
+            row["in_progress"] = row["call_id"] in here or row["ended_at"] is None
             row["worker_pid"] = row["data"].get("worker_pid")  # who serves it (issue 12)
         return JSONResponse({"calls": rows})
 
@@ -233,7 +271,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         if call is None:
             return JSONResponse({"error": f"no call {call_id!r}"}, status_code=404)
         body = call.to_dict()
-        body["in_progress"] = call_id in active
+        body["in_progress"] = any(s.call_id == call_id for s in active.values())
         body["events"] = [e.to_dict() for e in events]
         body["handoff"] = handoff_from_events(events)
         return JSONResponse(body)

@@ -12,6 +12,10 @@ Rules:
    closed with 1012; never ``abandoned``, which would say the caller hung up.
 3. A second ``SIGTERM`` during a drain, or ``SIGINT``, stops at once (uvicorn's
    own handling).
+4. A worker sharing its listening socket with others (``--workers N``) stops
+   accepting when it drains: it closes its copy of the socket, and new calls
+   queue for the workers still accepting (the queue belongs to the socket, not
+   to a worker). A server alone keeps accepting, to refuse new calls cleanly.
 
 Without this uvicorn closes every WebSocket with 1012 a fraction of a second
 after ``SIGTERM`` and the driver stores those calls as abandoned by the caller.
@@ -110,6 +114,7 @@ class DrainingServer(uvicorn.Server):
         drain: awaited on the first ``SIGTERM``; the server stops when it returns.
         background: awaited in a task while the server runs (a worker watching
             its supervisor); cancelled when it stops.
+        stop_listening: close the listening sockets when the drain begins (rule 4).
     """
 
     def __init__(
@@ -118,8 +123,10 @@ class DrainingServer(uvicorn.Server):
         drain: Callable[[], Awaitable[Any]],
         *,
         background: Callable[[], Awaitable[Any]] | None = None,
+        stop_listening: bool = False,
     ) -> None:
         super().__init__(config)
+        self._stop_listening = stop_listening
         self._drain = drain
         self._background = background
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,6 +157,9 @@ class DrainingServer(uvicorn.Server):
 
     def _begin_drain(self) -> None:
         if self._draining is None:
+            if self._stop_listening:
+                for server in self.servers:  # rule 4; calls in progress go on
+                    server.close()
             self._draining = asyncio.get_running_loop().create_task(self._drain_then_stop())
 
     async def _drain_then_stop(self) -> None:

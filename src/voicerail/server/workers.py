@@ -21,9 +21,15 @@ Rules:
    ``SIGTERM``: each drains (``server/drain.py``); the supervisor exits 0 when
    all of them did.
 4. A worker killed by a signal (``kill -9``, the out-of-memory killer) is
-   replaced: its calls are closed as ``worker_lost``, its live gauges dropped,
-   and a new worker starts. A worker that exits by itself (a configuration
-   error at start-up) stops the others, and its status is the supervisor's.
+   replaced: its live gauges are dropped, a new worker starts, and its calls
+   are closed as ``worker_lost`` — after ``sweep_delay_s`` when calls can
+   resume (a state store is configured): Twilio asks the ``<Connect action>``
+   URL as soon as the stream drops, and a call that another worker carries on
+   meanwhile names that live worker on its row, so the sweep leaves it alone
+   (``state/lost_calls.py`` rule 1). A resume later than that reopens the row
+   (``session/resume.py``). A worker that exits with an error (a configuration
+   error at start-up) stops the others, and its status is the supervisor's; one
+   that exits 0 drained (``SIGTERM`` to that worker alone) and is replaced.
 """
 
 from __future__ import annotations
@@ -67,6 +73,8 @@ class Supervisor:
         poll_s: how often the workers are looked at, seconds.
         stop_timeout_s: how long stopping workers may take before they are
             killed; longer than the drain deadline.
+        sweep_delay_s: how long after a worker's death its calls are swept
+            (rule 4), seconds.
     """
 
     argv: Sequence[str]
@@ -75,6 +83,7 @@ class Supervisor:
     sweep: Callable[[], Any] = lambda: None
     poll_s: float = 0.2
     stop_timeout_s: float = 60.0
+    sweep_delay_s: float = 0.0
     workers: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
 
     def run(self) -> int:
@@ -112,25 +121,40 @@ class Supervisor:
 
     def _watch(self, stop: list[int], metrics_dir: str) -> int | None:
         """Rule 4 until a signal comes (None) or a worker exits by itself (its status)."""
+        sweeps_due: list[float] = []  # monotonic times of the sweeps still to run
         while not stop:
             time.sleep(self.poll_s)
+            if sweeps_due and min(sweeps_due) <= time.monotonic():
+                sweeps_due = [t for t in sweeps_due if t > time.monotonic()]
+                self._sweep()
             for index, proc in enumerate(self.workers):
                 if proc is None or proc.poll() is None:
                     continue
-                if proc.returncode >= 0:
+                if proc.returncode == 0:
+                    # It drained (SIGTERM sent to that worker alone): a rolling restart.
+                    log.warning("worker %d (pid %d) drained; replacing it", index, proc.pid)
+                    self.workers[index] = self._start(index, metrics_dir)
+                    continue
+                if proc.returncode > 0:
                     log.error("worker %d exited with %d; stopping", index, proc.returncode)
                     self._stop()
-                    return proc.returncode or 1
+                    return proc.returncode
                 log.error(
                     "worker %d (pid %d) killed by signal %d", index, proc.pid, -proc.returncode
                 )
                 self._mark_dead(proc.pid, metrics_dir)
-                try:
-                    self.sweep()
-                except Exception:  # task boundary: a failed sweep must not stop the others
-                    log.exception("closing the lost calls of pid %d failed", proc.pid)
+                if self.sweep_delay_s > 0:
+                    sweeps_due.append(time.monotonic() + self.sweep_delay_s)
+                else:
+                    self._sweep()
                 self.workers[index] = self._start(index, metrics_dir)
         return None
+
+    def _sweep(self) -> None:
+        try:
+            self.sweep()
+        except Exception:  # task boundary: a failed sweep must not stop the others
+            log.exception("closing the calls of dead workers failed")
 
     @staticmethod
     def _mark_dead(pid: int, metrics_dir: str) -> None:

@@ -2,10 +2,11 @@
 
 (Over 800 lines: it is the one place where a call's tasks, sends and events
 meet, and each part reads the same per-call state; admission, stream limits,
-the phrase cache, the holding phrase and the CRM hooks each added their few
-lines here. Issue 15 splits it over a transport seam into inbound audio,
-playback (synthesis to paced frames, marks, the holding phrase), outcome rules
-and dialog jobs; until then each addition stays a small method.)
+the phrase cache, the holding phrase, the CRM hooks and resume (its reads and
+rules in ``session/resume.py``) each added their few lines here. Issue 15
+splits it over a transport seam into inbound audio, playback (synthesis to
+paced frames, marks, the holding phrase), outcome rules and dialog jobs; until
+then each addition stays a small method.)
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
@@ -53,6 +54,7 @@ from voicerail.audio.resample import resample
 from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
 from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
+from voicerail.compliance.dialog import plain_key
 from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
@@ -61,6 +63,7 @@ from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, clo
 from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
 from voicerail.session.playback import PlaybackTracker
+from voicerail.session.resume import Resumed, StreamRegistry, take_over
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_for_speech
@@ -105,6 +108,8 @@ class CallSession:
         send_text: sends one WebSocket text message to Twilio.
         close: closes the WebSocket with a code and reason.
         limits: the stream's deadlines and real-time rule (rule 5).
+        streams: this process's live stream per CallSid; a stream registered
+            there takes over an older one of the same call (``session/resume.py``).
     """
 
     def __init__(
@@ -113,8 +118,11 @@ class CallSession:
         send_text: SendText,
         close: CloseSocket,
         limits: StreamLimits | None = None,
+        streams: StreamRegistry | None = None,
     ) -> None:
         self.rt = runtime
+        self._streams = streams
+        self._taken_over = False  # a newer stream of this call replaced this one
         self.call_id = f"vr_{uuid.uuid4().hex[:16]}"
         self._send_text = send_text
         self._close = close
@@ -125,12 +133,7 @@ class CallSession:
         self._turn_deadline_s: float | None = None
         self.stt: SpeechToText = runtime.stt
         self.tts: TextToSpeech = runtime.tts
-        if runtime.router is not None:
-            routed = runtime.router.bind(
-                self.call_id, self._on_router_event, lambda: self._turn_deadline_s
-            )
-            self.stt = routed.stt or runtime.stt
-            self.tts = routed.tts or runtime.tts
+        self._bind_providers()
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
         self._vad: SileroVAD | EnergyVAD
@@ -201,6 +204,16 @@ class CallSession:
             call_id=self.call_id, agent=runtime.agent.name, started_at=self._clock.wall()
         )
 
+    def _bind_providers(self) -> None:
+        """This call's routed providers (their events carry ``call_id``)."""
+        runtime = self.rt
+        if runtime.router is not None:
+            routed = runtime.router.bind(
+                self.call_id, self._on_router_event, lambda: self._turn_deadline_s
+            )
+            self.stt = routed.stt or runtime.stt
+            self.tts = routed.tts or runtime.tts
+
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
@@ -225,8 +238,11 @@ class CallSession:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self._holding is not None:
             self._holding.cancel()
-        if self._admitted:
+        if self._admitted and not self._taken_over:
+            # A taken-over stream's call goes on in the stream that replaced it.
             self.rt.load.call_ended(self.call_id)
+        if self._streams is not None:
+            self._streams.ended(self.proto.call_sid, self)
         self._finish()
         if self._recorder is not None:
             await self._recorder.aclose()
@@ -259,6 +275,16 @@ class CallSession:
         """
         self._end("shutdown", error="worker shutdown: drain deadline passed", close_code=1012)
 
+    def take_over(self) -> None:
+        """A newer stream of this call started (in this process, or on another
+        worker whose claim refused this stream's state write): stop this one
+        without ending the call (no ``CallEnded``, no row update), closing the
+        socket with 1000 (``state/resume.py`` rules 3 and 4)."""
+        self._taken_over = True
+        if self._admitted:  # the newer stream counts the call from its own start
+            self.rt.load.call_ended(self.call_id)
+        self._end("taken_over", close_code=1000)
+
     @property
     def started(self) -> bool:
         """True once ``start`` arrived and was admitted: from then on this is a
@@ -266,6 +292,9 @@ class CallSession:
         return self._admitted
 
     def _finish(self) -> None:
+        if self._taken_over and self.started:
+            log.info("call %s: stream replaced by a newer one", self.call_id)
+            return
         if not self.started:
             # Not a call (rule 5): nothing recorded; one line says why it closed.
             log.info(
@@ -359,15 +388,19 @@ class CallSession:
             self._on_mark(message.name, now)
         elif isinstance(message, twilio.Start):
             self._stream_guard.receive_start(now)
-            self._on_start(message)
+            await self._on_start(message)
         elif isinstance(message, twilio.DTMF):
-            self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
-            await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
+            # compliance/dialog.py: during a PCI pause the key goes to the card entry only;
+            # no key is recorded (16 events with a digit each would rebuild a card).
+            screen = getattr(self.dialog, "receive_dtmf", plain_key)
+            key = screen(message.digit)
+            self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, data={"pci": key.paused})
+            await self._apply(self.turns.handle(tp.DtmfPressed(key.deliver), now))
         elif isinstance(message, twilio.Stop):
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
-    def _on_start(self, start: twilio.Start) -> None:
+    async def _on_start(self, start: twilio.Start) -> None:
         # Admission (session/load.py): a stream the webhook announced holds a slot
         # under its CallSid; one beyond capacity is refused before it is a call.
         decision = self.rt.load.admit(reservation=start.call_sid)
@@ -383,7 +416,15 @@ class CallSession:
             log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
             self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
             return
+        if self._streams is not None:
+            self._streams.started(start.call_sid, self)
+        resumed = await take_over(self.rt, start.call_sid)
+        if self._done.is_set():
+            return  # the socket closed while the state was read
         self._admitted = True
+        if resumed is not None:
+            self._on_resumed_start(start, resumed)
+            return
         self.rt.load.call_started(self.call_id, reservation=start.call_sid)
         self.record = CallRecord(
             call_id=self.call_id,
@@ -401,7 +442,13 @@ class CallSession:
         self.rt.events.save_call(self.record)
         if self.rt.state is not None:
             first = SessionState(self.call_id, call_sid=start.call_sid, worker=str(self.rt.worker))
-            self._recorder = CallStateRecorder(self.rt.state, first, self._clock.wall)
+            self._recorder = CallStateRecorder(
+                self.rt.state, first, self._clock.wall, on_conflict=self.take_over
+            )
+        self._on_stream_started(start)
+        self._start_job(self._greet())
+
+    def _on_stream_started(self, start: twilio.Start) -> None:
         self._emit(
             EventKind.STREAM_STARTED,
             Stage.TELEPHONY,
@@ -417,7 +464,29 @@ class CallSession:
         # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
         if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
             caller_known(start.custom_parameters.get("from", ""))
-        self._start_job(self._greet())
+
+    def _on_resumed_start(self, start: twilio.Start, resumed: Resumed) -> None:
+        """Carry the call on (``session/resume.py``): its id, dialog, turns, outcome
+        and booking; the caller hears a recap instead of the greeting."""
+        state = resumed.state
+        self.call_id = state.call_id
+        current_call_id.set(self.call_id)  # tasks started from here on
+        self.dialog = resumed.dialog
+        self._bind_providers()
+        self._turn_index = max(0, len(state.turns) - 1)
+        self._outcome = Outcome(state.outcome) if state.outcome else None
+        self.rt.load.call_started(self.call_id, reservation=start.call_sid)
+        worker = self.rt.worker
+        self.record = resumed.record(start.stream_sid, self.rt.agent.name, worker)
+        self.rt.events.save_call(self.record)
+        assert self.rt.state is not None  # take_over() resumes only with a state store
+        self._recorder = CallStateRecorder(
+            self.rt.state, state, self._clock.wall, on_conflict=self.take_over
+        )
+        data = resumed.event_data(worker, self._turn_index)
+        self._emit(EventKind.CALL_RESUMED, Stage.TELEPHONY, data=data)
+        self._on_stream_started(start)
+        self._start_job(self._greet_resumed())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
         """Batched VAD results, in order, each with its frame's arrival time."""
@@ -614,6 +683,13 @@ class CallSession:
         self._record_decision(reply, started, reason="greeting")
         await self._speak(reply)
 
+    async def _greet_resumed(self) -> None:
+        started = self._clock.monotonic()
+        resume = getattr(self.dialog, "resume", None)
+        reply = await resume() if resume is not None else await self.dialog.start()
+        self._record_decision(reply, started, reason="resumed")
+        await self._speak(reply)
+
     async def _answer(self, turn: tp.EndUserTurn) -> None:
         self._turn_index += 1
         decided_by, endpoint_wait_s, turn_probability = self._last_end
@@ -712,6 +788,9 @@ class CallSession:
         final = result.final
         text = final.text.strip() if final is not None else ""
         confidence = final.confidence if final is not None else None
+        # compliance/dialog.py: spoken cards and personal data redacted before recording.
+        screen = getattr(self.dialog, "screen_transcript", None)
+        recorded, text = screen(text) if screen is not None else (text, text)
         self._emit(
             EventKind.TRANSCRIPT_FINAL,
             Stage.STT,
@@ -727,7 +806,7 @@ class CallSession:
                 "speculative": speculative,
                 "wait_after_turn_end_s": waited_s,
             },
-            pii={"text": text},
+            pii={"text": recorded},
         )
         return text, confidence
 
@@ -955,4 +1034,5 @@ class CallSession:
             stage=stage,
             **fields,
         )
-        return self.rt.events.append(event)
+        screen = getattr(self.dialog, "screen_event", None)  # compliance/: redaction
+        return self.rt.events.append(screen(event) if screen is not None else event)

@@ -1,7 +1,17 @@
 """A simulated phone caller that behaves as Twilio does on a real call.
 
-(Just over 500 lines: playback, the script and the measures at the ear share the
-call's clock. The next split is the playback buffer into ``sim/playback.py``.)
+(About 600 lines: playback, the script and the measures at the ear share the
+call's clock, and following TwiML across streams (issue 12) restarts them per
+stream. The next split is the playback buffer and arrival measures into
+``sim/playback.py``.)
+
+Given the voice webhook's URL it starts as Twilio does: ``POST`` the webhook,
+follow the TwiML to the stream, and when the server ends the stream without the
+caller hanging up (a close of any code: 1000 after the agent's goodbye, 1006
+when the worker died, 1011, 1012, 1013), ``POST`` the ``<Connect action>`` URL
+and follow its TwiML: a new ``<Connect><Stream>`` carries the call on, and the
+script continues from the first turn the agent had not answered (``sim/twiml.py``).
+Given only a media URL it connects there directly, once.
 
 It connects to the media WebSocket, sends ``connected`` and ``start``, streams
 20 ms μ-law frames in real time for the whole call (silence between turns, as
@@ -53,6 +63,7 @@ from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.audio.levels import ulaw_is_audible
 from voicerail.audio.resample import write_wav
 from voicerail.errors import ProtocolError
+from voicerail.sim import twiml
 from voicerail.sim.call_result import CallerTurn, CallResult, ReplySpan, TurnTiming
 from voicerail.sim.impair import ImpairedLink
 
@@ -92,6 +103,11 @@ class SimulatedTwilioCall:
         open_timeout_s: how long the WebSocket opening handshake may take.
         call_sid: the call's CallSid (the one the voice webhook was asked with);
             a new one when None.
+        voice_url: the voice webhook (``http://h:p/twilio/voice``): the call starts
+            there and follows TwiML, as Twilio does; None: ``url`` directly.
+        auth_token: signs the webhooks as Twilio does (``X-Twilio-Signature``).
+        max_streams: streams one call may open (a server that keeps answering a
+            fresh stream must not keep the simulator forever).
     """
 
     def __init__(
@@ -105,8 +121,17 @@ class SimulatedTwilioCall:
         link: ImpairedLink | None = None,
         open_timeout_s: float = 10.0,
         call_sid: str | None = None,
+        voice_url: str | None = None,
+        auth_token: str | None = None,
+        max_streams: int = 4,
     ) -> None:
         self.url = url
+        self.voice_url = voice_url
+        self.auth_token = auth_token
+        self.max_streams = max_streams
+        self.streams_opened = 0  # media streams this call opened
+        self.close_codes: list[int | None] = []  # how the server closed each stream
+        self._turns_done = 0  # script turns the agent has answered (a new stream resumes there)
         self.turn_gap_s = turn_gap_s
         self.max_reply_wait_s = max_reply_wait_s
         self.custom_parameters = custom_parameters or {}
@@ -142,6 +167,11 @@ class SimulatedTwilioCall:
         self._last_played_tick: int | None = None
         self._agent_audio = asyncio.Event()
 
+    @property
+    def turns_answered(self) -> int:
+        """Script turns the agent has answered (and the caller heard the answer to)."""
+        return self._turns_done
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -169,14 +199,61 @@ class SimulatedTwilioCall:
             OSError: the server could not be reached.
             websockets.InvalidHandshake: the server refused the WebSocket.
             TimeoutError: the opening handshake took over ``open_timeout_s``.
+            httpx.HTTPError: a webhook could not be reached or did not answer 200.
+            ValueError: a webhook's answer was not TwiML.
         """
+        if self.voice_url is None:
+            await self._stream(self.url, self.custom_parameters, turns)
+        else:
+            await self._follow_twiml(self.voice_url, turns)
+        self.result.ended_at = time.time()
+        self.result.agent_ulaw = b"".join(self._kept)
+        if self.link is not None:
+            self.result.frames_dropped = self.link.dropped_up
+        return self.result
+
+    async def _follow_twiml(self, voice_url: str, turns: Sequence[CallerTurn]) -> None:
+        """As Twilio: the webhook, its stream, then the action URL after each stream
+        the server ended, until the TwiML ends the call or the caller hangs up."""
+        caller, called = self.custom_parameters.get("from", "+15550100"), "+15550199"
+        form = twiml.call_form(self.result.call_sid, status="ringing", caller=caller, called=called)
+        answer = await twiml.request_twiml(voice_url, form, auth_token=self.auth_token)
+        if answer.stream is None:
+            self.result.refused = "webhook: " + answer.summary
+            return
+        while answer.stream is not None and self.streams_opened < self.max_streams:
+            directive = answer.stream
+            # The simulator's own parameters (sim_token, sim_script: what the fake
+            # providers read) ride along with the TwiML's, a liberty real calls lack.
+            parameters = {**self.custom_parameters, **directive.parameters}
+            server_ended = await self._stream(directive.url, parameters, turns)
+            if not server_ended or directive.action is None or self.result.refused:
+                return
+            form = twiml.call_form(
+                self.result.call_sid, status="in-progress", caller=caller, called=called
+            )
+            answer = await twiml.request_twiml(directive.action, form, auth_token=self.auth_token)
+            if answer.stream is not None:
+                self.result.hung_up_by = "caller"  # the call goes on
+                self.result.stream_sid = f"MZ{uuid.uuid4().hex}"  # a new stream, a new sid
+
+    async def _stream(
+        self, url: str, parameters: dict[str, str], turns: Sequence[CallerTurn]
+    ) -> bool:
+        """One media stream, from the first script turn not yet answered; True when
+        the server ended it (the caller did not hang up)."""
+        self._reset_stream()
+        self.streams_opened += 1
+        ws: ClientConnection
         # No permessage-deflate: Twilio does not compress media messages, and
         # compressing 50 small messages a second per call costs both sides CPU.
         async with websockets.connect(
-            self.url, max_size=2**22, open_timeout=self.open_timeout_s, compression=None
+            url, max_size=2**22, open_timeout=self.open_timeout_s, compression=None
         ) as ws:
             self._ws = ws
-            self.result.connected_at = time.time()
+            if not self.result.connected_at:
+                self.result.connected_at = time.time()
+            hung_up = False
             pump = None
             if self.link is not None:
                 pump = asyncio.create_task(self.link.pump_uplink(ws.send))
@@ -188,7 +265,7 @@ class SimulatedTwilioCall:
                     account_sid="AC" + "0" * 32,
                     call_sid=self.result.call_sid,
                     tracks=("inbound",),
-                    custom_parameters=dict(self.custom_parameters),
+                    custom_parameters=dict(parameters),
                     media_format=twilio.MediaFormat("audio/x-mulaw", 8000, 1),
                 )
             )
@@ -201,6 +278,7 @@ class SimulatedTwilioCall:
                 if self._closed.is_set():
                     self.result.hung_up_by = "agent"
                 else:
+                    hung_up = True
                     await self._send(
                         twilio.Stop(
                             sequence_number=self._next_seq(),
@@ -221,11 +299,22 @@ class SimulatedTwilioCall:
                 if pump is not None:
                     pump.cancel()
                     await asyncio.gather(pump, return_exceptions=True)
-        self.result.ended_at = time.time()
-        self.result.agent_ulaw = b"".join(self._kept)
-        if self.link is not None:
-            self.result.frames_dropped = self.link.dropped_up
-        return self.result
+        self.close_codes.append(ws.close_code)
+        return not hung_up
+
+    def _reset_stream(self) -> None:
+        """A new stream starts clean: Twilio numbers each stream's messages from 1,
+        and audio buffered for the old one is gone."""
+        self._seq = 0
+        self._chunk = 0
+        self._speech.clear()
+        self._speech_frames_left = 0
+        self._speaking = None
+        self._playback.clear()
+        self._partial = b""
+        self._closed = asyncio.Event()
+        self._speech_drained = asyncio.Event()
+        self._last_played_tick = None
 
     async def _drain_link(self) -> None:
         """Let an impaired uplink deliver what it holds (the ``stop``) before closing."""
@@ -236,8 +325,10 @@ class SimulatedTwilioCall:
             await asyncio.sleep(FRAME_S)
 
     async def _script(self, turns: Sequence[CallerTurn]) -> None:
-        await self._wait_for_reply_end(since_count=0)
-        for turn in turns:
+        """The turns from the first one not yet answered (a resumed stream opens
+        with the agent's recap, answered as the greeting was)."""
+        await self._wait_for_reply_end(since_count=self._agent_media_count)
+        for turn in turns[self._turns_done :]:
             if self._closed.is_set():
                 self.result.hung_up_by = "agent"
                 return
@@ -291,6 +382,8 @@ class SimulatedTwilioCall:
             self.result.turns.append(timing)
             if not turn.silence_s:
                 await self._wait_for_reply_end(since_count=since_count)
+            if not self._closed.is_set():
+                self._turns_done += 1
         if not self._closed.is_set():
             await asyncio.sleep(0.3)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from voicerail.sim.runner import RunResult
-from voicerail.sim.stats import Histogram, summarize
+from voicerail.sim.stats import Histogram, pass_k, summarize
 
 MAX_TIMELINES = 40
 
@@ -101,6 +101,7 @@ def build_report(run: RunResult, *, suite: str = "suite") -> dict[str, Any]:
             {"owner": f.owner, "found_in": f.found_in, "token": f.token, "where": f.where}
             for f in contamination.findings
         ],
+        "pass_k": pass_k(calls),
         "calls": calls,
     }
 
@@ -379,6 +380,17 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.4em 0; }
 """
 
 
+def _fmt_pass_k(value: dict[str, Any] | None) -> str:
+    if not value or value.get("share") is None:
+        return "–"
+    failing = [
+        f"{name} {v['passed']}/{v['runs']}"
+        for name, v in sorted(value["scenarios"].items())
+        if not v["pass_k"]
+    ]
+    return f"{value['share']:.2f}" + (f" (failing: {', '.join(failing)})" if failing else "")
+
+
 def render_html(report: dict[str, Any]) -> str:
     """The self-contained HTML page of a report."""
     s = report["summary"]
@@ -403,6 +415,7 @@ def render_html(report: dict[str, Any]) -> str:
         ("outbound frame jitter (ms)", _esc(_fmt_summary(s["outbound_jitter_ms"], 1))),
         ("inbound frame jitter (ms)", _esc(_fmt_summary(s["inbound_jitter_ms"] or {}, 1))),
         ("contamination", _esc(json.dumps(s["contamination"]))),
+        ("pass^k (scenarios passing every run)", _esc(_fmt_pass_k(report.get("pass_k")))),
         ("server CPU per call (% of a core)", _esc(_ms(s["server_cpu_percent_per_call"], 2))),
         ("server memory per call (MB)", _esc(_ms(s["server_rss_mb_per_call"], 2))),
         (

@@ -273,10 +273,6 @@ async def _place(
     target: Target, plan: CallPlan, call_turns: Sequence[CallerTurn], options: RunOptions
 ) -> CallResult:
     call_sid = f"CA{uuid.uuid4().hex}"
-    if target.has_api:
-        refusal = await ask_voice_webhook(target, call_sid)
-        if refusal is not None:
-            return CallResult(call_sid=call_sid, stream_sid="", refused=refusal)
     link = None
     if options.impairment.active:
         link = ImpairedLink(options.impairment, seed=plan.index)
@@ -288,37 +284,11 @@ async def _place(
         link=link,
         open_timeout_s=options.open_timeout_s,
         call_sid=call_sid,
+        # voicerail's own server is rung as Twilio rings it: the webhook, its TwiML,
+        # and the <Connect action> after a stream the server ended (sim/twiml.py).
+        voice_url=target.base_url.rstrip("/") + "/twilio/voice" if target.has_api else None,
     )
     return await caller.run(call_turns)
-
-
-async def ask_voice_webhook(target: Target, call_sid: str) -> str | None:
-    """Ring the server as Twilio does: ``POST /twilio/voice`` with the call's form.
-
-    Returns:
-        None when the TwiML connects a stream (the caller goes on to the
-        WebSocket), else why the call was refused (the TwiML verbs it got:
-        ``Say`` + ``Hangup``, ``Reject``, or ``Dial`` to an overflow number).
-
-    Raises:
-        httpx.HTTPError: the webhook could not be reached or did not answer 200.
-    """
-    import xml.etree.ElementTree as ET
-
-    form = {
-        "CallSid": call_sid,
-        "AccountSid": "AC" + "0" * 32,
-        "From": "+15550100",
-        "To": "+15550199",
-    }
-    async with httpx.AsyncClient(base_url=target.base_url, timeout=10.0) as client:
-        response = await client.post("/twilio/voice", data=form)
-        response.raise_for_status()
-    root = ET.fromstring(response.text)
-    verbs = [child.tag for child in root]
-    if "Connect" in verbs:
-        return None
-    return "webhook: " + " + ".join(verbs)
 
 
 async def _sim_stats(target: Target, *, reset: bool = False) -> dict[str, Any] | None:

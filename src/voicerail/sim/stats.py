@@ -102,3 +102,19 @@ class Histogram:
             "p99": self.quantile(0.99),
             "max": self.max,
         }
+
+
+def pass_k(calls: list[dict[str, Any]]) -> dict[str, Any]:
+    """Consistency as τ-bench measures it: a scenario passes only if every one of its
+    runs passed (``runs`` is its k); ``share`` is the share of scenarios that do."""
+    runs: dict[str, list[bool]] = {}
+    for call in calls:
+        if call.get("refused") is None:
+            runs.setdefault(str(call["scenario"]), []).append(bool(call["passed"]))
+    scenarios = {
+        name: {"runs": len(r), "passed": sum(r), "pass_k": all(r)} for name, r in runs.items()
+    }
+    share = (
+        sum(1 for v in scenarios.values() if v["pass_k"]) / len(scenarios) if scenarios else None
+    )
+    return {"share": share, "scenarios": scenarios}

@@ -13,6 +13,10 @@ Rules:
 2. The store must be opened after the dead worker stopped writing (events get
    their ``seq`` from the store's view when it opened); the supervisor opens a
    fresh one for each sweep.
+3. A call another worker carried on (``session/resume.py``) names that live
+   worker on its row, so rule 1 leaves it open; with a state store the
+   supervisor sweeps only after a grace period (``server/workers.py`` rule 4),
+   and a resume later than that reopens the row it finds closed.
 """
 
 from __future__ import annotations

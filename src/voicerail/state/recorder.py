@@ -9,8 +9,9 @@ Rules:
    was written. :meth:`CallStateRecorder.heard` corrects the last turn in
    memory, and the next turn's write carries the correction.
 3. A failed write never fails the call: a ``StoreError`` is logged once per call
-   and the recorder goes on; a ``StateConflict`` means another worker now owns
-   the call, and this recorder stops writing.
+   and the recorder goes on; a ``StateConflict`` means another stream now owns
+   the call (``state/resume.py`` rule 4): this recorder stops writing and tells
+   its stream, which stops without ending the call.
 """
 
 from __future__ import annotations
@@ -34,10 +35,18 @@ class CallStateRecorder:
         store: where states go.
         state: the call's first state (version 0, or the state a resume restored).
         wall: Unix time, seconds (``updated_at``).
+        on_conflict: called once when another stream took the call over (rule 3).
     """
 
-    def __init__(self, store: StateStore, state: SessionState, wall: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        store: StateStore,
+        state: SessionState,
+        wall: Callable[[], float],
+        on_conflict: Callable[[], None] | None = None,
+    ) -> None:
         self._store = store
+        self._on_conflict = on_conflict
         self.state = state
         self._wall = wall
         self._chain: asyncio.Task[None] | None = None
@@ -91,8 +100,10 @@ class CallStateRecorder:
         try:
             await self._store.save(replace(state, version=version))
         except StateConflict as exc:
-            self._stopped = True  # rule 3: another worker owns the call now
+            self._stopped = True  # rule 3: another stream owns the call now
             log.warning("call %s: state taken over elsewhere (%s)", state.call_id, exc)
+            if self._on_conflict is not None:
+                self._on_conflict()
         except StoreError as exc:
             if not self._warned:
                 self._warned = True
