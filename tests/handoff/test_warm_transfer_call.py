@@ -84,12 +84,8 @@ async def follow_agent_fallback(twiml: str) -> CallResult:
     return await caller.run([])
 
 
-async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
-    """A simulated caller presses a key; the LLM transfers; Twilio asks <Connect action>;
-    when the caller is sent back to the agent, Twilio's new stream is opened."""
-    bookings = BookingStore(tmp_path / "bookings.sqlite3")
-    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=bookings)
-    crm.add_contact(PHONE, {"first_name": "Ada", "last_name": "Lovelace", "diagnosis": "asthma"})
+def llm_agent(bookings: BookingStore, crm: EmbeddedCRM, outbox: SQLiteOutbox) -> LLMAgent:
+    """An LLM agent whose model transfers at once."""
     llm = ScriptedLLM([[LLMDelta(tool_call=ToolCall("h1", "transfer_to_human", {}))]])
     spec = LLMAgentSpec.model_validate(
         {
@@ -99,10 +95,26 @@ async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
             "context": {"must": ["first_name", "last_name"]},
         }
     )
-    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
-    agent = LLMAgent(
+    return LLMAgent(
         spec, llm=llm, bookings=bookings, crm=crm, outbox=outbox, today=lambda: date(2026, 12, 6)
     )
+
+
+async def handoff_call(
+    tmp_path, human: str, fallbacks=None, *, make_agent=llm_agent, state=None
+) -> HandoffRun:
+    """A simulated caller presses 0; the agent transfers; Twilio asks <Connect action>;
+    when the caller is sent back to the agent, Twilio's new stream is opened.
+
+    Args:
+        make_agent: (bookings, crm, outbox) -> the agent.
+        state: the call state store (None: none).
+    """
+    bookings = BookingStore(tmp_path / "bookings.sqlite3")
+    crm = EmbeddedCRM(tmp_path / "crm.sqlite3", bookings=bookings)
+    crm.add_contact(PHONE, {"first_name": "Ada", "last_name": "Lovelace", "diagnosis": "asthma"})
+    outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
+    agent = make_agent(bookings, crm, outbox)
     events = SQLiteEventStore(tmp_path / "events.sqlite3")
     fake = FakeTwilioREST(human=human)
     listener = socket.socket()
@@ -120,6 +132,7 @@ async def handoff_call(tmp_path, human: str, fallbacks=None) -> HandoffRun:
             fallbacks=fallbacks or {},
         )
         runtime = Runtime(agent=agent, stt=NoSTT(), tts=ToneTTS(), events=events, crm=service)
+        runtime.state = state
         app_settings = ServerSettings(
             operations=OperationsSettings(credentials=[]), handoff=handoff, public_url=public_url
         )
