@@ -79,3 +79,26 @@ def test_the_whisper_names_the_caller_whatever_the_crm_calls_the_fields(fields) 
         call_id="vr_3", reason=HandoffReason.EXPLICIT, context=fields, known_caller=True
     )
     assert summary.whisper_text().startswith("Incoming transfer: Maria Lopez, a known customer.")
+
+
+def test_the_whisper_is_rebuilt_from_the_stored_summary() -> None:
+    """The stored free-text whisper may be redacted (compliance); the human still hears the
+    caller's name, rebuilt from the structured summary."""
+    from voicerail.events.model import Event, EventKind
+    from voicerail.handoff.summary import HandoffSummary, whisper_from_events
+
+    summary = build_summary(
+        call_id="vr_4",
+        reason=HandoffReason.EXPLICIT,
+        context={"firstname": "Maria", "lastname": "Lopez"},
+        known_caller=True,
+        actions=["booked BK-1A2B3C4D"],
+    )
+    assert HandoffSummary.from_dict(summary.to_dict()) == summary
+    event = Event("vr_4", EventKind.DIALOG_DECIDED, 1.0, 1.0)
+    event.pii["handoff_summary"] = summary.to_dict()
+    event.pii["handoff_whisper"] = "Incoming transfer: [redacted:name], a known customer."
+    assert whisper_from_events([event]) == summary.whisper_text()
+    assert whisper_from_events([event]).startswith("Incoming transfer: Maria Lopez")
+    del event.pii["handoff_summary"]
+    assert whisper_from_events([event]) == "Incoming transfer: [redacted:name], a known customer."

@@ -86,6 +86,29 @@ class HandoffSummary:
             "transcript_url": self.transcript_url,
         }
 
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any]) -> HandoffSummary:
+        """The inverse of :meth:`to_dict`.
+
+        Raises:
+            ValueError: not a summary's dict (a missing key, an unknown reason).
+        """
+        try:
+            return cls(
+                call_id=str(body["call_id"]),
+                reason=HandoffReason(body["reason"]),
+                reason_text=str(body["reason_text"]),
+                caller=dict(body.get("caller") or {}),
+                known_caller=bool(body.get("known_caller")),
+                collected=dict(body.get("collected") or {}),
+                actions=tuple(str(a) for a in body.get("actions") or ()),
+                caller_expects=str(body.get("caller_expects") or ""),
+                next_action=str(body.get("next_action") or ""),
+                transcript_url=str(body.get("transcript_url") or ""),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a handoff summary: {exc}") from None
+
     def safe_dict(self) -> dict[str, Any]:
         """The part without personal data: reason, field names, counts (rule 3)."""
         return {
@@ -181,9 +204,20 @@ def build_summary(
 
 
 def whisper_from_events(events: Sequence[Any]) -> str | None:
-    """The spoken summary the dialog stored at handoff time (``pii["handoff_whisper"]``)."""
+    """What the human hears: the spoken form of the summary the dialog stored at handoff
+    time, rebuilt from its structured ``pii["handoff_summary"]`` (the compliance screen
+    redacts the stored free text ``pii["handoff_whisper"]``, names included, but keeps
+    the structured fields, which the human needs: who is calling); the stored whisper
+    when there is no readable summary."""
     for event in reversed(events):
-        whisper = event.pii.get("handoff_whisper") if event.pii else None
+        pii = event.pii or {}
+        summary = pii.get("handoff_summary")
+        if isinstance(summary, Mapping):
+            try:
+                return HandoffSummary.from_dict(summary).whisper_text()
+            except ValueError:
+                pass
+        whisper = pii.get("handoff_whisper")
         if isinstance(whisper, str) and whisper:
             return whisper
     return None
