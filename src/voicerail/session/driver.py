@@ -1,4 +1,4 @@
-"""The call driver: runs one call's turn loop over a Twilio media stream.
+"""The call driver: runs one call's turn loop over a media transport.
 
 (Over 800 lines: it is the one place where a call's tasks, sends and events
 meet, and each part reads the same per-call state; admission, stream limits,
@@ -46,9 +46,7 @@ from typing import Any
 
 import numpy as np
 
-import voicerail.wire.twilio as twilio
 from voicerail.audio import endpointing
-from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.audio.resample import resample
 from voicerail.audio.ring import AudioRingBuffer
 from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
@@ -68,10 +66,22 @@ from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import SessionState
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
+from voicerail.wire.transport import (
+    CALL_RATE_HZ,
+    AudioReceived,
+    CallAnswered,
+    CallHungUp,
+    DigitPressed,
+    MediaTransport,
+    PlaybackMarked,
+    TransportEvent,
+)
+from voicerail.wire.twilio_transport import TwilioTransport
 
 log = logging.getLogger(__name__)
 
-TWILIO_RATE_HZ = 8000
+#: The call's audio rate (transports convert to and from it).
+TWILIO_RATE_HZ = CALL_RATE_HZ
 STT_RATE_HZ = 16000
 FRAME_S = 0.02
 ULAW_FRAME_NUM_BYTES = 160
@@ -82,7 +92,8 @@ _VAD_BEHIND_S = 0.1
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
 CLOSE_TRY_AGAIN_LATER = 1013
 
-SendText = Callable[[str], Awaitable[None]]
+#: Sends one WebSocket frame: text (``str``) or binary (``bytes``).
+SendFrame = Callable[[str | bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -102,17 +113,19 @@ class CallSession:
 
     Args:
         runtime: the server's shared parts.
-        send_text: sends one WebSocket text message to Twilio.
+        send_text: sends one WebSocket frame (text or binary) to the provider.
         close: closes the WebSocket with a code and reason.
         limits: the stream's deadlines and real-time rule (rule 5).
+        transport: the provider's protocol (:class:`TwilioTransport` when None).
     """
 
     def __init__(
         self,
         runtime: Runtime,
-        send_text: SendText,
+        send_text: SendFrame,
         close: CloseSocket,
         limits: StreamLimits | None = None,
+        transport: MediaTransport | None = None,
     ) -> None:
         self.rt = runtime
         self.call_id = f"vr_{uuid.uuid4().hex[:16]}"
@@ -120,7 +133,7 @@ class CallSession:
         self._close = close
         self._clock = runtime.clock
         self._stream_guard = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
-        self.proto = twilio.TwilioStreamProtocol()
+        self.transport: MediaTransport = transport if transport is not None else TwilioTransport()
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
         self._turn_deadline_s: float | None = None
         self.stt: SpeechToText = runtime.stt
@@ -203,7 +216,7 @@ class CallSession:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
+    async def run(self, incoming: AsyncIterable[str | bytes]) -> CallRecord:
         """Run the call until the caller hangs up, the agent ends it, or it fails."""
         current_call_id.set(self.call_id)  # inherited by every task of this call
         tasks = [
@@ -302,8 +315,8 @@ class CallSession:
             ended_at=now,
             outcome=str(outcome),
             error=self._error,
-            call_sid=self.proto.call_sid,
-            stream_sid=self.proto.stream_sid,
+            call_sid=self.transport.call_ref,
+            stream_sid=self.transport.stream_ref,
             data=data,
         )
         self.rt.events.save_call(self.record)
@@ -312,11 +325,11 @@ class CallSession:
 
     # -- inbound ---------------------------------------------------------------
 
-    async def _read(self, incoming: AsyncIterable[str]) -> None:
+    async def _read(self, incoming: AsyncIterable[str | bytes]) -> None:
         try:
-            async for text in incoming:
-                self.proto.receive_data(text)
-                for message in self.proto.events_received():
+            async for data in incoming:
+                self.transport.receive_data(data)
+                for message in self.transport.events_received():
                     await self._on_message(message)
         except ProtocolError as exc:
             self._on_protocol_error(exc)
@@ -341,11 +354,12 @@ class CallSession:
             self._close_reason = error  # only the peer's own fault goes back to it
         self._end(limit or "protocol_error", error=error, close_code=1008)
 
-    async def _on_message(self, message: twilio.InboundMessage) -> None:
+    async def _on_message(self, message: TransportEvent) -> None:
         now = self._clock.monotonic()
-        if isinstance(message, twilio.Media):
-            self._stream_guard.receive_media(len(message.payload), now)
-            pcm = ulaw_to_pcm16(message.payload)
+        if isinstance(message, AudioReceived):
+            pcm = message.pcm
+            # The guard counts samples at 8 kHz (one μ-law byte each).
+            self._stream_guard.receive_media(len(pcm) // 2, now)
             # The caller's audio clock: a frame's last sample exists at origin +
             # received seconds; the earliest frame relative to that fixes the origin.
             self._received_s += len(pcm) / (2 * TWILIO_RATE_HZ)
@@ -355,22 +369,22 @@ class CallSession:
                 self._batched_vad.feed(pcm, now)  # scores arrive in _on_vad_scores
             else:
                 self._on_speech_probabilities(self._vad.process(pcm), now)
-        elif isinstance(message, twilio.Mark):
+        elif isinstance(message, PlaybackMarked):
             self._on_mark(message.name, now)
-        elif isinstance(message, twilio.Start):
+        elif isinstance(message, CallAnswered):
             self._stream_guard.receive_start(now)
             self._on_start(message)
-        elif isinstance(message, twilio.DTMF):
+        elif isinstance(message, DigitPressed):
             self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, pii={"digit": message.digit})
             await self._apply(self.turns.handle(tp.DtmfPressed(message.digit), now))
-        elif isinstance(message, twilio.Stop):
+        elif isinstance(message, CallHungUp):
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
-    def _on_start(self, start: twilio.Start) -> None:
+    def _on_start(self, start: CallAnswered) -> None:
         # Admission (session/load.py): a stream the webhook announced holds a slot
         # under its CallSid; one beyond capacity is refused before it is a call.
-        decision = self.rt.load.admit(reservation=start.call_sid)
+        decision = self.rt.load.admit(reservation=start.call_ref or None)
         if not decision.admit:
             reason = f"refused: {decision.reason}"
             self._emit(
@@ -378,45 +392,47 @@ class CallSession:
                 Stage.TELEPHONY,
                 outcome="refused",
                 data={"where": "stream", "reason": decision.reason},
-                pii={"call_sid": start.call_sid},
+                pii={"call_sid": start.call_ref},
             )
             log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
             self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
             return
         self._admitted = True
-        self.rt.load.call_started(self.call_id, reservation=start.call_sid)
+        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
         self.record = CallRecord(
             call_id=self.call_id,
             agent=self.record.agent,
             started_at=self._clock.wall(),
-            call_sid=start.call_sid,
-            stream_sid=start.stream_sid,
+            call_sid=start.call_ref,
+            stream_sid=start.stream_ref,
             data={
                 "custom_parameters": sorted(start.custom_parameters),
                 "worker": str(self.rt.worker),  # for state/lost_calls.py
                 "worker_pid": self.rt.worker.pid,
+                "transport": self.transport.name,
             },
         )
         self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
         if self.rt.state is not None:
-            first = SessionState(self.call_id, call_sid=start.call_sid, worker=str(self.rt.worker))
+            first = SessionState(self.call_id, call_sid=start.call_ref, worker=str(self.rt.worker))
             self._recorder = CallStateRecorder(self.rt.state, first, self._clock.wall)
         self._emit(
             EventKind.STREAM_STARTED,
             Stage.TELEPHONY,
             data={
-                "stream_sid": start.stream_sid,
+                "stream_sid": start.stream_ref,
                 "tracks": list(start.tracks),
-                "encoding": start.media_format.encoding,
-                "sample_rate_hz": start.media_format.sample_rate_hz,
+                "encoding": start.encoding,
+                "sample_rate_hz": start.sample_rate_hz,
+                "transport": self.transport.name,
                 "worker_pid": self.rt.worker.pid,
             },
-            pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
+            pii={"call_sid": start.call_ref, "custom_parameters": dict(start.custom_parameters)},
         )
         # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
         if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
-            caller_known(start.custom_parameters.get("from", ""))
+            caller_known(start.caller)
         self._start_job(self._greet())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
@@ -592,7 +608,7 @@ class CallSession:
         self._playhead_s = now
         self._cancel_job()
         if self._streaming:
-            self.proto.send_clear()
+            self.transport.send_clear()
             await self._flush()
         heard = tracker.heard_text(now) if tracker is not None else ""
         full = tracker.full_text if tracker is not None else ""
@@ -903,7 +919,7 @@ class CallSession:
             if not self._streaming:
                 continue
             if isinstance(item, str):
-                self.proto.send_mark(item)
+                self.transport.send_mark(item)
                 await self._flush()
                 continue
             frames = [item]
@@ -921,19 +937,19 @@ class CallSession:
                 await asyncio.sleep(delay)
             if generation != self._generation or not self._streaming:
                 continue
-            self.proto.send_media(b"".join(frames) if len(frames) > 1 else item)
+            self.transport.send_audio(b"".join(frames) if len(frames) > 1 else item)
             await self._flush()
             self._playhead_s += FRAME_S * len(frames)
 
     @property
     def _streaming(self) -> bool:
-        """Sending is allowed: after ``start`` and before ``stop``."""
-        return self.proto.state is twilio.StreamState.STREAMING
+        """Sending is allowed: after the call was answered and before it hung up."""
+        return self.transport.sending
 
     async def _flush(self) -> None:
         async with self._send_lock:
-            for text in self.proto.data_to_send():
-                await self._send_text(text)
+            for frame in self.transport.data_to_send():
+                await self._send_text(frame)
 
     # -- events ----------------------------------------------------------------
 
