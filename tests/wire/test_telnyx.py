@@ -80,7 +80,10 @@ def test_start_names_the_call_and_the_caller():
         ([media()], "expected 'start' event, got 'media'"),
         ([start(), start()], "unexpected second 'start' event"),
         ([start(), frame("stop"), media()], "unexpected 'media' event after 'stop'"),
-        ([start(), json.dumps({"event": "connected"})], "'connected' is only allowed as the first frame"),
+        (
+            [start(), json.dumps({"event": "connected"})],
+            "'connected' is only allowed as the first frame",
+        ),
         ([frame("hello")], "unknown event 'hello'"),
         ([start("PCMA")], "unsupported media format 'PCMA' at 8000 hz"),
         ([start("PCMU", 16000)], "unsupported media format 'PCMU' at 16000 hz"),
