@@ -206,7 +206,7 @@ class CallSession:
         self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
-        self._holding: asyncio.TimerHandle | None = None
+        self._holding: asyncio.Task[None] | None = None
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self._recorder: CallStateRecorder | None = None  # state once per turn (state/)
         self._caller_text = ""  # the turn's caller text, for the recorder
@@ -512,7 +512,7 @@ class CallSession:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await self._clock.sleep(TICK_S)
             expired = self._stream_guard.expired(self._clock.monotonic())
             if expired is not None:
                 self._on_protocol_error(expired)
@@ -589,7 +589,8 @@ class CallSession:
             return
         turn_ended_at_s = self._turn_ended_at_s
 
-        def hold() -> None:
+        async def hold() -> None:
+            await self._clock.sleep(after_s)
             self._holding = None
             if self._turn_ended_at_s != turn_ended_at_s or not self._streaming:
                 return  # the reply started, or another turn began
@@ -599,7 +600,7 @@ class CallSession:
             self._out.put_nowait((generation, f"hold{self._turn_index}"))
             self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
 
-        self._holding = asyncio.get_running_loop().call_later(after_s, hold)
+        self._holding = asyncio.get_running_loop().create_task(hold())
 
     async def _barge_in(self) -> None:
         now = self._clock.monotonic()
@@ -934,7 +935,7 @@ class CallSession:
             self._playhead_s = max(self._playhead_s, now)
             delay = self._playhead_s - lead_s - now
             if delay > 0:
-                await asyncio.sleep(delay)
+                await self._clock.sleep(delay)
             if generation != self._generation or not self._streaming:
                 continue
             self.transport.send_audio(b"".join(frames) if len(frames) > 1 else item)
