@@ -59,11 +59,13 @@ from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, clo
 from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
 from voicerail.session.playback import PlaybackTracker
+from voicerail.session.playout import Playout, SendFrame
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_for_speech
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import SessionState
+from voicerail.turns import outcome as outcomes
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 from voicerail.wire.transport import (
@@ -83,17 +85,12 @@ log = logging.getLogger(__name__)
 #: The call's audio rate (transports convert to and from it).
 TWILIO_RATE_HZ = CALL_RATE_HZ
 STT_RATE_HZ = 16000
-FRAME_S = 0.02
-ULAW_FRAME_NUM_BYTES = 160
 TICK_S = 0.05
 #: How far the VAD may lag the received audio (a window, a frame and some batching)
 #: for an end-of-turn model's answer still to end the turn early.
 _VAD_BEHIND_S = 0.1
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
 CLOSE_TRY_AGAIN_LATER = 1013
-
-#: Sends one WebSocket frame: text (``str``) or binary (``bytes``).
-SendFrame = Callable[[str | bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -187,10 +184,13 @@ class CallSession:
         # from the end of speech (stream seconds), and the model's probability.
         self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
         self._turn_model_s: float | None = None  # the last model check's time, seconds
-        self._send_lock = asyncio.Lock()
-        self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
-        self._generation = 0
-        self._playhead_s = 0.0
+        self._playout = Playout(
+            self.transport,
+            send_text,
+            self._clock,
+            lead_s=cfg.playback_lead_s,
+            frames_per_message=cfg.frames_per_media,
+        )
         self._playback: PlaybackTracker | None = None
         self._playback_done = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
@@ -221,7 +221,7 @@ class CallSession:
         current_call_id.set(self.call_id)  # inherited by every task of this call
         tasks = [
             asyncio.create_task(self._read(incoming), name=f"{self.call_id}-read"),
-            asyncio.create_task(self._pace(), name=f"{self.call_id}-pace"),
+            asyncio.create_task(self._playout.run(), name=f"{self.call_id}-pace"),
             asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
         ]
         await self._done.wait()
@@ -288,14 +288,7 @@ class CallSession:
                 self._error or "no error",
             )
             return
-        if self._error is not None:
-            outcome = Outcome.FAILED
-        elif self._outcome is not None:
-            outcome = self._outcome
-        elif self._ended_by == "agent":
-            outcome = Outcome.COMPLETED
-        else:
-            outcome = Outcome.ABANDONED
+        outcome = outcomes.final(error=self._error, decided=self._outcome, ended_by=self._ended_by)
         # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
         if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
             call_ended(str(outcome), self._turn_index)
@@ -592,12 +585,11 @@ class CallSession:
         async def hold() -> None:
             await self._clock.sleep(after_s)
             self._holding = None
-            if self._turn_ended_at_s != turn_ended_at_s or not self._streaming:
+            if self._turn_ended_at_s != turn_ended_at_s or not self._playout.sending:
                 return  # the reply started, or another turn began
-            generation = self._generation
-            for k in range(0, len(audio), ULAW_FRAME_NUM_BYTES):
-                self._out.put_nowait((generation, audio[k : k + ULAW_FRAME_NUM_BYTES]))
-            self._out.put_nowait((generation, f"hold{self._turn_index}"))
+            generation = self._playout.generation
+            self._playout.queue_audio(generation, audio)
+            self._playout.queue_mark(generation, f"hold{self._turn_index}")
             self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
 
         self._holding = asyncio.get_running_loop().create_task(hold())
@@ -605,12 +597,8 @@ class CallSession:
     async def _barge_in(self) -> None:
         now = self._clock.monotonic()
         tracker, self._playback = self._playback, None
-        self._generation += 1
-        self._playhead_s = now
         self._cancel_job()
-        if self._streaming:
-            self.transport.send_clear()
-            await self._flush()
+        await self._playout.cut()
         heard = tracker.heard_text(now) if tracker is not None else ""
         full = tracker.full_text if tracker is not None else ""
         self.dialog.on_agent_heard(heard, full)
@@ -794,11 +782,7 @@ class CallSession:
                 data={"intent": reply.intent, "node": reply.node},
             )
             self.record.data["handoff"] = True
-        # The first outcome sticks, except that a later handoff overrides it.
-        if (reply.outcome is not None and self._outcome is None) or (
-            reply.outcome is Outcome.HANDOFF
-        ):
-            self._outcome = reply.outcome
+        self._outcome = outcomes.decide(self._outcome, reply.outcome)
         self._record_state(reply)
 
     def _record_state(self, reply: AgentReply) -> None:
@@ -824,7 +808,7 @@ class CallSession:
         tracker = PlaybackTracker(now)
         self._playback = tracker
         self._playback_done = asyncio.Event()
-        generation = self._generation
+        generation = self._playout.generation
         self._reply_index += 1
         first_audio = True
         phrases = self.rt.phrases
@@ -844,9 +828,7 @@ class CallSession:
                         if first_audio:
                             first_audio = False
                             self._on_first_audio(started)
-                        for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
-                            frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
-                            self._out.put_nowait((generation, frame))
+                        self._playout.queue_audio(generation, frames)
                         num_bytes += len(frames)
             except ProviderError as exc:
                 # No TTS could speak this sentence: the call goes on without it
@@ -863,7 +845,7 @@ class CallSession:
                 log.warning("call %s: sentence %d not spoken: %s", self.call_id, index, exc)
             mark = f"r{self._reply_index}.s{index}"
             tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
-            self._out.put_nowait((generation, mark))
+            self._playout.queue_mark(generation, mark)
         tracker.finished_queueing = True
         if tracker.all_heard:
             self._playback_done.set()
@@ -903,54 +885,6 @@ class CallSession:
         async with closing_stream(ulaw_frames(self.tts.synthesize(sentence))) as frames:
             async for piece in frames:
                 yield piece
-
-    # -- outbound --------------------------------------------------------------
-
-    async def _pace(self) -> None:
-        lead_s = self.rt.audio.playback_lead_s
-        per_message = max(1, self.rt.audio.frames_per_media)
-        carried: tuple[int, bytes | str] | None = None
-        while True:
-            if carried is not None:
-                (generation, item), carried = carried, None
-            else:
-                generation, item = await self._out.get()
-            if generation != self._generation:
-                continue
-            if not self._streaming:
-                continue
-            if isinstance(item, str):
-                self.transport.send_mark(item)
-                await self._flush()
-                continue
-            frames = [item]
-            while len(frames) < per_message and not self._out.empty():
-                queued = self._out.get_nowait()
-                if queued[0] == generation and isinstance(queued[1], bytes):
-                    frames.append(queued[1])
-                else:
-                    carried = queued  # a mark or a new reply: handled next
-                    break
-            now = self._clock.monotonic()
-            self._playhead_s = max(self._playhead_s, now)
-            delay = self._playhead_s - lead_s - now
-            if delay > 0:
-                await self._clock.sleep(delay)
-            if generation != self._generation or not self._streaming:
-                continue
-            self.transport.send_audio(b"".join(frames) if len(frames) > 1 else item)
-            await self._flush()
-            self._playhead_s += FRAME_S * len(frames)
-
-    @property
-    def _streaming(self) -> bool:
-        """Sending is allowed: after the call was answered and before it hung up."""
-        return self.transport.sending
-
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            for frame in self.transport.data_to_send():
-                await self._send_text(frame)
 
     # -- events ----------------------------------------------------------------
 
