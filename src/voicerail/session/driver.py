@@ -1,11 +1,15 @@
 """The call driver: runs one call's turn loop over a media transport.
 
 (Over 800 lines: it is the one place where a call's tasks, sends and events
-meet, and each part reads the same per-call state; admission, stream limits,
-the phrase cache, the holding phrase and the CRM hooks each added their few
-lines here. Issue 15 splits it over a transport seam into inbound audio,
-playback (synthesis to paced frames, marks, the holding phrase), outcome rules
-and dialog jobs; until then each addition stays a small method.)
+meet. Issue 15 moved out what does one thing alone: the transport seam
+(``wire/transport.py``: Twilio, Telnyx, Plivo, Vonage), inbound audio
+(``session/inbound.py``: media clock, VAD, endpointer, ring), outbound pacing
+(``session/playout.py``), what was heard (``session/playback.py``), the STT and
+TTS calls of a turn (``session/speech_io.py``) and the outcome rules
+(``turns/outcome.py``). What is left is the coordination: stream start and
+admission, turn ends to dialog jobs, replies to sentences and marks, and the
+events; the next split is the dialog jobs (greet, answer, reprompt, DTMF) with
+their decision records into ``session/jobs.py``.)
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
@@ -14,8 +18,8 @@ turn-taking policy decides, and the driver executes the actions it is handed
 
 Rules:
 
-1. One :class:`CallSession` per call; it owns that call's protocol object, VAD
-   state, ring buffer, dialog and playback tracker. Nothing is shared between
+1. One :class:`CallSession` per call; it owns that call's transport, inbound
+   audio, playout, dialog and playback tracker. Nothing is shared between
    calls except the :class:`~voicerail.session.runtime.Runtime`.
 2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
    time; starting one cancels the previous.
@@ -26,7 +30,7 @@ Rules:
    everything still queued, and sends ``clear``.
 4. ``except Exception`` appears only at task boundaries, where the error is
    recorded as an event and the call ends with outcome ``failed``.
-5. A call exists from ``start`` on: only then is it recorded (``CallStarted`` and
+5. A call exists from the transport's ``CallAnswered`` (Twilio's ``start``) on: only then is it recorded (``CallStarted`` and
    its row) and counted; a socket that never sends ``start`` leaves no call behind.
    The stream's deadlines and real-time rule (``wire/stream_limits.py``) are checked
    on every ``media`` and every tick; a broken one ends the stream with 1008.
@@ -40,28 +44,25 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
 
 from voicerail.audio import endpointing
-from voicerail.audio.resample import resample
-from voicerail.audio.ring import AudioRingBuffer
-from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
-from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
 from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
+from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
 from voicerail.session.end_of_turn import EndOfTurnCheck
-from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
+from voicerail.session.inbound import InboundAudio
+from voicerail.session.phrase_cache import HOLDING_PHRASE
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.playout import Playout, SendFrame
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
+from voicerail.session.speech_io import SpeechToTextResult, synthesize_ulaw, transcribe
 from voicerail.session.text import split_for_speech
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import SessionState
@@ -84,22 +85,12 @@ log = logging.getLogger(__name__)
 
 #: The call's audio rate (transports convert to and from it).
 TWILIO_RATE_HZ = CALL_RATE_HZ
-STT_RATE_HZ = 16000
 TICK_S = 0.05
 #: How far the VAD may lag the received audio (a window, a frame and some batching)
 #: for an end-of-turn model's answer still to end the turn early.
 _VAD_BEHIND_S = 0.1
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
 CLOSE_TRY_AGAIN_LATER = 1013
-
-
-@dataclass(frozen=True)
-class _SpeechToTextResult:
-    """One utterance's STT outcome: the final transcript, compute time, audio length."""
-
-    final: Transcript | None
-    elapsed_s: float
-    audio_s: float
 
 
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -143,28 +134,10 @@ class CallSession:
             self.tts = routed.tts or runtime.tts
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
-        self._vad: SileroVAD | EnergyVAD
-        self._batched_vad: BatchedSileroVAD | None = None
-        if isinstance(runtime.vad_model, SileroBatcher):
-            self._batched_vad = BatchedSileroVAD(
-                runtime.vad_model,
-                sample_rate_hz=TWILIO_RATE_HZ,
-                on_scores=self._on_vad_scores,
-                on_error=self._on_vad_error,
-            )
-            self._vad = self._batched_vad
-        elif isinstance(runtime.vad_model, SileroVADModel):
-            self._vad = SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
-        else:
-            self._vad = EnergyVAD(sample_rate_hz=TWILIO_RATE_HZ)
-        self._endpointer = endpointing.Endpointer(
-            threshold=cfg.vad_threshold,
-            min_speech_s=cfg.min_speech_s,
-            silence_s=cfg.endpoint_silence_s,
-            window_s=self._vad.frame_num_samples / TWILIO_RATE_HZ,
+        self._inbound = InboundAudio(
+            runtime.vad_model, cfg, on_scores=self._on_vad_scores, on_error=self._on_vad_error
         )
-        self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
-        self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
+        self._speculation: SpeculativeSTT[SpeechToTextResult] | None = None
         if cfg.speculative_stt_after_s is not None:
             speculate_after_s = cfg.speculative_stt_after_s
             if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
@@ -197,8 +170,6 @@ class CallSession:
         self._done = asyncio.Event()
         self._unanswered_text = ""
         self._turn_ended_at_s: float | None = None
-        self._received_s = 0.0  # seconds of caller audio received
-        self._audio_origin = math.inf  # monotonic time of the caller's audio time 0
         self._outcome: Outcome | None = None
         self._ended_by: str | None = None
         self._error: str | None = None
@@ -225,8 +196,7 @@ class CallSession:
             asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
         ]
         await self._done.wait()
-        if self._batched_vad is not None:
-            self._batched_vad.close()
+        self._inbound.close()
         if self._speculation is not None:
             self._speculation.cancel()
         if self._end_of_turn is not None:
@@ -355,13 +325,9 @@ class CallSession:
             self._stream_guard.receive_media(len(pcm) // 2, now)
             # The caller's audio clock: a frame's last sample exists at origin +
             # received seconds; the earliest frame relative to that fixes the origin.
-            self._received_s += len(pcm) / (2 * TWILIO_RATE_HZ)
-            self._audio_origin = min(self._audio_origin, now - self._received_s)
-            self._ring.append(pcm)
-            if self._batched_vad is not None:
-                self._batched_vad.feed(pcm, now)  # scores arrive in _on_vad_scores
-            else:
-                self._on_speech_probabilities(self._vad.process(pcm), now)
+            probabilities = self._inbound.receive(pcm, now)  # batched: _on_vad_scores
+            if probabilities:
+                self._on_speech_probabilities(probabilities, now)
         elif isinstance(message, PlaybackMarked):
             self._on_mark(message.name, now)
         elif isinstance(message, CallAnswered):
@@ -444,7 +410,7 @@ class CallSession:
         self._end("error", error=f"vad failed: {type(error).__name__}: {error}", close_code=1011)
 
     def _on_speech_probabilities(self, probabilities: Sequence[float], now: float) -> None:
-        endpointer = self._endpointer
+        endpointer = self._inbound.endpointer
         for probability in probabilities:
             for change in endpointer.process(probability):
                 if isinstance(change, endpointing.SpeechStarted):
@@ -468,7 +434,7 @@ class CallSession:
         assert self.rt.turn_model is not None
         started = self._clock.monotonic()
         start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
-        pcm16k = resample(self._ring.since(start_s), TWILIO_RATE_HZ, STT_RATE_HZ)
+        pcm16k = self._inbound.pcm16k(start_s)
         probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
         self._turn_model_s = self._clock.monotonic() - started
         return probability
@@ -477,10 +443,10 @@ class CallSession:
         self, speech_start_s: float, pause_start_s: float, probability: float
     ) -> None:
         """The model says the caller finished: end the turn where the pause began."""
-        endpointer = self._endpointer
+        endpointer = self._inbound.endpointer
         if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
             return  # the caller spoke again, or the window already ended the turn
-        if self._received_s - endpointer.now_s > _VAD_BEHIND_S:
+        if self._inbound.received_s - endpointer.now_s > _VAD_BEHIND_S:
             # Audio arrived that the VAD has not scored yet (a loaded server): the
             # caller may already be speaking again, so the window decides instead.
             # Under load this had split "next Tuesday | at three" into two turns.
@@ -625,7 +591,7 @@ class CallSession:
         spec = self._speculation
         # How late the end is seen against the caller's audio clock: 0 when every
         # frame is read on arrival (up to a frame and a VAD window of rounding).
-        due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
+        due = self._inbound.origin_s + turn.speech_end_s + endpoint_wait_s
         inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
         if inbound_lag_s is not None:
             self.rt.load.observe_inbound_lag(inbound_lag_s)
@@ -691,28 +657,15 @@ class CallSession:
 
     async def _transcribe_span(
         self, speech_start_s: float, speech_end_s: float
-    ) -> _SpeechToTextResult:
+    ) -> SpeechToTextResult:
         """Run STT on the call audio between two stream times (plus pre-roll)."""
         preroll_s = self.rt.audio.preroll_s
         start_s = max(0.0, speech_start_s - preroll_s)
-        keep = int((speech_end_s + preroll_s - start_s) * TWILIO_RATE_HZ) * 2
-        pcm16k = resample(self._ring.since(start_s)[: max(keep, 0)], TWILIO_RATE_HZ, STT_RATE_HZ)
-
-        async def audio() -> AsyncIterator[bytes]:
-            yield pcm16k
-
-        started = self._clock.monotonic()
-        final = None
-        transcripts = self.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ)
-        async with closing_stream(transcripts):
-            async for transcript in transcripts:
-                if transcript.is_final:
-                    final = transcript
-        audio_s = len(pcm16k) / 2 / STT_RATE_HZ
-        return _SpeechToTextResult(final, self._clock.monotonic() - started, audio_s)
+        pcm16k = self._inbound.pcm16k(start_s, speech_end_s + preroll_s)
+        return await transcribe(self.stt, pcm16k, self._clock)
 
     def _record_transcript(
-        self, result: _SpeechToTextResult, *, speculative: bool, waited_s: float
+        self, result: SpeechToTextResult, *, speculative: bool, waited_s: float
     ) -> tuple[str, float | None]:
         final = result.final
         text = final.text.strip() if final is not None else ""
@@ -823,7 +776,8 @@ class CallSession:
             started = self._clock.monotonic()
             num_bytes = 0
             try:
-                async with closing_stream(self._synthesize(sentence)) as pieces:
+                pieces = synthesize_ulaw(sentence, self.tts, self.rt.phrases)
+                async with closing_stream(pieces):
                     async for frames in pieces:
                         if first_audio:
                             first_audio = False
@@ -871,20 +825,6 @@ class CallSession:
         self._turn_ended_at_s = None
         self._turn_deadline_s = None  # later sentences play while they are synthesized
         self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
-
-    def _is_cached(self, sentence: str) -> bool:
-        return self.rt.phrases is not None and sentence in self.rt.phrases
-
-    async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
-        """Yield whole 20 ms μ-law frames (concatenated) for one sentence: from the
-        phrase cache when the sentence is fixed, else from the TTS."""
-        cached = self.rt.phrases.get(sentence) if self.rt.phrases is not None else None
-        if cached is not None:
-            yield cached
-            return
-        async with closing_stream(ulaw_frames(self.tts.synthesize(sentence))) as frames:
-            async for piece in frames:
-                yield piece
 
     # -- events ----------------------------------------------------------------
 
