@@ -30,8 +30,9 @@ Rules:
    everything still queued, and sends ``clear``.
 4. ``except Exception`` appears only at task boundaries, where the error is
    recorded as an event and the call ends with outcome ``failed``.
-5. A call exists from the transport's ``CallAnswered`` (Twilio's ``start``) on: only then is it recorded (``CallStarted`` and
-   its row) and counted; a socket that never sends ``start`` leaves no call behind.
+5. A call exists from the transport's ``CallAnswered`` (Twilio's ``start``) on:
+   only then is it recorded (``CallStarted`` and its row) and counted; a socket
+   that never answers leaves no call behind.
    The stream's deadlines and real-time rule (``wire/stream_limits.py``) are checked
    on every ``media`` and every tick; a broken one ends the stream with 1008.
 6. Every call that ends with an error writes one log line naming the call and
