@@ -127,7 +127,6 @@ class SimulatedTwilioCall:
         self.wire: CallerWire = wire or TwilioCallerWire(
             self.result.call_sid, self.result.stream_sid, dict(self.custom_parameters)
         )
-        self._chunk = 0
         self._speech: collections.deque[bytes] = collections.deque()
         # Speech frames still to send before the current turn's speech has ended,
         # that turn, and the agent media count when its speech ended.
@@ -345,9 +344,8 @@ class SimulatedTwilioCall:
                 self._speech_drained.set()
         else:
             frame = ULAW_SILENCE
-        self._chunk += 1
         self.result.frames_sent += 1
-        await self._send_text(self.wire.media(frame, self._chunk))
+        await self._send_text(self.wire.media(frame, n))
         if speech_ends and self._speaking is not None:
             # A frame is sent once its 20 ms have been spoken (as Twilio does): the
             # send time is the end of the frame's audio. From here on the agent's

@@ -58,7 +58,8 @@ class CallerWire(Protocol):
         ...
 
     def media(self, ulaw: bytes, n: int) -> str | bytes:
-        """Inbound frame number ``n`` (1 first) carrying 20 ms of μ-law."""
+        """The next inbound frame, 20 ms of μ-law, sent at tick ``n`` (1 first) of the
+        caller's frame clock (its timestamp); chunks are numbered by the wire."""
         ...
 
     def dtmf(self, digit: str) -> str:
@@ -96,6 +97,7 @@ class TwilioCallerWire:
     name: str = "twilio"
     echoes_marks_on_clear: bool = True
     _seq: int = 0
+    _chunk: int = 0
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -118,9 +120,10 @@ class TwilioCallerWire:
         # A template (only the payload changes): the text serialize_inbound makes,
         # at a fraction of the cost for hundreds of callers.
         payload = base64.b64encode(ulaw).decode("ascii")
+        self._chunk += 1
         return (
             f'{{"event":"media","sequenceNumber":"{self._next_seq()}","media":{{"track":'
-            f'"inbound","chunk":"{n}","timestamp":"{int(n * FRAME_S * 1000)}",'
+            f'"inbound","chunk":"{self._chunk}","timestamp":"{int(n * FRAME_S * 1000)}",'
             f'"payload":"{payload}"}},"streamSid":"{self.stream_sid}"}}'
         )
 
