@@ -24,6 +24,11 @@ from voicerail.errors import ProtocolError
 FRAME_S = 0.02
 
 
+def _dumps(obj: object) -> str:
+    """Compact JSON, as providers send it (and as ``sim/fake_server.py`` reads it)."""
+    return json.dumps(obj, separators=(",", ":"))
+
+
 @dataclass(frozen=True)
 class AgentAudio:
     """Agent audio to play: μ-law, 8 kHz, mono."""
@@ -199,7 +204,7 @@ class TelnyxCallerWire:
 
     def _frame(self, event: str, **body: Any) -> str:
         self._seq += 1
-        return json.dumps(
+        return _dumps(
             {
                 "event": event,
                 "sequence_number": str(self._seq),
@@ -218,7 +223,7 @@ class TelnyxCallerWire:
             "media_format": {"encoding": "PCMU", "sample_rate": 8000, "channels": 1},
         }
         return [
-            json.dumps({"event": "connected", "version": "1.0.0"}),
+            _dumps({"event": "connected", "version": "1.0.0"}),
             self._frame("start", start=start),
         ]
 
@@ -265,13 +270,16 @@ class PlivoCallerWire:
     call_sid: str
     stream_sid: str
     extra_headers: str = ""
+    #: Simulator parameters (``sim_*``): Plivo allows only [A-Za-z0-9] in header
+    #: values, so each travels hex-encoded as ``name=hex`` in ``extra_headers``.
+    sim_parameters: dict[str, str] = field(default_factory=dict)
     name: str = "plivo"
     echoes_marks_on_clear: bool = False
     _seq: int = 0
 
     def _frame(self, event: str, **body: Any) -> str:
         self._seq += 1
-        return json.dumps(
+        return _dumps(
             {"event": event, "sequenceNumber": self._seq, "streamId": self.stream_sid, **body}
         )
 
@@ -283,7 +291,9 @@ class PlivoCallerWire:
             "tracks": ["inbound"],
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
         }
-        return [self._frame("start", start=start, extra_headers=self.extra_headers)]
+        headers = [self.extra_headers] if self.extra_headers else []
+        headers += [f"{k}={v.encode().hex()}" for k, v in self.sim_parameters.items()]
+        return [self._frame("start", start=start, extra_headers=";".join(headers))]
 
     def media(self, ulaw: bytes, n: int) -> str:
         media = {
@@ -338,9 +348,7 @@ class VonageCallerWire:
     def opening(self) -> list[str | bytes]:
         content_type = f"audio/l16;rate={self.sample_rate_hz}"
         return [
-            json.dumps(
-                {"event": "websocket:connected", "content-type": content_type, **self.headers}
-            )
+            _dumps({"event": "websocket:connected", "content-type": content_type, **self.headers})
         ]
 
     def media(self, ulaw: bytes, n: int) -> bytes:
@@ -350,13 +358,13 @@ class VonageCallerWire:
         return pcm
 
     def dtmf(self, digit: str) -> str:
-        return json.dumps({"event": "websocket:dtmf", "digit": digit, "duration": 260})
+        return _dumps({"event": "websocket:dtmf", "digit": digit, "duration": 260})
 
     def mark_played(self, name: str) -> str:
-        return json.dumps({"event": "websocket:notify", "payload": {"mark": name}})
+        return _dumps({"event": "websocket:notify", "payload": {"mark": name}})
 
     def cleared(self) -> list[str]:
-        return [json.dumps({"event": "websocket:cleared"})]
+        return [_dumps({"event": "websocket:cleared"})]
 
     def hangup(self) -> None:
         return None  # the socket closes

@@ -71,6 +71,7 @@ async def answer_call(
     caller: str = "+15550100",
     callee: str = "+15550199",
     telnyx_signing_key: Ed25519PrivateKey | None = None,
+    sim_parameters: dict[str, str] | None = None,
     **caller_kwargs: Any,
 ) -> SimulatedTwilioCall:
     """Ask ``transport``'s webhook on ``server`` and build the call it answers.
@@ -81,6 +82,9 @@ async def answer_call(
         caller: the calling number sent to the webhook.
         callee: the called number.
         telnyx_signing_key: signs the Telnyx webhook when given.
+        sim_parameters: the simulator's per-call parameters (``sim_token``,
+            ``sim_script``), added to the stream's start as the provider's custom
+            parameters (``voicerail.sim.fake_server`` reads them).
         caller_kwargs: passed to :class:`SimulatedTwilioCall`.
 
     Raises:
@@ -88,6 +92,7 @@ async def answer_call(
         httpx.HTTPError: the webhook could not be reached or answered an error.
         ProtocolError: the answer holds no stream.
     """
+    sim = dict(sim_parameters or {})
     call_sid = f"CA{uuid.uuid4().hex}"
     stream_sid = f"MZ{uuid.uuid4().hex}"
     base = server.rstrip("/")
@@ -99,7 +104,7 @@ async def answer_call(
             response.raise_for_status()
             stream = _stream_element(response.text, transport)
             url = stream.get("url", "")
-            wire = TwilioCallerWire(call_sid, stream_sid, _parameters(stream))
+            wire = TwilioCallerWire(call_sid, stream_sid, _parameters(stream) | sim)
         elif transport == "telnyx":
             call_sid = f"v3:{uuid.uuid4().hex}"
             form["CallSid"] = call_sid
@@ -114,7 +119,7 @@ async def answer_call(
             response.raise_for_status()
             stream = _stream_element(response.text, transport)
             url = stream.get("url", "")
-            wire = TelnyxCallerWire(call_sid, str(uuid.uuid4()), _parameters(stream))
+            wire = TelnyxCallerWire(call_sid, str(uuid.uuid4()), _parameters(stream) | sim)
         elif transport == "plivo":
             call_sid = str(uuid.uuid4())
             plivo_form = {"CallUUID": call_sid, "From": caller.lstrip("+"), "To": callee}
@@ -123,7 +128,7 @@ async def answer_call(
             stream = _stream_element(response.text, transport)
             url = stream.text or ""
             extra = stream.get("extraHeaders", "")
-            wire = PlivoCallerWire(call_sid, str(uuid.uuid4()), extra.replace(",", ";"))
+            wire = PlivoCallerWire(call_sid, str(uuid.uuid4()), extra.replace(",", ";"), sim)
         elif transport == "vonage":
             call_sid = str(uuid.uuid4())
             query = {
@@ -135,6 +140,7 @@ async def answer_call(
             response = await http.get(f"{base}/vonage/answer", params=query)
             response.raise_for_status()
             url, wire = _vonage_wire(response.text)
+            wire.headers.update(sim)
         else:
             raise ValueError(f"unknown transport {transport!r}; expected one of {TRANSPORTS}")
     if not url:

@@ -113,7 +113,8 @@ class RunOptions:
         open_timeout_s: WebSocket opening handshake limit.
         transport: the provider every call comes through (``twilio``, ``telnyx``,
             ``plivo``, ``vonage``): its webhook, then its stream
-            (``sim/provider_calls.py``). The impairment applies to text frames only.
+            (``sim/provider_calls.py``); a comma-separated list mixes them, call
+            ``i`` through the ``i % n``-th. The impairment applies to text frames only.
     """
 
     concurrency: int = 10
@@ -279,12 +280,15 @@ async def _place(
     link = None
     if options.impairment.active:
         link = ImpairedLink(options.impairment, seed=plan.index)
-    if options.transport != "twilio":
+    transports = options.transport.split(",")
+    transport = transports[plan.index % len(transports)]
+    if transport != "twilio":
         from voicerail.sim.provider_calls import answer_call
 
         caller = await answer_call(
-            options.transport,
+            transport,
             target.base_url,
+            sim_parameters=custom_parameters(plan),
             turn_gap_s=plan.turn_gap_s,
             max_reply_wait_s=plan.max_reply_wait_s,
             link=link,
