@@ -24,7 +24,7 @@ Usage::
     .venv/bin/python bench/capacity.py [--steps 10,25,50,100,150,200] [--vad energy]
         [--vad-batch-ms 0]
         [--calls-per-step N] [--frames-per-media 5] [--out var/bench/capacity.json]
-        [--report-dir DIR]
+        [--report-dir DIR] [--transport {twilio,telnyx,plivo,vonage}]
 """
 
 from __future__ import annotations
@@ -118,9 +118,8 @@ async def run_step(
     with fake_server_process(config) as (base_url, pid):
         target = await probe_target(Target(base_url=base_url, pid=pid, data_dir=data_dir))
         ramp_s = max(2.0, concurrency * args.ramp_per_call)
-        run = await run_calls(
-            target, plans, turns, RunOptions(concurrency=concurrency, ramp_s=ramp_s)
-        )
+        options = RunOptions(concurrency=concurrency, ramp_s=ramp_s, transport=args.transport)
+        run = await run_calls(target, plans, turns, options)
     report = build_report(run, suite=f"capacity-{concurrency}")
     if args.report_dir:
         write_report(report, Path(args.report_dir) / f"step-{concurrency}")
@@ -174,6 +173,12 @@ def main() -> int:
     parser.add_argument("--steps", default="10,25,50,100,150,200")
     parser.add_argument("--calls-per-step", type=int, default=0, help="default: = concurrency")
     parser.add_argument("--vad", choices=["silero", "energy"], default="silero")
+    parser.add_argument(
+        "--transport",
+        choices=["twilio", "telnyx", "plivo", "vonage"],
+        default="twilio",
+        help="the provider every call comes through (webhook, then stream)",
+    )
     parser.add_argument(
         "--vad-batch-ms", type=float, default=4.0, help="Silero batching across calls (0: off)"
     )

@@ -97,6 +97,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
     serve.add_argument("--hangup-after", type=float, default=20.0, help="seconds of silence")
     serve.add_argument("--twilio-auth-token", default=None, help="or $TWILIO_AUTH_TOKEN")
+    serve.add_argument(
+        "--telnyx-public-key",
+        default=None,
+        help="base64 Ed25519 key that verifies Telnyx webhooks (or $TELNYX_PUBLIC_KEY)",
+    )
     serve.add_argument("--public-url", default=None)
     serve.add_argument("--handoff-number", default=None)
     serve.add_argument(
@@ -162,8 +167,24 @@ def _parser() -> argparse.ArgumentParser:
         help="calls in progress beyond which new calls are refused (default: from the cores)",
     )
 
-    call = sub.add_parser("call", help="place a simulated Twilio call")
-    call.add_argument("--url", default="ws://127.0.0.1:8080/twilio/media")
+    call = sub.add_parser("call", help="place a simulated call (Twilio, Telnyx, Plivo or Vonage)")
+    call.add_argument(
+        "--url",
+        default="ws://127.0.0.1:8080/twilio/media",
+        help="a Twilio media socket to stream to directly (no webhook)",
+    )
+    call.add_argument(
+        "--server",
+        default=None,
+        metavar="URL",
+        help="http://HOST:PORT: start the call at the provider's webhook, then stream",
+    )
+    call.add_argument(
+        "--transport",
+        choices=["twilio", "telnyx", "plivo", "vonage"],
+        default="twilio",
+        help="the provider the call comes through (with --server)",
+    )
     call.add_argument("--say", action="append", type=Path, default=[], metavar="WAV")
     call.add_argument("--record-dir", type=Path, default=None)
     call.add_argument("--turn-gap", type=float, default=1.2, help="agent silence that ends a reply")
@@ -528,6 +549,7 @@ def _serve_on(
     auth_token = args.twilio_auth_token or os.environ.get("TWILIO_AUTH_TOKEN")
     settings = ServerSettings(
         twilio_auth_token=auth_token,
+        telnyx_public_key=args.telnyx_public_key or os.environ.get("TELNYX_PUBLIC_KEY"),
         public_url=args.public_url,
         handoff_number=args.handoff_number,
         operations=operations,
@@ -591,16 +613,26 @@ async def _call(args: argparse.Namespace) -> int:
     from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall, save_agent_audio
 
     turns = [CallerTurn.from_wav(path) for path in args.say]
-    # Rung as Twilio rings it: the voice webhook, its TwiML, and the <Connect action>
-    # URL after a stream the server ended (a worker died: the call resumes).
-    caller = SimulatedTwilioCall(
-        args.url,
-        turn_gap_s=args.turn_gap,
-        keep_agent_audio=args.record_dir is not None,
-        voice_url=http_base_from_media_url(args.url) + "/twilio/voice",
-    )
+    keep = args.record_dir is not None
+    if args.server is not None or args.transport != "twilio":
+        from voicerail.sim.provider_calls import answer_call
+
+        base = args.server or http_base_from_media_url(args.url)
+        caller = await answer_call(
+            args.transport, base, turn_gap_s=args.turn_gap, keep_agent_audio=keep
+        )
+    else:
+        # Rung as Twilio rings it: the voice webhook, its TwiML, and the <Connect action>
+        # URL after a stream the server ended (a worker died: the call resumes).
+        base = http_base_from_media_url(args.url)
+        caller = SimulatedTwilioCall(
+            args.url,
+            turn_gap_s=args.turn_gap,
+            keep_agent_audio=keep,
+            voice_url=base + "/twilio/voice",
+        )
     result = await caller.run(turns)
-    server = await fetch_call(http_base_from_media_url(args.url), result.call_sid)
+    server = await fetch_call(base, result.call_sid)
     summary = summarize(result, server)
     if args.record_dir is not None:
         summary["agent_audio"] = str(save_agent_audio(result, args.record_dir))

@@ -1,9 +1,14 @@
-"""The router against fault-injecting fake providers, with small real delays."""
+"""The router against fault-injecting fake providers, on virtual time: the event
+loop is a :class:`~voicerail.testing.clock.VirtualTimeLoop` (``conftest.py``) and each
+router reads an
+:class:`~voicerail.testing.clock.AutoClock`, so delays and deadlines take no real
+time and each test runs the same way every time."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -12,10 +17,17 @@ from voicerail.events.model import Event, EventKind, Stage
 from voicerail.providers.base import ChatMessage
 from voicerail.routing.faults import Delay, FakeLLM, FakeSTT, FakeTTS, FaultProfile
 from voicerail.routing.router import Router, RoutingConfig
-from voicerail.testing.clock import FakeClock
+from voicerail.testing.clock import AutoClock, FakeClock
 
 SENTENCE = "your appointment is on Tuesday at three in the afternoon"
 FAST = RoutingConfig(ttfb_timeout_s=0.2, idle_timeout_s=0.2, hedge=False, min_attempt_s=0.05)
+
+
+def virtual_router(*args: Any, **kwargs: Any) -> Router:
+    """A router reading the virtual clock, unless the test passes its own clock."""
+    if len(args) < 5 and "clock" not in kwargs:
+        kwargs["clock"] = AutoClock()
+    return Router(*args, **kwargs)
 
 
 def bind(router: Router) -> tuple:
@@ -33,7 +45,7 @@ def attempts(events: list[Event]) -> list[tuple[str | None, str | None]]:
 
 async def test_503_fails_over_to_the_next_tts():
     primary = FakeTTS("primary", profile=FaultProfile(error_rates={"503": 1.0}))
-    router = Router(tts=[primary, FakeTTS("backup")], config=FAST)
+    router = virtual_router(tts=[primary, FakeTTS("backup")], config=FAST)
     providers, events = bind(router)
     assert await speak(providers.tts) == SENTENCE.split()
     assert attempts(events) == [("primary", "error"), ("backup", "ok")]
@@ -45,7 +57,7 @@ async def test_503_fails_over_to_the_next_tts():
 
 async def test_hung_tts_is_abandoned_at_the_first_byte_deadline():
     primary = FakeTTS("primary", profile=FaultProfile(hang_rate=1.0))
-    router = Router(tts=[primary, FakeTTS("backup")], config=FAST)
+    router = virtual_router(tts=[primary, FakeTTS("backup")], config=FAST)
     providers, events = bind(router)
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -58,7 +70,7 @@ async def test_hung_tts_is_abandoned_at_the_first_byte_deadline():
 async def test_mid_sentence_drop_continues_without_repeating_or_losing_words():
     primary = FakeTTS("primary", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=4))
     backup = FakeTTS("backup")
-    router = Router(tts=[primary, backup], config=FAST)
+    router = virtual_router(tts=[primary, backup], config=FAST)
     providers, _ = bind(router)
     heard = await speak(providers.tts)
     assert heard == SENTENCE.split()
@@ -67,7 +79,7 @@ async def test_mid_sentence_drop_continues_without_repeating_or_losing_words():
 
 async def test_mid_sentence_hang_is_caught_by_the_idle_deadline():
     primary = FakeTTS("primary", profile=FaultProfile(hang_after_chunks=2))
-    router = Router(tts=[primary, FakeTTS("backup")], config=FAST)
+    router = virtual_router(tts=[primary, FakeTTS("backup")], config=FAST)
     providers, events = bind(router)
     assert await speak(providers.tts) == SENTENCE.split()
     assert attempts(events) == [("primary", "error"), ("backup", "ok")]
@@ -76,7 +88,7 @@ async def test_mid_sentence_hang_is_caught_by_the_idle_deadline():
 async def test_stt_failover_replays_the_buffered_utterance():
     primary = FakeSTT("primary", profile=FaultProfile(error_rates={"500": 1.0}))
     backup = FakeSTT("backup", transcript="book me tuesday")
-    router = Router(stt=[primary, backup], config=FAST)
+    router = virtual_router(stt=[primary, backup], config=FAST)
     providers, _ = bind(router)
 
     async def audio() -> AsyncIterator[bytes]:
@@ -92,7 +104,9 @@ async def test_stt_failover_replays_the_buffered_utterance():
 
 async def test_permanent_errors_everywhere_raise_provider_unavailable():
     profile = FaultProfile(error_rates={"401": 1.0})
-    router = Router(tts=[FakeTTS("a", profile=profile), FakeTTS("b", profile=profile)], config=FAST)
+    router = virtual_router(
+        tts=[FakeTTS("a", profile=profile), FakeTTS("b", profile=profile)], config=FAST
+    )
     providers, events = bind(router)
     with pytest.raises(ProviderUnavailable) as caught:
         await speak(providers.tts)
@@ -103,7 +117,7 @@ async def test_permanent_errors_everywhere_raise_provider_unavailable():
 async def test_hedge_starts_the_backup_when_the_primary_is_slow_and_takes_the_faster():
     slow = FakeTTS("slow", profile=FaultProfile(first_byte_delay=Delay(value_s=0.5)))
     config = RoutingConfig(ttfb_timeout_s=2.0, idle_timeout_s=1.0, hedge=True)
-    router = Router(tts=[slow, FakeTTS("fast")], config=config)
+    router = virtual_router(tts=[slow, FakeTTS("fast")], config=config)
     router.latency["slow"].default_s = 0.05
     providers, events = bind(router)
     loop = asyncio.get_running_loop()
@@ -116,7 +130,7 @@ async def test_hedge_starts_the_backup_when_the_primary_is_slow_and_takes_the_fa
 
 async def test_caller_cancellation_is_not_counted_against_the_provider():
     slow = FakeTTS("slow", profile=FaultProfile(chunk_delay=Delay(value_s=0.05)))
-    router = Router(tts=[slow], config=FAST)
+    router = virtual_router(tts=[slow], config=FAST)
     providers, events = bind(router)
     stream = providers.tts.synthesize(SENTENCE)
     await stream.__anext__()
@@ -137,7 +151,7 @@ async def test_breaker_opens_then_a_probe_closes_it():
     config = RoutingConfig(
         ttfb_timeout_s=0.2, hedge=False, breaker_failures=2, breaker_cooldown_s=0.05
     )
-    router = Router(tts=[flaky, FakeTTS("backup")], config=config)
+    router = virtual_router(tts=[flaky, FakeTTS("backup")], config=config)
     providers, _ = bind(router)
     for _ in range(3):
         await speak(providers.tts)
@@ -155,14 +169,14 @@ async def test_retry_budget_caps_hedges_but_never_blocks_failover():
         ttfb_timeout_s=1.0, hedge=True, retry_ratio=0.0, min_retries_per_window=1
     )
     slow = FaultProfile(first_byte_delay=Delay(value_s=0.15))
-    router = Router(tts=[FakeTTS("a", profile=slow), FakeTTS("b")], config=config)
+    router = virtual_router(tts=[FakeTTS("a", profile=slow), FakeTTS("b")], config=config)
     router.latency["a"].default_s = 0.02
     providers, events = bind(router)
     await speak(providers.tts)  # the one hedge the budget allows
     await speak(providers.tts)  # budget spent: waits for the slow primary
     assert [e.data["hedged"] for e in events if e.outcome == "ok"] == [True, False]
     broken = FaultProfile(error_rates={"503": 1.0})
-    router = Router(tts=[FakeTTS("c", profile=broken), FakeTTS("d")], config=config)
+    router = virtual_router(tts=[FakeTTS("c", profile=broken), FakeTTS("d")], config=config)
     providers, _ = bind(router)
     for _ in range(3):  # failover after errors is never refused
         assert await speak(providers.tts) == SENTENCE.split()
@@ -171,7 +185,7 @@ async def test_retry_budget_caps_hedges_but_never_blocks_failover():
 async def test_llm_restarts_on_the_next_provider_and_reports_version_changes():
     llm_a = FakeLLM("a", reply="hello there", profile=FaultProfile(error_rates={"429": 1.0}))
     llm_b = FakeLLM("b", reply="hi", profile=FaultProfile(model_version="b-1"))
-    router = Router(llm=[llm_a, llm_b], config=FAST)
+    router = virtual_router(llm=[llm_a, llm_b], config=FAST)
     providers, events = bind(router)
     text = "".join([d.text async for d in providers.llm.chat([])])
     assert text == "hi"
@@ -184,7 +198,7 @@ async def test_llm_restarts_on_the_next_provider_and_reports_version_changes():
 async def test_a_hung_primary_overtaken_by_hedges_trips_its_breaker():
     hung = FakeTTS("hung", profile=FaultProfile(hang_rate=1.0))
     config = RoutingConfig(ttfb_timeout_s=2.0, hedge=True, breaker_failures=2)
-    router = Router(tts=[hung, FakeTTS("backup")], config=config)
+    router = virtual_router(tts=[hung, FakeTTS("backup")], config=config)
     router.latency["hung"].default_s = 0.02
     providers, events = bind(router)
     for _ in range(3):
@@ -198,7 +212,7 @@ async def test_a_refused_hedge_leaves_the_backup_for_failover():
     config = RoutingConfig(
         ttfb_timeout_s=0.1, hedge=True, retry_ratio=0.0, min_retries_per_window=0
     )
-    router = Router(
+    router = virtual_router(
         tts=[FakeTTS("hung", profile=FaultProfile(hang_rate=1.0)), FakeTTS("backup")],
         config=config,
     )
@@ -213,7 +227,7 @@ async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
     config = RoutingConfig(
         ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=0.05, breaker_failures=1
     )
-    router = Router(tts=[slow, FakeTTS("overflow")], config=config)
+    router = virtual_router(tts=[slow, FakeTTS("overflow")], config=config)
     providers, events = bind(router)
     first, second = await asyncio.gather(speak(providers.tts), speak(providers.tts))
     assert first == second == SENTENCE.split()
@@ -232,7 +246,7 @@ async def test_concurrency_limit_queues_then_fails_over_at_the_queue_deadline():
 async def test_slot_waits_are_reported_to_the_admission_signal():
     slow = FakeTTS("limited", profile=FaultProfile(chunk_delay=Delay(value_s=0.05)))
     config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, max_concurrency=1, queue_timeout_s=1.0)
-    router = Router(tts=[slow], config=config)
+    router = virtual_router(tts=[slow], config=config)
     waits: list[float] = []
     router.on_queue_wait = waits.append
     providers, _ = bind(router)
@@ -245,7 +259,7 @@ async def test_slot_waits_are_reported_to_the_admission_signal():
 async def test_attempt_events_carry_usage_and_cost_from_the_price_table():
     from voicerail.routing.router import Price
 
-    router = Router(
+    router = virtual_router(
         tts=[FakeTTS("priced", profile=FaultProfile(model_version="v7"))],
         config=FAST,
         prices={"priced": Price(per_1k_characters=0.5)},
@@ -264,7 +278,7 @@ async def test_mid_sentence_drop_without_chunk_texts_resumes_from_the_audio_esti
         "primary", chunk_texts=False, profile=FaultProfile(drop_rate=1.0, drop_after_chunks=4)
     )
     backup = FakeTTS("backup")
-    router = Router(tts=[primary, backup], config=FAST)
+    router = virtual_router(tts=[primary, backup], config=FAST)
     providers, _ = bind(router)
     chunks = [chunk async for chunk in providers.tts.synthesize(SENTENCE)]
     words = SENTENCE.split()
@@ -278,7 +292,7 @@ async def test_a_failover_at_another_sample_rate_keeps_the_first_rate():
     """The consumer builds one resampler per sentence: the rate must not change."""
     primary = FakeTTS("primary", 16000, profile=FaultProfile(drop_rate=1.0, drop_after_chunks=3))
     backup = FakeTTS("backup", 8000)
-    router = Router(tts=[primary, backup], config=FAST)
+    router = virtual_router(tts=[primary, backup], config=FAST)
     providers, _ = bind(router)
     chunks = [chunk async for chunk in providers.tts.synthesize(SENTENCE)]
     assert {c.sample_rate_hz for c in chunks} == {16000}
@@ -291,7 +305,7 @@ async def test_a_failover_at_another_sample_rate_keeps_the_first_rate():
 async def test_attempt_and_failover_events_carry_their_fields():
     primary = FakeTTS("primary", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=2))
     backup = FakeTTS("backup", profile=FaultProfile(model_version="b-3"))
-    router = Router(tts=[primary, backup], config=FAST)
+    router = virtual_router(tts=[primary, backup], config=FAST)
     providers, events = bind(router)
     assert await speak(providers.tts) == SENTENCE.split()
     failed, ok = [e for e in events if e.kind is EventKind.PROVIDER_ATTEMPTED]
@@ -308,7 +322,7 @@ async def test_attempt_and_failover_events_carry_their_fields():
 async def test_the_turn_budget_shortens_the_first_byte_deadline():
     primary = FakeTTS("primary", profile=FaultProfile(hang_rate=1.0))
     config = RoutingConfig(ttfb_timeout_s=5.0, hedge=False, min_attempt_s=0.05)
-    router = Router(tts=[primary, FakeTTS("backup")], config=config)
+    router = virtual_router(tts=[primary, FakeTTS("backup")], config=config)
     events: list[Event] = []
     turn_ends_s = router.clock.monotonic() + 0.15
     providers = router.bind("call-1", events.append, lambda: turn_ends_s)
@@ -325,7 +339,7 @@ async def test_llm_continues_a_partial_reply_on_the_next_provider():
         "a", "hello there friend", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=2)
     )
     backup = FakeLLM("b", "friend")
-    router = Router(llm=[primary, backup], config=FAST)
+    router = virtual_router(llm=[primary, backup], config=FAST)
     providers, _ = bind(router)
     question = [ChatMessage("user", "hi")]
     text = "".join([d.text async for d in providers.llm.chat(question)])
@@ -338,7 +352,7 @@ async def test_stt_drop_after_a_partial_yields_the_final_once():
         "a", "book me tuesday", profile=FaultProfile(drop_rate=1.0, drop_after_chunks=1)
     )
     backup = FakeSTT("b", "book me tuesday")
-    router = Router(stt=[primary, backup], config=FAST)
+    router = virtual_router(stt=[primary, backup], config=FAST)
     providers, events = bind(router)
 
     async def audio() -> AsyncIterator[bytes]:
@@ -355,7 +369,7 @@ async def test_stt_drop_after_a_partial_yields_the_final_once():
 async def test_cancelling_while_waiting_for_the_first_byte_is_not_a_failure():
     hung = FakeTTS("hung", profile=FaultProfile(hang_rate=1.0))
     config = RoutingConfig(ttfb_timeout_s=5.0, hedge=False, breaker_failures=1)
-    router = Router(tts=[hung], config=config)
+    router = virtual_router(tts=[hung], config=config)
     providers, events = bind(router)
     task = asyncio.ensure_future(speak(providers.tts))
     await asyncio.sleep(0.02)
@@ -371,7 +385,7 @@ async def test_probes_use_the_providers_own_probe_and_skip_closed_breakers():
     config = RoutingConfig(
         ttfb_timeout_s=0.2, hedge=False, breaker_failures=1, breaker_cooldown_s=0.02
     )
-    router = Router(tts=[flaky, FakeTTS("backup")], config=config)
+    router = virtual_router(tts=[flaky, FakeTTS("backup")], config=config)
     providers, _ = bind(router)
     assert await router.run_probes() == {}
     await speak(providers.tts)
@@ -383,17 +397,17 @@ async def test_probes_use_the_providers_own_probe_and_skip_closed_breakers():
 
 def test_chain_config_selects_and_orders_providers_by_name():
     a, b = FakeTTS("a"), FakeTTS("b")
-    router = Router(tts=[a, b], config=RoutingConfig(providers=["b", "a"]))
+    router = virtual_router(tts=[a, b], config=RoutingConfig(providers=["b", "a"]))
     assert [p.name for p in router.chains[Stage.TTS]] == ["b", "a"]
     with pytest.raises(ConfigError, match="unknown provider 'c'"):
-        Router(tts=[a], config=RoutingConfig(providers=["c"]))
+        virtual_router(tts=[a], config=RoutingConfig(providers=["c"]))
     with pytest.raises(ConfigError, match="unknown tts provider 'b'"):
-        Router(tts=[a], stage_configs={Stage.TTS: RoutingConfig(providers=["b"])})
+        virtual_router(tts=[a], stage_configs={Stage.TTS: RoutingConfig(providers=["b"])})
 
 
 async def test_events_take_their_times_from_the_injected_clock():
     clock = FakeClock(start_s=42.0, wall_offset_s=1_000.0)
-    router = Router([], [FakeTTS("t")], [], RoutingConfig(hedge=False), clock)
+    router = virtual_router([], [FakeTTS("t")], [], RoutingConfig(hedge=False), clock)
     providers, events = bind(router)
     await speak(providers.tts)
     [ok] = [e for e in events if e.kind is EventKind.PROVIDER_ATTEMPTED]
@@ -432,7 +446,7 @@ async def test_a_transient_error_is_retried_before_a_much_weaker_provider(backup
     backup = FlakySTT("sphinx", quality=backup_quality, transcript="book me to stay")
     backup.requests = 1  # the backup never fails
     config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05)
-    router = Router(stt=[primary, backup], config=config)
+    router = virtual_router(stt=[primary, backup], config=config)
     providers, events = bind(router)
     finals = [t.text async for t in providers.stt.transcribe(utterance(), sample_rate_hz=16000)]
     if retried:
@@ -456,7 +470,7 @@ async def test_a_much_weaker_fallback_takes_no_share_of_the_turn_budget():
     weak = FakeSTT("sphinx", transcript="book me to stay")
     weak.quality = 0.4  # type: ignore[attr-defined]
     config = RoutingConfig(ttfb_timeout_s=1.0, hedge=False, min_attempt_s=0.05)
-    router = Router(stt=[slow, weak], config=config)
+    router = virtual_router(stt=[slow, weak], config=config)
     # A 0.2 s turn budget: split over two providers whisper would get 0.1 s and be
     # abandoned at 0.3 s; before only a much weaker one it gets its whole 1 s.
     deadline = router.clock.monotonic() + 0.2

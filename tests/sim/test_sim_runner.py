@@ -132,6 +132,32 @@ async def test_the_same_suite_passes_against_a_correct_server(
     assert run.contamination.own_tokens_seen == 3
 
 
+async def test_mixed_transports_in_one_run_keep_calls_apart(
+    audio_library: AudioLibrary, data_dir: Path, fast: CloudLatency
+) -> None:
+    """Four callers, one per provider (Twilio, Telnyx, Plivo, Vonage), each from its
+    webhook to its stream: every call passes and no caller's words leak to another."""
+    config = FakeServerConfig(agent="echo", data_dir=data_dir, vad="energy", latency=fast)
+    raw = dict(
+        ECHO_SUITE,
+        variables={
+            "first": ["Maria", "James", "Priya", "Omar"],
+            "last": ["Lopez", "Carter", "Patel", "Haddad"],
+        },
+    )
+    plans = expand(parse_suite(raw), calls=4)
+    turns = await asyncio.to_thread(audio_library.prepare, plans)
+    options = RunOptions(concurrency=4, transport="twilio,telnyx,plivo,vonage")
+    async with serve_in_process(config) as base_url:
+        target = await probe_target(Target(base_url=base_url, data_dir=config.data_dir))
+        run = await run_calls(target, plans, turns, options)
+    assert run.passed, explain(run)
+    assert run.contamination.calls_checked == 4 and run.contamination.own_tokens_seen == 4
+    assert all(not r.protocol_errors for r in run.results.values())
+    transports = sorted(rec["data"]["transport"] for rec in run.server_records.values())
+    assert transports == ["plivo", "telnyx", "twilio", "vonage"]
+
+
 async def test_grouped_outbound_frames_play_without_gaps_and_marks_still_follow_the_audio(
     audio_library: AudioLibrary, data_dir: Path, fast: CloudLatency
 ) -> None:

@@ -215,7 +215,9 @@ def _sids_of(db: sqlite3.Connection, calls: set[str]) -> set[str]:
 
 
 def _erase_redis(url: str, calls: set[str], call_sids: set[str], prefix: str) -> int:
-    """The live state of ``calls`` (``state/redis_store.py``'s keys)."""
+    """The live state of ``calls`` (``state/redis_store.py``'s keys), and the
+    transfer records of their CallSids (``handoff/transfers.py``: call id
+    ``transfer:<CallSid>``)."""
     try:
         import redis
     except ImportError as exc:  # the redis extra
@@ -223,6 +225,7 @@ def _erase_redis(url: str, calls: set[str], call_sids: set[str], prefix: str) ->
     client = redis.Redis.from_url(url, socket_timeout=5.0)
     try:
         keys = [f"{prefix}call:{c}" for c in calls] + [f"{prefix}sid:{s}" for s in call_sids]
+        keys += [f"{prefix}call:transfer:{s}" for s in call_sids]
         return int(client.delete(*keys)) if keys else 0
     except redis.RedisError as exc:
         raise StoreError(f"redis erasure failed: {exc}") from exc

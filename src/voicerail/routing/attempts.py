@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from voicerail.clock import Clock, SystemClock
 from voicerail.errors import ErrorClass, ProviderError, ProviderUnavailable
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.providers.base import Usage
@@ -52,6 +53,7 @@ class Attempt(Generic[T]):
     holding: bool = False
     ttfb_s: float | None = None
     usage: Usage | None = None
+    clock: Clock = field(default_factory=SystemClock)  # the router's: waits use it
     task: asyncio.Task[T] = field(init=False)
 
     async def first(self, queue_timeout_s: float) -> T:
@@ -62,10 +64,12 @@ class Attempt(Generic[T]):
             StopAsyncIteration: the stream was empty.
         """
         if self.slot is not None:
+            # The wait is measured on the loop (load is real time); the deadline is
+            # the router clock's.
             loop = asyncio.get_running_loop()
             waited_from = loop.time()
             try:
-                await asyncio.wait_for(self.slot.acquire(), queue_timeout_s)
+                await self.clock.wait_for(self.slot.acquire(), queue_timeout_s)
             except TimeoutError as exc:
                 if self.on_queue_wait is not None:
                     self.on_queue_wait(loop.time() - waited_from)
@@ -230,7 +234,7 @@ class CallScope:
             ProviderError: the provider failed mid-stream.
         """
         idle_timeout_s = self.router.config_for(stage).idle_timeout_s
-        return await asyncio.wait_for(attempt.stream.__anext__(), idle_timeout_s)
+        return await self.router.clock.wait_for(attempt.stream.__anext__(), idle_timeout_s)
 
 
 class _Opening(Generic[T]):
@@ -312,6 +316,7 @@ class _Opening(Generic[T]):
                 deadline_s=deadline_s,
                 slot=self.router.slots.get(provider.name),
                 on_queue_wait=self.router.on_queue_wait,
+                clock=self.router.clock,
             )
             attempt.task = asyncio.ensure_future(attempt.first(self.cfg.queue_timeout_s))
             self.running.append(attempt)
@@ -359,6 +364,8 @@ class _Opening(Generic[T]):
             head = self.running[0]
             hedge_at = head.started_s + self.router.latency[head.provider.name].hedge_delay_s()
             timeout = min(timeout, max(hedge_at, self.hedge_retry_s) - now)
+        # On the loop's clock, which is the router clock's (SystemClock, AutoClock):
+        # asyncio.wait returns the tasks done at the deadline, which wait_for cannot.
         done, _ = await asyncio.wait(
             [a.task for a in self.running],
             timeout=max(0.0, timeout),

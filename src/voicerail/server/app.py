@@ -19,6 +19,8 @@ Routes:
   ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
   and at most ``max_pending_streams`` sockets may wait for ``start``. One live
   stream per CallSid in a process: a newer one takes over (``session/resume.py``).
+* ``/telnyx/*``, ``/plivo/*``, ``/vonage/*`` — the other providers' webhooks and
+  media sockets (``server/provider_routes.py``), over the same call driver.
 * ``GET /healthz`` — liveness, calls in progress (streams past ``start``) and
   the answering worker's process id.
 * ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
@@ -53,7 +55,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
-from voicerail.errors import ProtocolError, StoreError
+from voicerail.errors import StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.handoff.summary import handoff_from_events
 from voicerail.server.admission import OverflowPolicy
@@ -62,10 +64,13 @@ from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
 from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
+from voicerail.server.provider_routes import provider_routes
 from voicerail.session.driver import CallSession
 from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime
 from voicerail.state.resume import resumable, stream_parameters
+from voicerail.wire.transport import MediaTransport
+from voicerail.wire.twilio_transport import TwilioTransport
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +93,7 @@ class ServerSettings:
             a draining worker may still answer a resume: the new stream reaches one
             of the others. A server alone hangs up instead (its drain would refuse
             the stream, and Twilio would ask again).
+        telnyx_public_key: base64 Ed25519 key; Telnyx webhooks are verified when set.
     """
 
     twilio_auth_token: str | None = None
@@ -98,6 +104,7 @@ class ServerSettings:
     limits: ServerLimits = field(default_factory=ServerLimits)
     handoff: HandoffSettings | None = None
     other_workers: bool = False
+    telnyx_public_key: str | None = None
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -206,6 +213,10 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         return state.resumes
 
     async def media(websocket: WebSocket) -> None:
+        await run_stream(websocket, TwilioTransport())
+
+    async def run_stream(websocket: WebSocket, transport: MediaTransport) -> None:
+        """One call over ``websocket`` spoken in ``transport``'s protocol."""
         pending = sum(1 for s in active.values() if not s.started)
         if pending >= settings.limits.max_pending_streams:
             # Refused before the handshake completes (uvicorn answers 403). Logged
@@ -221,7 +232,12 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return
         await websocket.accept()
         session = CallSession(
-            runtime, websocket.send_text, _closer(websocket), settings.limits.stream, streams
+            runtime,
+            _sender(websocket),
+            _closer(websocket),
+            settings.limits.stream,
+            streams,
+            transport=transport,
         )
         active[id(session)] = session
         try:
@@ -285,6 +301,13 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         Route("/api/calls", list_calls),
         Route("/api/calls/{call_id}", get_call),
     ]
+    routes += provider_routes(
+        runtime,
+        run_stream,
+        refuse_at_webhook,
+        public_url=settings.public_url,
+        telnyx_public_key=settings.telnyx_public_key,
+    )
     if desk is not None:
         routes += handoff_routes(desk, signed_form)
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
@@ -322,13 +345,8 @@ def _sampling_load(runtime: Runtime) -> Callable[[Starlette], Any]:
     return lifespan
 
 
-async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
-    """Text messages until the peer disconnects.
-
-    Raises:
-        ProtocolError: a binary frame: Twilio sends JSON in text frames only
-            (https://www.twilio.com/docs/voice/media-streams/websocket-messages).
-    """
+async def _incoming(websocket: WebSocket) -> AsyncIterator[str | bytes]:
+    """Frames (text or binary) until the peer disconnects; the transport judges them."""
     while True:
         try:
             message = await websocket.receive()
@@ -337,10 +355,17 @@ async def _incoming(websocket: WebSocket) -> AsyncIterator[str]:
         if message["type"] == "websocket.disconnect":
             return
         text = message.get("text")
-        if text is None:
-            num_bytes = len(message.get("bytes") or b"")
-            raise ProtocolError(f"binary frame of {num_bytes} bytes; twilio sends text frames only")
-        yield text
+        yield text if text is not None else (message.get("bytes") or b"")
+
+
+def _sender(websocket: WebSocket) -> Callable[[str | bytes], Awaitable[None]]:
+    async def send(frame: str | bytes) -> None:
+        if isinstance(frame, bytes):
+            await websocket.send_bytes(frame)
+        else:
+            await websocket.send_text(frame)
+
+    return send
 
 
 def _closer(websocket: WebSocket) -> Callable[[int, str], Awaitable[None]]:

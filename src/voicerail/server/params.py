@@ -21,8 +21,10 @@ from voicerail.events.store import MAX_CALLS_LIMIT
 
 DEFAULT_CALLS_LIMIT = 50
 
-# Twilio call SIDs are "CA" and 32 hex digits; test and simulated SIDs are shorter.
-_CALL_SID = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+# Twilio call SIDs are "CA" and 32 hex digits; Telnyx call_control_ids are
+# "v3:" and some 50 base64url characters; Plivo and Vonage use UUIDs; test and
+# simulated SIDs are shorter.
+_CALL_SID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _OUTCOMES = tuple(str(o) for o in Outcome)
 
 
@@ -75,5 +77,5 @@ def parse_calls_query(params: Mapping[str, str]) -> CallsQuery:
         raise BadParameter("outcome", f"must be one of {', '.join(_OUTCOMES)}")
     call_sid = params.get("call_sid")
     if call_sid is not None and not _CALL_SID.fullmatch(call_sid):
-        raise BadParameter("call_sid", "must be 1 to 64 letters, digits, '_', '.' or '-'")
+        raise BadParameter("call_sid", "must be 1 to 128 letters, digits, '_', '.', ':' or '-'")
     return CallsQuery(limit=limit, outcome=outcome, call_sid=call_sid)

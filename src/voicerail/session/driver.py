@@ -1,12 +1,16 @@
-"""The call driver: runs one call's turn loop over a Twilio media stream.
+"""The call driver: runs one call's turn loop over a media transport.
 
 (Over 800 lines: it is the one place where a call's tasks, sends and events
-meet, and each part reads the same per-call state; admission, stream limits,
-the phrase cache, the holding phrase, the CRM hooks and resume (its reads and
-rules in ``session/resume.py``) each added their few lines here. Issue 15
-splits it over a transport seam into inbound audio, playback (synthesis to
-paced frames, marks, the holding phrase), outcome rules and dialog jobs; until
-then each addition stays a small method.)
+meet. Issue 15 moved out what does one thing alone: the transport seam
+(``wire/transport.py``: Twilio, Telnyx, Plivo, Vonage), inbound audio
+(``session/inbound.py``: media clock, VAD, endpointer, ring), outbound pacing
+(``session/playout.py``), what was heard (``session/playback.py``), the STT and
+TTS calls of a turn (``session/speech_io.py``) and the outcome rules
+(``turns/outcome.py``); resume keeps its reads and rules in
+``session/resume.py``. What is left is the coordination: stream start, resume
+and admission, turn ends to dialog jobs, replies to sentences and marks, and the
+events; the next split is the dialog jobs (greet, answer, reprompt, DTMF) with
+their decision records into ``session/jobs.py``.)
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
@@ -15,8 +19,8 @@ turn-taking policy decides, and the driver executes the actions it is handed
 
 Rules:
 
-1. One :class:`CallSession` per call; it owns that call's protocol object, VAD
-   state, ring buffer, dialog and playback tracker. Nothing is shared between
+1. One :class:`CallSession` per call; it owns that call's transport, inbound
+   audio, playout, dialog and playback tracker. Nothing is shared between
    calls except the :class:`~voicerail.session.runtime.Runtime`.
 2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
    time; starting one cancels the previous.
@@ -27,8 +31,9 @@ Rules:
    everything still queued, and sends ``clear``.
 4. ``except Exception`` appears only at task boundaries, where the error is
    recorded as an event and the call ends with outcome ``failed``.
-5. A call exists from ``start`` on: only then is it recorded (``CallStarted`` and
-   its row) and counted; a socket that never sends ``start`` leaves no call behind.
+5. A call exists from the transport's ``CallAnswered`` (Twilio's ``start``) on:
+   only then is it recorded (``CallStarted`` and its row) and counted; a socket
+   that never answers leaves no call behind.
    The stream's deadlines and real-time rule (``wire/stream_limits.py``) are checked
    on every ``media`` and every tick; a broken one ends the stream with 1008.
 6. Every call that ends with an error writes one log line naming the call and
@@ -41,60 +46,55 @@ import asyncio
 import logging
 import math
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-import voicerail.wire.twilio as twilio
 from voicerail.audio import endpointing
-from voicerail.audio.g711 import ulaw_to_pcm16
-from voicerail.audio.resample import resample
-from voicerail.audio.ring import AudioRingBuffer
-from voicerail.audio.vad import EnergyVAD, SileroVAD, SileroVADModel
-from voicerail.audio.vad_batch import BatchedSileroVAD, SileroBatcher
 from voicerail.compliance.dialog import plain_key
 from voicerail.dialog.base import AgentReply, Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, closing_stream
+from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
 from voicerail.session.end_of_turn import EndOfTurnCheck
-from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
+from voicerail.session.inbound import InboundAudio
+from voicerail.session.phrase_cache import HOLDING_PHRASE
 from voicerail.session.playback import PlaybackTracker
+from voicerail.session.playout import Playout, SendFrame
 from voicerail.session.resume import Resumed, StreamRegistry, take_over
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
+from voicerail.session.speech_io import SpeechToTextResult, synthesize_ulaw, transcribe
 from voicerail.session.text import split_for_speech
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import SessionState
+from voicerail.turns import outcome as outcomes
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
+from voicerail.wire.transport import (
+    CALL_RATE_HZ,
+    AudioReceived,
+    CallAnswered,
+    CallHungUp,
+    DigitPressed,
+    MediaTransport,
+    PlaybackMarked,
+    TransportEvent,
+)
+from voicerail.wire.twilio_transport import TwilioTransport
 
 log = logging.getLogger(__name__)
 
-TWILIO_RATE_HZ = 8000
-STT_RATE_HZ = 16000
-FRAME_S = 0.02
-ULAW_FRAME_NUM_BYTES = 160
+#: The call's audio rate (transports convert to and from it).
+TWILIO_RATE_HZ = CALL_RATE_HZ
 TICK_S = 0.05
 #: How far the VAD may lag the received audio (a window, a frame and some batching)
 #: for an end-of-turn model's answer still to end the turn early.
 _VAD_BEHIND_S = 0.1
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
 CLOSE_TRY_AGAIN_LATER = 1013
-
-SendText = Callable[[str], Awaitable[None]]
-
-
-@dataclass(frozen=True)
-class _SpeechToTextResult:
-    """One utterance's STT outcome: the final transcript, compute time, audio length."""
-
-    final: Transcript | None
-    elapsed_s: float
-    audio_s: float
 
 
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -105,20 +105,22 @@ class CallSession:
 
     Args:
         runtime: the server's shared parts.
-        send_text: sends one WebSocket text message to Twilio.
+        send_text: sends one WebSocket frame (text or binary) to the provider.
         close: closes the WebSocket with a code and reason.
         limits: the stream's deadlines and real-time rule (rule 5).
         streams: this process's live stream per CallSid; a stream registered
             there takes over an older one of the same call (``session/resume.py``).
+        transport: the provider's protocol (:class:`TwilioTransport` when None).
     """
 
     def __init__(
         self,
         runtime: Runtime,
-        send_text: SendText,
+        send_text: SendFrame,
         close: CloseSocket,
         limits: StreamLimits | None = None,
         streams: StreamRegistry | None = None,
+        transport: MediaTransport | None = None,
     ) -> None:
         self.rt = runtime
         self._streams = streams
@@ -128,7 +130,7 @@ class CallSession:
         self._close = close
         self._clock = runtime.clock
         self._stream_guard = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
-        self.proto = twilio.TwilioStreamProtocol()
+        self.transport: MediaTransport = transport if transport is not None else TwilioTransport()
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
         self._turn_deadline_s: float | None = None
         self.stt: SpeechToText = runtime.stt
@@ -136,28 +138,10 @@ class CallSession:
         self._bind_providers()
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
-        self._vad: SileroVAD | EnergyVAD
-        self._batched_vad: BatchedSileroVAD | None = None
-        if isinstance(runtime.vad_model, SileroBatcher):
-            self._batched_vad = BatchedSileroVAD(
-                runtime.vad_model,
-                sample_rate_hz=TWILIO_RATE_HZ,
-                on_scores=self._on_vad_scores,
-                on_error=self._on_vad_error,
-            )
-            self._vad = self._batched_vad
-        elif isinstance(runtime.vad_model, SileroVADModel):
-            self._vad = SileroVAD(runtime.vad_model, sample_rate_hz=TWILIO_RATE_HZ)
-        else:
-            self._vad = EnergyVAD(sample_rate_hz=TWILIO_RATE_HZ)
-        self._endpointer = endpointing.Endpointer(
-            threshold=cfg.vad_threshold,
-            min_speech_s=cfg.min_speech_s,
-            silence_s=cfg.endpoint_silence_s,
-            window_s=self._vad.frame_num_samples / TWILIO_RATE_HZ,
+        self._inbound = InboundAudio(
+            runtime.vad_model, cfg, on_scores=self._on_vad_scores, on_error=self._on_vad_error
         )
-        self._ring = AudioRingBuffer(max_s=120.0, sample_rate_hz=TWILIO_RATE_HZ)
-        self._speculation: SpeculativeSTT[_SpeechToTextResult] | None = None
+        self._speculation: SpeculativeSTT[SpeechToTextResult] | None = None
         if cfg.speculative_stt_after_s is not None:
             speculate_after_s = cfg.speculative_stt_after_s
             if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
@@ -177,18 +161,19 @@ class CallSession:
         # from the end of speech (stream seconds), and the model's probability.
         self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
         self._turn_model_s: float | None = None  # the last model check's time, seconds
-        self._send_lock = asyncio.Lock()
-        self._out: asyncio.Queue[tuple[int, bytes | str]] = asyncio.Queue()
-        self._generation = 0
-        self._playhead_s = 0.0
+        self._playout = Playout(
+            self.transport,
+            send_text,
+            self._clock,
+            lead_s=cfg.playback_lead_s,
+            frames_per_message=cfg.frames_per_media,
+        )
         self._playback: PlaybackTracker | None = None
         self._playback_done = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._unanswered_text = ""
         self._turn_ended_at_s: float | None = None
-        self._received_s = 0.0  # seconds of caller audio received
-        self._audio_origin = math.inf  # monotonic time of the caller's audio time 0
         self._outcome: Outcome | None = None
         self._ended_by: str | None = None
         self._error: str | None = None
@@ -196,7 +181,7 @@ class CallSession:
         self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
-        self._holding: asyncio.TimerHandle | None = None
+        self._holding: asyncio.Task[None] | None = None
         self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self._recorder: CallStateRecorder | None = None  # state once per turn (state/)
         self._caller_text = ""  # the turn's caller text, for the recorder
@@ -216,17 +201,16 @@ class CallSession:
 
     # -- lifecycle -------------------------------------------------------------
 
-    async def run(self, incoming: AsyncIterable[str]) -> CallRecord:
+    async def run(self, incoming: AsyncIterable[str | bytes]) -> CallRecord:
         """Run the call until the caller hangs up, the agent ends it, or it fails."""
         current_call_id.set(self.call_id)  # inherited by every task of this call
         tasks = [
             asyncio.create_task(self._read(incoming), name=f"{self.call_id}-read"),
-            asyncio.create_task(self._pace(), name=f"{self.call_id}-pace"),
+            asyncio.create_task(self._playout.run(), name=f"{self.call_id}-pace"),
             asyncio.create_task(self._tick(), name=f"{self.call_id}-tick"),
         ]
         await self._done.wait()
-        if self._batched_vad is not None:
-            self._batched_vad.close()
+        self._inbound.close()
         if self._speculation is not None:
             self._speculation.cancel()
         if self._end_of_turn is not None:
@@ -242,7 +226,7 @@ class CallSession:
             # A taken-over stream's call goes on in the stream that replaced it.
             self.rt.load.call_ended(self.call_id)
         if self._streams is not None:
-            self._streams.ended(self.proto.call_sid, self)
+            self._streams.ended(self.transport.call_ref, self)
         self._finish()
         if self._recorder is not None:
             await self._recorder.aclose()
@@ -304,14 +288,7 @@ class CallSession:
                 self._error or "no error",
             )
             return
-        if self._error is not None:
-            outcome = Outcome.FAILED
-        elif self._outcome is not None:
-            outcome = self._outcome
-        elif self._ended_by == "agent":
-            outcome = Outcome.COMPLETED
-        else:
-            outcome = Outcome.ABANDONED
+        outcome = outcomes.final(error=self._error, decided=self._outcome, ended_by=self._ended_by)
         # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
         if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
             call_ended(str(outcome), self._turn_index)
@@ -331,8 +308,8 @@ class CallSession:
             ended_at=now,
             outcome=str(outcome),
             error=self._error,
-            call_sid=self.proto.call_sid,
-            stream_sid=self.proto.stream_sid,
+            call_sid=self.transport.call_ref,
+            stream_sid=self.transport.stream_ref,
             data=data,
         )
         self.rt.events.save_call(self.record)
@@ -341,11 +318,11 @@ class CallSession:
 
     # -- inbound ---------------------------------------------------------------
 
-    async def _read(self, incoming: AsyncIterable[str]) -> None:
+    async def _read(self, incoming: AsyncIterable[str | bytes]) -> None:
         try:
-            async for text in incoming:
-                self.proto.receive_data(text)
-                for message in self.proto.events_received():
+            async for data in incoming:
+                self.transport.receive_data(data)
+                for message in self.transport.events_received():
                     await self._on_message(message)
         except ProtocolError as exc:
             self._on_protocol_error(exc)
@@ -370,40 +347,37 @@ class CallSession:
             self._close_reason = error  # only the peer's own fault goes back to it
         self._end(limit or "protocol_error", error=error, close_code=1008)
 
-    async def _on_message(self, message: twilio.InboundMessage) -> None:
+    async def _on_message(self, message: TransportEvent) -> None:
         now = self._clock.monotonic()
-        if isinstance(message, twilio.Media):
-            self._stream_guard.receive_media(len(message.payload), now)
-            pcm = ulaw_to_pcm16(message.payload)
+        if isinstance(message, AudioReceived):
+            pcm = message.pcm
+            # The guard counts samples at 8 kHz (one μ-law byte each).
+            self._stream_guard.receive_media(len(pcm) // 2, now)
             # The caller's audio clock: a frame's last sample exists at origin +
             # received seconds; the earliest frame relative to that fixes the origin.
-            self._received_s += len(pcm) / (2 * TWILIO_RATE_HZ)
-            self._audio_origin = min(self._audio_origin, now - self._received_s)
-            self._ring.append(pcm)
-            if self._batched_vad is not None:
-                self._batched_vad.feed(pcm, now)  # scores arrive in _on_vad_scores
-            else:
-                self._on_speech_probabilities(self._vad.process(pcm), now)
-        elif isinstance(message, twilio.Mark):
+            probabilities = self._inbound.receive(pcm, now)  # batched: _on_vad_scores
+            if probabilities:
+                self._on_speech_probabilities(probabilities, now)
+        elif isinstance(message, PlaybackMarked):
             self._on_mark(message.name, now)
-        elif isinstance(message, twilio.Start):
+        elif isinstance(message, CallAnswered):
             self._stream_guard.receive_start(now)
             await self._on_start(message)
-        elif isinstance(message, twilio.DTMF):
+        elif isinstance(message, DigitPressed):
             # compliance/dialog.py: during a PCI pause the key goes to the card entry only;
             # no key is recorded (16 events with a digit each would rebuild a card).
             screen = getattr(self.dialog, "receive_dtmf", plain_key)
             key = screen(message.digit)
             self._emit(EventKind.DTMF_RECEIVED, Stage.TELEPHONY, data={"pci": key.paused})
             await self._apply(self.turns.handle(tp.DtmfPressed(key.deliver), now))
-        elif isinstance(message, twilio.Stop):
+        elif isinstance(message, CallHungUp):
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
-    async def _on_start(self, start: twilio.Start) -> None:
+    async def _on_start(self, start: CallAnswered) -> None:
         # Admission (session/load.py): a stream the webhook announced holds a slot
         # under its CallSid; one beyond capacity is refused before it is a call.
-        decision = self.rt.load.admit(reservation=start.call_sid)
+        decision = self.rt.load.admit(reservation=start.call_ref or None)
         if not decision.admit:
             reason = f"refused: {decision.reason}"
             self._emit(
@@ -411,61 +385,63 @@ class CallSession:
                 Stage.TELEPHONY,
                 outcome="refused",
                 data={"where": "stream", "reason": decision.reason},
-                pii={"call_sid": start.call_sid},
+                pii={"call_sid": start.call_ref},
             )
             log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
             self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
             return
         if self._streams is not None:
-            self._streams.started(start.call_sid, self)
-        resumed = await take_over(self.rt, start.call_sid)
+            self._streams.started(start.call_ref, self)
+        resumed = await take_over(self.rt, start.call_ref)
         if self._done.is_set():
             return  # the socket closed while the state was read
         self._admitted = True
         if resumed is not None:
             self._on_resumed_start(start, resumed)
             return
-        self.rt.load.call_started(self.call_id, reservation=start.call_sid)
+        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
         self.record = CallRecord(
             call_id=self.call_id,
             agent=self.record.agent,
             started_at=self._clock.wall(),
-            call_sid=start.call_sid,
-            stream_sid=start.stream_sid,
+            call_sid=start.call_ref,
+            stream_sid=start.stream_ref,
             data={
                 "custom_parameters": sorted(start.custom_parameters),
                 "worker": str(self.rt.worker),  # for state/lost_calls.py
                 "worker_pid": self.rt.worker.pid,
+                "transport": self.transport.name,
             },
         )
         self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
         self.rt.events.save_call(self.record)
         if self.rt.state is not None:
-            first = SessionState(self.call_id, call_sid=start.call_sid, worker=str(self.rt.worker))
+            first = SessionState(self.call_id, call_sid=start.call_ref, worker=str(self.rt.worker))
             self._recorder = CallStateRecorder(
                 self.rt.state, first, self._clock.wall, on_conflict=self.take_over
             )
         self._on_stream_started(start)
         self._start_job(self._greet())
 
-    def _on_stream_started(self, start: twilio.Start) -> None:
+    def _on_stream_started(self, start: CallAnswered) -> None:
         self._emit(
             EventKind.STREAM_STARTED,
             Stage.TELEPHONY,
             data={
-                "stream_sid": start.stream_sid,
+                "stream_sid": start.stream_ref,
                 "tracks": list(start.tracks),
-                "encoding": start.media_format.encoding,
-                "sample_rate_hz": start.media_format.sample_rate_hz,
+                "encoding": start.encoding,
+                "sample_rate_hz": start.sample_rate_hz,
+                "transport": self.transport.name,
                 "worker_pid": self.rt.worker.pid,
             },
-            pii={"call_sid": start.call_sid, "custom_parameters": start.custom_parameters},
+            pii={"call_sid": start.call_ref, "custom_parameters": dict(start.custom_parameters)},
         )
         # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
         if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
-            caller_known(start.custom_parameters.get("from", ""))
+            caller_known(start.caller)
 
-    def _on_resumed_start(self, start: twilio.Start, resumed: Resumed) -> None:
+    def _on_resumed_start(self, start: CallAnswered, resumed: Resumed) -> None:
         """Carry the call on (``session/resume.py``): its id, dialog, turns, outcome
         and booking; the caller hears a recap instead of the greeting."""
         state = resumed.state
@@ -475,9 +451,9 @@ class CallSession:
         self._bind_providers()
         self._turn_index = max(0, len(state.turns) - 1)
         self._outcome = Outcome(state.outcome) if state.outcome else None
-        self.rt.load.call_started(self.call_id, reservation=start.call_sid)
+        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
         worker = self.rt.worker
-        self.record = resumed.record(start.stream_sid, self.rt.agent.name, worker)
+        self.record = resumed.record(start.stream_ref, self.rt.agent.name, worker)
         self.rt.events.save_call(self.record)
         assert self.rt.state is not None  # take_over() resumes only with a state store
         self._recorder = CallStateRecorder(
@@ -504,7 +480,7 @@ class CallSession:
         self._end("error", error=f"vad failed: {type(error).__name__}: {error}", close_code=1011)
 
     def _on_speech_probabilities(self, probabilities: Sequence[float], now: float) -> None:
-        endpointer = self._endpointer
+        endpointer = self._inbound.endpointer
         for probability in probabilities:
             for change in endpointer.process(probability):
                 if isinstance(change, endpointing.SpeechStarted):
@@ -528,7 +504,7 @@ class CallSession:
         assert self.rt.turn_model is not None
         started = self._clock.monotonic()
         start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
-        pcm16k = resample(self._ring.since(start_s), TWILIO_RATE_HZ, STT_RATE_HZ)
+        pcm16k = self._inbound.pcm16k(start_s)
         probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
         self._turn_model_s = self._clock.monotonic() - started
         return probability
@@ -537,10 +513,10 @@ class CallSession:
         self, speech_start_s: float, pause_start_s: float, probability: float
     ) -> None:
         """The model says the caller finished: end the turn where the pause began."""
-        endpointer = self._endpointer
+        endpointer = self._inbound.endpointer
         if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
             return  # the caller spoke again, or the window already ended the turn
-        if self._received_s - endpointer.now_s > _VAD_BEHIND_S:
+        if self._inbound.received_s - endpointer.now_s > _VAD_BEHIND_S:
             # Audio arrived that the VAD has not scored yet (a loaded server): the
             # caller may already be speaking again, so the window decides instead.
             # Under load this had split "next Tuesday | at three" into two turns.
@@ -565,7 +541,7 @@ class CallSession:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(TICK_S)
+            await self._clock.sleep(TICK_S)
             expired = self._stream_guard.expired(self._clock.monotonic())
             if expired is not None:
                 self._on_protocol_error(expired)
@@ -642,27 +618,23 @@ class CallSession:
             return
         turn_ended_at_s = self._turn_ended_at_s
 
-        def hold() -> None:
+        async def hold() -> None:
+            await self._clock.sleep(after_s)
             self._holding = None
-            if self._turn_ended_at_s != turn_ended_at_s or not self._streaming:
+            if self._turn_ended_at_s != turn_ended_at_s or not self._playout.sending:
                 return  # the reply started, or another turn began
-            generation = self._generation
-            for k in range(0, len(audio), ULAW_FRAME_NUM_BYTES):
-                self._out.put_nowait((generation, audio[k : k + ULAW_FRAME_NUM_BYTES]))
-            self._out.put_nowait((generation, f"hold{self._turn_index}"))
+            generation = self._playout.generation
+            self._playout.queue_audio(generation, audio)
+            self._playout.queue_mark(generation, f"hold{self._turn_index}")
             self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
 
-        self._holding = asyncio.get_running_loop().call_later(after_s, hold)
+        self._holding = asyncio.get_running_loop().create_task(hold())
 
     async def _barge_in(self) -> None:
         now = self._clock.monotonic()
         tracker, self._playback = self._playback, None
-        self._generation += 1
-        self._playhead_s = now
         self._cancel_job()
-        if self._streaming:
-            self.proto.send_clear()
-            await self._flush()
+        await self._playout.cut()
         heard = tracker.heard_text(now) if tracker is not None else ""
         full = tracker.full_text if tracker is not None else ""
         self.dialog.on_agent_heard(heard, full)
@@ -696,7 +668,7 @@ class CallSession:
         spec = self._speculation
         # How late the end is seen against the caller's audio clock: 0 when every
         # frame is read on arrival (up to a frame and a VAD window of rounding).
-        due = self._audio_origin + turn.speech_end_s + endpoint_wait_s
+        due = self._inbound.origin_s + turn.speech_end_s + endpoint_wait_s
         inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
         if inbound_lag_s is not None:
             self.rt.load.observe_inbound_lag(inbound_lag_s)
@@ -762,28 +734,15 @@ class CallSession:
 
     async def _transcribe_span(
         self, speech_start_s: float, speech_end_s: float
-    ) -> _SpeechToTextResult:
+    ) -> SpeechToTextResult:
         """Run STT on the call audio between two stream times (plus pre-roll)."""
         preroll_s = self.rt.audio.preroll_s
         start_s = max(0.0, speech_start_s - preroll_s)
-        keep = int((speech_end_s + preroll_s - start_s) * TWILIO_RATE_HZ) * 2
-        pcm16k = resample(self._ring.since(start_s)[: max(keep, 0)], TWILIO_RATE_HZ, STT_RATE_HZ)
-
-        async def audio() -> AsyncIterator[bytes]:
-            yield pcm16k
-
-        started = self._clock.monotonic()
-        final = None
-        transcripts = self.stt.transcribe(audio(), sample_rate_hz=STT_RATE_HZ)
-        async with closing_stream(transcripts):
-            async for transcript in transcripts:
-                if transcript.is_final:
-                    final = transcript
-        audio_s = len(pcm16k) / 2 / STT_RATE_HZ
-        return _SpeechToTextResult(final, self._clock.monotonic() - started, audio_s)
+        pcm16k = self._inbound.pcm16k(start_s, speech_end_s + preroll_s)
+        return await transcribe(self.stt, pcm16k, self._clock)
 
     def _record_transcript(
-        self, result: _SpeechToTextResult, *, speculative: bool, waited_s: float
+        self, result: SpeechToTextResult, *, speculative: bool, waited_s: float
     ) -> tuple[str, float | None]:
         final = result.final
         text = final.text.strip() if final is not None else ""
@@ -856,11 +815,7 @@ class CallSession:
                 data={"intent": reply.intent, "node": reply.node},
             )
             self.record.data["handoff"] = True
-        # The first outcome sticks, except that a later handoff overrides it.
-        if (reply.outcome is not None and self._outcome is None) or (
-            reply.outcome is Outcome.HANDOFF
-        ):
-            self._outcome = reply.outcome
+        self._outcome = outcomes.decide(self._outcome, reply.outcome)
         self._record_state(reply)
 
     def _record_state(self, reply: AgentReply) -> None:
@@ -886,7 +841,7 @@ class CallSession:
         tracker = PlaybackTracker(now)
         self._playback = tracker
         self._playback_done = asyncio.Event()
-        generation = self._generation
+        generation = self._playout.generation
         self._reply_index += 1
         first_audio = True
         phrases = self.rt.phrases
@@ -901,14 +856,13 @@ class CallSession:
             started = self._clock.monotonic()
             num_bytes = 0
             try:
-                async with closing_stream(self._synthesize(sentence)) as pieces:
+                pieces = synthesize_ulaw(sentence, self.tts, self.rt.phrases)
+                async with closing_stream(pieces):
                     async for frames in pieces:
                         if first_audio:
                             first_audio = False
                             self._on_first_audio(started)
-                        for k in range(0, len(frames), ULAW_FRAME_NUM_BYTES):
-                            frame = frames[k : k + ULAW_FRAME_NUM_BYTES]
-                            self._out.put_nowait((generation, frame))
+                        self._playout.queue_audio(generation, frames)
                         num_bytes += len(frames)
             except ProviderError as exc:
                 # No TTS could speak this sentence: the call goes on without it
@@ -925,7 +879,7 @@ class CallSession:
                 log.warning("call %s: sentence %d not spoken: %s", self.call_id, index, exc)
             mark = f"r{self._reply_index}.s{index}"
             tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
-            self._out.put_nowait((generation, mark))
+            self._playout.queue_mark(generation, mark)
         tracker.finished_queueing = True
         if tracker.all_heard:
             self._playback_done.set()
@@ -951,68 +905,6 @@ class CallSession:
         self._turn_ended_at_s = None
         self._turn_deadline_s = None  # later sentences play while they are synthesized
         self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
-
-    def _is_cached(self, sentence: str) -> bool:
-        return self.rt.phrases is not None and sentence in self.rt.phrases
-
-    async def _synthesize(self, sentence: str) -> AsyncIterator[bytes]:
-        """Yield whole 20 ms μ-law frames (concatenated) for one sentence: from the
-        phrase cache when the sentence is fixed, else from the TTS."""
-        cached = self.rt.phrases.get(sentence) if self.rt.phrases is not None else None
-        if cached is not None:
-            yield cached
-            return
-        async with closing_stream(ulaw_frames(self.tts.synthesize(sentence))) as frames:
-            async for piece in frames:
-                yield piece
-
-    # -- outbound --------------------------------------------------------------
-
-    async def _pace(self) -> None:
-        lead_s = self.rt.audio.playback_lead_s
-        per_message = max(1, self.rt.audio.frames_per_media)
-        carried: tuple[int, bytes | str] | None = None
-        while True:
-            if carried is not None:
-                (generation, item), carried = carried, None
-            else:
-                generation, item = await self._out.get()
-            if generation != self._generation:
-                continue
-            if not self._streaming:
-                continue
-            if isinstance(item, str):
-                self.proto.send_mark(item)
-                await self._flush()
-                continue
-            frames = [item]
-            while len(frames) < per_message and not self._out.empty():
-                queued = self._out.get_nowait()
-                if queued[0] == generation and isinstance(queued[1], bytes):
-                    frames.append(queued[1])
-                else:
-                    carried = queued  # a mark or a new reply: handled next
-                    break
-            now = self._clock.monotonic()
-            self._playhead_s = max(self._playhead_s, now)
-            delay = self._playhead_s - lead_s - now
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if generation != self._generation or not self._streaming:
-                continue
-            self.proto.send_media(b"".join(frames) if len(frames) > 1 else item)
-            await self._flush()
-            self._playhead_s += FRAME_S * len(frames)
-
-    @property
-    def _streaming(self) -> bool:
-        """Sending is allowed: after ``start`` and before ``stop``."""
-        return self.proto.state is twilio.StreamState.STREAMING
-
-    async def _flush(self) -> None:
-        async with self._send_lock:
-            for text in self.proto.data_to_send():
-                await self._send_text(text)
 
     # -- events ----------------------------------------------------------------
 

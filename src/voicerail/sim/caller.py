@@ -1,4 +1,5 @@
-"""A simulated phone caller that behaves as Twilio does on a real call.
+"""A simulated phone caller that behaves as Twilio does on a real call (or as
+Telnyx, Plivo or Vonage do: the provider's frames come from ``sim/caller_wire.py``).
 
 (About 600 lines: playback, the script and the measures at the ear share the
 call's clock, and following TwiML across streams (issue 12) restarts them per
@@ -48,7 +49,6 @@ Optional: a network impairment of the media path (:mod:`voicerail.sim.impair`).
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import time
 import uuid
@@ -58,13 +58,19 @@ from pathlib import Path
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-import voicerail.wire.twilio as twilio
 from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.audio.levels import ulaw_is_audible
 from voicerail.audio.resample import write_wav
 from voicerail.errors import ProtocolError
 from voicerail.sim import twiml
 from voicerail.sim.call_result import CallerTurn, CallResult, ReplySpan, TurnTiming
+from voicerail.sim.caller_wire import (
+    AgentAudio,
+    AgentClear,
+    AgentMark,
+    CallerWire,
+    TwilioCallerWire,
+)
 from voicerail.sim.impair import ImpairedLink
 
 FRAME_S = 0.02
@@ -72,7 +78,6 @@ FRAME_NUM_BYTES = 160
 ULAW_SILENCE = b"\xff" * FRAME_NUM_BYTES
 #: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1): the server is full.
 CLOSE_TRY_AGAIN_LATER = 1013
-_SILENCE_B64 = base64.b64encode(ULAW_SILENCE).decode("ascii")
 # Paced agent frames skipped per reply before arrival jitter is measured: the
 # server sends its playback lead (up to ~0.2 s) in a burst when a reply starts.
 _JITTER_SKIP_FRAMES = 15
@@ -108,6 +113,8 @@ class SimulatedTwilioCall:
         auth_token: signs the webhooks as Twilio does (``X-Twilio-Signature``).
         max_streams: streams one call may open (a server that keeps answering a
             fresh stream must not keep the simulator forever).
+        wire: the provider's side of the stream (``sim/caller_wire.py``); Twilio's,
+            made anew for each stream with that stream's parameters, when None.
     """
 
     def __init__(
@@ -124,6 +131,7 @@ class SimulatedTwilioCall:
         voice_url: str | None = None,
         auth_token: str | None = None,
         max_streams: int = 4,
+        wire: CallerWire | None = None,
     ) -> None:
         self.url = url
         self.voice_url = voice_url
@@ -141,8 +149,10 @@ class SimulatedTwilioCall:
         self.result = CallResult(
             call_sid=call_sid or f"CA{uuid.uuid4().hex}", stream_sid=f"MZ{uuid.uuid4().hex}"
         )
-        self._seq = 0
-        self._chunk = 0
+        self._twilio_wire = wire is None
+        self.wire: CallerWire = wire or TwilioCallerWire(
+            self.result.call_sid, self.result.stream_sid, dict(self.custom_parameters)
+        )
         self._speech: collections.deque[bytes] = collections.deque()
         # Speech frames still to send before the current turn's speech has ended,
         # that turn, and the agent media count when its speech ended.
@@ -172,15 +182,8 @@ class SimulatedTwilioCall:
         """Script turns the agent has answered (and the caller heard the answer to)."""
         return self._turns_done
 
-    def _next_seq(self) -> int:
-        self._seq += 1
-        return self._seq
-
-    async def _send(self, message: twilio.InboundMessage) -> None:
-        await self._send_text(twilio.serialize_inbound(message))
-
-    async def _send_text(self, text: str) -> None:
-        if self.link is not None:
+    async def _send_text(self, text: str | bytes) -> None:
+        if self.link is not None and isinstance(text, str):
             self.link.send(text)
             return
         assert self._ws is not None
@@ -257,18 +260,13 @@ class SimulatedTwilioCall:
             pump = None
             if self.link is not None:
                 pump = asyncio.create_task(self.link.pump_uplink(ws.send))
-            await self._send(twilio.Connected(protocol="Call", version="1.0.0"))
-            await self._send(
-                twilio.Start(
-                    sequence_number=self._next_seq(),
-                    stream_sid=self.result.stream_sid,
-                    account_sid="AC" + "0" * 32,
-                    call_sid=self.result.call_sid,
-                    tracks=("inbound",),
-                    custom_parameters=dict(parameters),
-                    media_format=twilio.MediaFormat("audio/x-mulaw", 8000, 1),
+            if self._twilio_wire:
+                # Each stream is a new Twilio stream: its own sid, sequence and parameters.
+                self.wire = TwilioCallerWire(
+                    self.result.call_sid, self.result.stream_sid, dict(parameters)
                 )
-            )
+            for frame in self.wire.opening():
+                await self._send_text(frame)
             tasks = [
                 asyncio.create_task(self._receive()),
                 asyncio.create_task(self._frame_clock()),
@@ -279,14 +277,9 @@ class SimulatedTwilioCall:
                     self.result.hung_up_by = "agent"
                 else:
                     hung_up = True
-                    await self._send(
-                        twilio.Stop(
-                            sequence_number=self._next_seq(),
-                            stream_sid=self.result.stream_sid,
-                            account_sid="AC" + "0" * 32,
-                            call_sid=self.result.call_sid,
-                        )
-                    )
+                    hangup = self.wire.hangup()
+                    if hangup is not None:
+                        await self._send_text(hangup)
                     await self._drain_link()
             except websockets.ConnectionClosed:
                 self.result.hung_up_by = "agent"
@@ -305,8 +298,6 @@ class SimulatedTwilioCall:
     def _reset_stream(self) -> None:
         """A new stream starts clean: Twilio numbers each stream's messages from 1,
         and audio buffered for the old one is gone."""
-        self._seq = 0
-        self._chunk = 0
         self._speech.clear()
         self._speech_frames_left = 0
         self._speaking = None
@@ -344,14 +335,7 @@ class SimulatedTwilioCall:
                 return
             if turn.dtmf:
                 for digit in turn.dtmf:
-                    await self._send(
-                        twilio.DTMF(
-                            sequence_number=self._next_seq(),
-                            stream_sid=self.result.stream_sid,
-                            track="inbound_track",
-                            digit=digit,
-                        )
-                    )
+                    await self._send_text(self.wire.dtmf(digit))
                 timing.speech_ended_at = time.time()
             elif turn.silence_s:
                 await self._until(None, timeout_s=turn.silence_s)
@@ -446,29 +430,19 @@ class SimulatedTwilioCall:
             await self._play_frame(n, gap_ticks)
 
     async def _send_frame(self, n: int) -> None:
-        """Send the caller's next 20 ms: speech when queued, else silence.
-
-        The message is formatted from a template (only the payload's base64
-        changes): the same text :func:`voicerail.wire.twilio.serialize_inbound`
-        produces, at a fraction of the cost.
-        """
+        """Send the caller's next 20 ms: speech when queued, else silence."""
         speech_ends = False
         if self._speech:
-            payload = base64.b64encode(self._speech.popleft()).decode("ascii")
+            frame = self._speech.popleft()
             if self._speech_frames_left > 0:
                 self._speech_frames_left -= 1
                 speech_ends = self._speech_frames_left == 0
             if not self._speech:
                 self._speech_drained.set()
         else:
-            payload = _SILENCE_B64
-        self._chunk += 1
+            frame = ULAW_SILENCE
         self.result.frames_sent += 1
-        await self._send_text(
-            f'{{"event":"media","sequenceNumber":"{self._next_seq()}","media":{{"track":'
-            f'"inbound","chunk":"{self._chunk}","timestamp":"{int(n * FRAME_S * 1000)}",'
-            f'"payload":"{payload}"}},"streamSid":"{self.result.stream_sid}"}}'
-        )
+        await self._send_text(self.wire.media(frame, n))
         if speech_ends and self._speaking is not None:
             # A frame is sent once its 20 ms have been spoken (as Twilio does): the
             # send time is the end of the frame's audio. From here on the agent's
@@ -482,21 +456,16 @@ class SimulatedTwilioCall:
         try:
             async for text in self._incoming():
                 try:
-                    message = twilio.parse_outbound(text)
+                    message = self.wire.parse(text)
                 except ProtocolError as exc:
                     self.result.protocol_errors.append(exc.message)
                     continue
-                if message.stream_sid != self.result.stream_sid:
-                    self.result.protocol_errors.append(
-                        f"{message.event} for stream {message.stream_sid!r}, not ours"
-                    )
-                    continue
-                if isinstance(message, twilio.OutboundMedia):
-                    self._on_agent_media(message.payload)
-                elif isinstance(message, twilio.OutboundMark):
+                if isinstance(message, AgentAudio):
+                    self._on_agent_media(message.ulaw)
+                elif isinstance(message, AgentMark):
                     self._flush_partial()
                     self._playback.append(message.name)
-                elif isinstance(message, twilio.Clear):
+                elif isinstance(message, AgentClear):
                     await self._on_clear()
         finally:
             self._closed.set()
@@ -556,8 +525,11 @@ class SimulatedTwilioCall:
         pending = [item for item in self._playback if isinstance(item, str)]
         self._playback.clear()
         self._partial = b""
-        for name in pending:
-            await self._echo_mark(name)
+        if self.wire.echoes_marks_on_clear:
+            for name in pending:
+                await self._echo_mark(name)
+        for frame in self.wire.cleared():
+            await self._send_text(frame)
 
     def _flush_partial(self) -> None:
         """Queue a trailing part-frame before a mark, padded with μ-law silence."""
@@ -567,11 +539,7 @@ class SimulatedTwilioCall:
 
     async def _echo_mark(self, name: str) -> None:
         self.result.marks_echoed += 1
-        await self._send(
-            twilio.Mark(
-                sequence_number=self._next_seq(), stream_sid=self.result.stream_sid, name=name
-            )
-        )
+        await self._send_text(self.wire.mark_played(name))
 
     async def _play_frame(self, n: int, gap_ticks: int) -> None:
         """Play one frame of the buffer (tick ``n``); echo marks as they are reached.

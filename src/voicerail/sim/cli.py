@@ -56,6 +56,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="with --serve: a deployment file naming the chains (fakes: fake-stt, fake-tts, "
         "fake-llm, renamed with 'name' to fail over between two)",
     )
+    sim.add_argument(
+        "--transport",
+        choices=["twilio", "telnyx", "plivo", "vonage"],
+        default="twilio",
+        help="the provider every call comes through: its webhook, then its stream",
+    )
     sim.add_argument("--calls", type=int, default=None, metavar="M", help="callers in all")
     sim.add_argument("--concurrency", type=int, default=None, metavar="N")
     sim.add_argument("--ramp", type=float, default=None, metavar="SECONDS")
@@ -127,6 +133,7 @@ async def _simulate(args: argparse.Namespace, console: Any) -> int:
         concurrency=max(1, args.concurrency or suite.concurrency or min(len(plans), 10)),
         ramp_s=args.ramp if args.ramp is not None else (suite.ramp_s or 0.0),
         impairment=impairment,
+        transport=args.transport,
     )
     console.print(f"preparing audio for {len(plans)} callers…")
     turns = await asyncio.to_thread(AudioLibrary(args.cache_dir).prepare, plans)

@@ -237,27 +237,34 @@ class SimInstrumentation:
         last_arrival: list[float] = []
         silent_run = [UTTERANCE_GAP_FRAMES]
 
+        def on_frame(silent: bool) -> None:
+            now = time.monotonic()
+            if last_arrival:
+                self.inbound_jitter_ms.add(abs(now - last_arrival[0] - 0.02) * 1000)
+                last_arrival[0] = now
+            else:
+                last_arrival.append(now)
+            self.frames += 1
+            if silent:
+                silent_run[0] += 1
+            else:
+                if silent_run[0] >= UTTERANCE_GAP_FRAMES:
+                    script.utterance_index += 1
+                silent_run[0] = 0
+
         async def wrapped() -> Message:
             message = await receive()
+            if message["type"] != "websocket.receive":
+                return message
             text = message.get("text")
-            if message["type"] != "websocket.receive" or not isinstance(text, str):
+            if not isinstance(text, str):
+                data = message.get("bytes") or b""
+                on_frame(not any(data))  # Vonage: L16 frames, silence is all zeros
                 return message
             head = text[:40]
             if '"event":"media"' in head:
-                now = time.monotonic()
-                if last_arrival:
-                    self.inbound_jitter_ms.add(abs(now - last_arrival[0] - 0.02) * 1000)
-                    last_arrival[0] = now
-                else:
-                    last_arrival.append(now)
-                self.frames += 1
-                if _SILENCE_PAYLOAD in text:
-                    silent_run[0] += 1
-                else:
-                    if silent_run[0] >= UTTERANCE_GAP_FRAMES:
-                        script.utterance_index += 1
-                    silent_run[0] = 0
-            elif '"event":"start"' in head:
+                on_frame(_SILENCE_PAYLOAD in text)
+            elif '"event":"start"' in head or '"event":"websocket:connected"' in head:
                 script.texts = _script_texts(text)
             return message
 
@@ -280,9 +287,23 @@ class SimInstrumentation:
 
 
 def _script_texts(start_text: str) -> list[str]:
+    """The caller's script from a stream's first message: Twilio's and Telnyx's
+    ``start`` custom parameters, Plivo's ``extra_headers`` (hex-encoded values) or
+    Vonage's ``websocket:connected`` headers."""
     try:
-        params = json.loads(start_text)["start"].get("customParameters") or {}
-        texts = json.loads(params.get("sim_script", "[]"))
+        message = json.loads(start_text)
+        start = message.get("start") or {}
+        if "customParameters" in start or "custom_parameters" in start:
+            params = start.get("customParameters") or start.get("custom_parameters") or {}
+            script = params.get("sim_script", "[]")
+        elif "extra_headers" in message:
+            headers = dict(
+                item.split("=", 1) for item in message["extra_headers"].split(";") if "=" in item
+            )
+            script = bytes.fromhex(headers.get("sim_script", "")).decode() or "[]"
+        else:
+            script = message.get("sim_script", "[]")
+        texts = json.loads(script)
     except (ValueError, KeyError, TypeError, AttributeError):
         return []
     return [str(t) for t in texts] if isinstance(texts, list) else []

@@ -111,12 +111,17 @@ class RunOptions:
         ramp_s: time over which the first ``concurrency`` calls start.
         impairment: in-process network impairment of every call's media path.
         open_timeout_s: WebSocket opening handshake limit.
+        transport: the provider every call comes through (``twilio``, ``telnyx``,
+            ``plivo``, ``vonage``): its webhook, then its stream
+            (``sim/provider_calls.py``); a comma-separated list mixes them, call
+            ``i`` through the ``i % n``-th. The impairment applies to text frames only.
     """
 
     concurrency: int = 10
     ramp_s: float = 0.0
     impairment: Impairment = field(default_factory=Impairment)
     open_timeout_s: float = 15.0
+    transport: str = "twilio"
 
 
 @dataclass
@@ -272,10 +277,25 @@ async def run_calls(
 async def _place(
     target: Target, plan: CallPlan, call_turns: Sequence[CallerTurn], options: RunOptions
 ) -> CallResult:
-    call_sid = f"CA{uuid.uuid4().hex}"
     link = None
     if options.impairment.active:
         link = ImpairedLink(options.impairment, seed=plan.index)
+    transports = options.transport.split(",")
+    transport = transports[plan.index % len(transports)]
+    if transport != "twilio":
+        from voicerail.sim.provider_calls import answer_call
+
+        caller = await answer_call(
+            transport,
+            target.base_url,
+            sim_parameters=custom_parameters(plan),
+            turn_gap_s=plan.turn_gap_s,
+            max_reply_wait_s=plan.max_reply_wait_s,
+            link=link,
+            open_timeout_s=options.open_timeout_s,
+        )
+        return await caller.run(call_turns)
+    call_sid = f"CA{uuid.uuid4().hex}"
     caller = SimulatedTwilioCall(
         target.media_url,
         turn_gap_s=plan.turn_gap_s,

@@ -97,6 +97,10 @@ class _Fields:
     def has(self, key: str) -> bool:
         return key in self._data
 
+    def mapping(self) -> Mapping[str, Any]:
+        """The object itself (read only), for messages with free-form keys."""
+        return self._data
+
     def string(self, key: str) -> str:
         value: str = self._get(key, str, "a string")
         return value
