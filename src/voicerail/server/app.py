@@ -14,7 +14,10 @@ Routes:
   gets a fresh ``<Connect><Stream>`` with a ``resume`` parameter, and the
   worker that takes the stream carries the call on; else the call is
   transferred with ``<Dial>`` when the agent requested a handoff and a handoff
-  number is configured, else hung up.
+  number is configured, else hung up. Load never refuses that fresh stream
+  (``session/load.py`` rule 6); only a drain does, so a draining worker offers
+  it only when other workers share the port (it has stopped listening, and the
+  stream reaches one of them); alone it hangs up, as its drain would refuse.
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
   ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
   and at most ``max_pending_streams`` sockets may wait for ``start``. One live

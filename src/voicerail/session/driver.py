@@ -63,7 +63,7 @@ from voicerail.providers.base import SpeechToText, TextToSpeech, Transcript, clo
 from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.phrase_cache import HOLDING_PHRASE, ulaw_frames
 from voicerail.session.playback import PlaybackTracker
-from voicerail.session.resume import Resumed, StreamRegistry, take_over
+from voicerail.session.resume import Resumed, StreamRegistry, admit_stream, take_over
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.text import split_for_speech
@@ -402,8 +402,11 @@ class CallSession:
 
     async def _on_start(self, start: twilio.Start) -> None:
         # Admission (session/load.py): a stream the webhook announced holds a slot
-        # under its CallSid; one beyond capacity is refused before it is a call.
-        decision = self.rt.load.admit(reservation=start.call_sid)
+        # under its CallSid; one beyond capacity is refused before it is a call,
+        # unless it carries on an accepted call (session/resume.py).
+        decision = await admit_stream(self.rt, start.call_sid)
+        if self._done.is_set():
+            return  # the socket closed while the state was read
         if not decision.admit:
             reason = f"refused: {decision.reason}"
             self._emit(
