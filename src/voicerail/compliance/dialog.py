@@ -34,6 +34,15 @@ Rules:
    them), which no pattern would find in "So that's Monday for Ada Lovelace".
    The slot values themselves stay in their own ``pii`` keys: the dashboard's
    marked field, removed by retention and erasure.
+7. A call resumed in another stream (``state/resume.py``) keeps the wrapper's
+   state: it travels in the inner dialog's snapshot under :data:`SNAPSHOT_KEY`
+   (the pause, its attempts, the names of rule 6, ``conduct.py`` rule 6). The
+   keys of an entry in progress never leave the process (pci.py rule 1): a
+   call resumed in the pause hears ``pci.resumed`` and the prompt, and keys
+   the card again. Without recording consent the snapshot keeps no caller
+   words (``free_text=False`` to the inner dialog) and says so with
+   ``"free_text": false``, so the state recorder keeps no turn texts either
+   (``state/recorder.py`` rule 4).
 """
 
 from __future__ import annotations
@@ -49,7 +58,14 @@ from voicerail.compliance.pci import CardEntry, CardToken, LocalTokenizer, Token
 from voicerail.compliance.pci import redact_spoken_card as _redact_card
 from voicerail.compliance.policy import CompliancePolicy
 from voicerail.compliance.redact import NAME_MARKER, redact_personal
-from voicerail.dialog.base import AgentReply, Dialog, DialogFactory
+from voicerail.dialog.base import (
+    TEXT_NOT_KEPT,
+    AgentReply,
+    Dialog,
+    DialogFactory,
+    snapshot_with,
+)
+from voicerail.errors import StoreError
 from voicerail.events.model import Event
 
 #: What the driver delivers to the dialog for a key the pause holds.
@@ -61,7 +77,9 @@ _FREE_TEXT = frozenset(
     {"text", "agent_text", "heard_text", "full_text", "handoff_whisper", "blocked_text"}
 )
 #: What free text becomes without recording consent.
-NOT_RETAINED = "[not retained: no recording consent]"
+NOT_RETAINED = TEXT_NOT_KEPT
+#: Where the wrapper's own state sits in the call's dialog snapshot (rule 7).
+SNAPSHOT_KEY = "_compliance"
 
 
 @dataclass(frozen=True)
@@ -115,7 +133,7 @@ class CompliantAgent:
         """The inner agent's fixed texts and the pause's prompts (the phrase cache's)."""
         inner: Callable[[], list[str]] = getattr(self.inner, "fixed_texts", list)
         policy = self.policy
-        texts = [policy.pci.prompt, policy.pci.invalid, policy.disclosure.text]
+        texts = [policy.pci.prompt, policy.pci.invalid, policy.pci.resumed, policy.disclosure.text]
         texts += [policy.guard.fallback, policy.consent.accepted, policy.consent.declined]
         return [*inner(), *texts, *([policy.disclosure.at_end] if policy.disclosure.at_end else [])]
 
@@ -236,6 +254,64 @@ class CompliantDialog:
 
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         self.inner.on_agent_heard(heard_text, full_text)
+
+    # -- resume (rule 7) -----------------------------------------------------------
+
+    def snapshot(self, *, free_text: bool = True) -> dict[str, Any]:
+        """The inner dialog's snapshot with this wrapper's state (rule 7)."""
+        inner = getattr(self.inner, "snapshot", None)
+        retain = free_text and self.conduct.retain
+        body = dict(snapshot_with(inner, free_text=retain)) if inner is not None else {}
+        body[SNAPSHOT_KEY] = {
+            "paused": self._entry is not None,
+            "attempts": self._attempts,
+            "spoken_in_pause": self._spoken_in_pause,
+            "known": sorted(self._known) if retain else [],
+            "conduct": self.conduct.snapshot(),
+        }
+        if not retain:
+            body["free_text"] = False
+        return body
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Carry on from :meth:`snapshot` (rule 7).
+
+        Raises:
+            StoreError: the inner dialog cannot be restored, or a snapshot is unreadable.
+        """
+        inner = getattr(self.inner, "restore", None)
+        if inner is None:
+            raise StoreError("this dialog cannot be restored")
+        body = dict(snapshot)
+        body.pop("free_text", None)
+        own = body.pop(SNAPSHOT_KEY, None)
+        if own is not None:
+            try:
+                self.conduct.restore(own["conduct"])
+                paused, attempts = bool(own["paused"]), int(own["attempts"])
+                spoken, known = int(own["spoken_in_pause"]), {str(n) for n in own["known"]}
+            except (KeyError, ValueError, TypeError) as exc:
+                raise StoreError(f"unreadable compliance snapshot: {exc}") from None
+            self._entry = CardEntry() if paused else None  # pci.py rule 1: keys never stored
+            self._attempts, self._spoken_in_pause, self._known = attempts, spoken, known
+        inner(body)
+
+    async def resume(self) -> AgentReply:
+        """A resumed call's first reply (rule 7): in the pause, ``pci.resumed`` and
+        the prompt; else the inner dialog's recap, guarded (``conduct.py`` rule 6)."""
+        pci = self.agent.policy.pci
+        if self._entry is not None:
+            return self._pause_reply(f"{pci.resumed} {pci.prompt}".strip(), "resumed")
+        resume: Callable[[], Awaitable[AgentReply]] | None = getattr(self.inner, "resume", None)
+        if resume is None:
+            return await self.start()
+        reply = self.conduct.resumed(await resume())
+        self._learn(reply)
+        asks = reply.node in pci.nodes or reply.data.get("pci") == "start"
+        if asks:  # the break fell between the question and the pause: start it
+            self._entry, self._attempts, self._spoken_in_pause = CardEntry(), 0, 0
+            return replace(reply, data={**reply.data, "pci": "paused"})
+        return reply
 
     # -- the pause ---------------------------------------------------------------
 
