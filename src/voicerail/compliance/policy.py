@@ -49,6 +49,11 @@ class PciPolicy(_Strict):
         max_attempts: keyed entries allowed before the pause ends unpaid.
         resumed: said before ``prompt`` when a call resumes in another stream
             during the pause (the keys pressed before the break are gone).
+        capture: ``keypad`` (the keys come through the media stream to the
+            tokenizer) or ``twilio_pay`` (the call leaves the stream for Twilio's
+            ``<Pay>``, which tokenizes at the account's Pay Connector, and comes
+            back to a fresh stream: ``compliance/pay_http.py``).
+        pay_connector: the Pay Connector's unique name (``twilio_pay`` only).
     """
 
     nodes: list[str] = Field(default_factory=list)
@@ -56,6 +61,8 @@ class PciPolicy(_Strict):
     invalid: str = "That card number didn't check out. Please key it again, then press pound."
     max_attempts: int = Field(default=2, ge=1)
     resumed: str = "Sorry, I lost you for a moment, and the card number with you."
+    capture: Literal["keypad", "twilio_pay"] = "keypad"
+    pay_connector: str = "Default"
 
 
 class RedactionPolicy(_Strict):

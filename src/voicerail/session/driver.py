@@ -938,6 +938,8 @@ class CallSession:
             self._end(end_reason, close_code=1000)
         elif reply.end_call:
             self._end("agent", close_code=1000)
+        elif reply.data.get("pci") == "twilio_pay":  # compliance/pay_http.py: the call goes
+            self.take_over()  # to Twilio's <Pay> and comes back to a new stream
 
     def _on_first_audio(self, synth_started_s: float) -> None:
         now = self._clock.monotonic()
