@@ -8,12 +8,15 @@ import asyncio
 import xml.etree.ElementTree as ET
 from datetime import date
 
+import pytest
 from starlette.testclient import TestClient
 
 from voicerail.compliance.dialog import CompliantAgent
+from voicerail.compliance.pay_http import check_workers, provide_state
 from voicerail.compliance.policy import load_policy
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
+from voicerail.errors import ConfigError
 from voicerail.events.model import EventKind
 from voicerail.events.store import SQLiteEventStore
 from voicerail.providers.base import LLMDelta, ToolCall
@@ -122,4 +125,16 @@ def test_a_pay_result_for_no_waiting_call_is_not_written_and_a_bad_one_is_400(tm
     assert bad.status_code == 400 and bad.text == "unknown <Pay> result 'maybe'"
     assert "<Hangup" in unknown.text  # no state for CA1: nothing to come back to
     assert "<Pay" not in connect.text
+    runtime.events.close()
+
+
+def test_pay_capture_gets_a_state_store_alone_and_needs_redis_on_several_workers(tmp_path):
+    runtime = runtime_for(tmp_path, ScriptedLLM([]))
+    runtime.state = None
+    provide_state(runtime)
+    assert isinstance(runtime.state, MemoryStateStore)
+    check_workers("twilio_pay", workers=2, shared_state=True)
+    check_workers("keypad", workers=2, shared_state=False)
+    with pytest.raises(ConfigError, match="twilio_pay on several workers needs --redis-url"):
+        check_workers("twilio_pay", workers=2, shared_state=False)
     runtime.events.close()

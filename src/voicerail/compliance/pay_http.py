@@ -43,9 +43,9 @@ from starlette.routing import Route
 
 from voicerail.compliance.dialog import PAY_PENDING, SNAPSHOT_KEY, with_pay_result
 from voicerail.compliance.twilio_pay import card_from_pay_action, pay_twiml
-from voicerail.errors import StateConflict, StoreError
+from voicerail.errors import ConfigError, StateConflict, StoreError
 from voicerail.session.runtime import Runtime
-from voicerail.state.session import SessionState
+from voicerail.state.session import MemoryStateStore, SessionState
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,30 @@ log = logging.getLogger(__name__)
 PAY_ACTION_PATH = "/twilio/pay-action"
 #: Longest wait for each state read or write, seconds.
 STATE_TIMEOUT_S = 2.0
+
+
+def check_workers(capture: str, *, workers: int, shared_state: bool) -> None:
+    """At start-up, before workers are spawned: ``<Pay>`` brings a call back on a new
+    stream, maybe to another worker, so several workers need a shared state store.
+
+    Raises:
+        ConfigError: ``twilio_pay`` capture on several workers without one.
+    """
+    if capture == "twilio_pay" and workers > 1 and not shared_state:
+        raise ConfigError(
+            "pci capture twilio_pay on several workers needs --redis-url "
+            "(the call comes back from <Pay> on a new stream, maybe to another worker)",
+            field="compliance.pci.capture",
+        )
+
+
+def provide_state(runtime: Runtime) -> None:
+    """At start-up of one process: an agent that sends calls to ``<Pay>`` needs their
+    state kept across streams; without a state store it gets one in memory (the
+    call comes back to this process, :func:`check_workers` saw to that)."""
+    pci: Any = getattr(getattr(runtime.agent, "policy", None), "pci", None)
+    if pci is not None and pci.capture == "twilio_pay" and runtime.state is None:
+        runtime.state = MemoryStateStore(monotonic=runtime.clock.monotonic)
 
 
 def _pay_pending(state: SessionState | None) -> bool:
