@@ -105,7 +105,7 @@ async def admit_stream(
     """
     load = runtime.load
     decision = load.admit(reservation=call_sid)
-    if decision.admit or decision.reason == "draining" or runtime.state is None or not call_sid:
+    if decision.admit or load.draining or runtime.state is None or not call_sid:
         return decision
     try:
         state = await asyncio.wait_for(runtime.state.load_by_call_sid(call_sid), timeout_s)
