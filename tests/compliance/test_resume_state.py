@@ -8,7 +8,7 @@ import json
 from datetime import date
 from typing import Any
 
-from voicerail.compliance.dialog import NOT_RETAINED, SNAPSHOT_KEY, CompliantAgent
+from voicerail.compliance.dialog import NOT_RETAINED, SNAPSHOT_KEY, CompliantAgent, KeyPress
 from voicerail.compliance.policy import load_policy
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
@@ -119,3 +119,13 @@ async def test_the_recorder_keeps_no_turn_text_once_the_snapshot_says_no_free_te
         ("", NOT_RETAINED, NOT_RETAINED),
         (NOT_RETAINED, NOT_RETAINED, NOT_RETAINED),
     ]
+
+
+async def test_keys_pressed_while_the_call_waits_for_twilio_pay_reach_no_dialog():
+    d = compliant(PAY, {"pci": {"capture": "twilio_pay"}}, [])
+    await d.start()
+    asked = await d.on_user_turn("I'd like to pay", 0.9)
+    assert asked.data["pci"] == "twilio_pay" and not d.paused  # no keypad entry here
+    assert d.receive_dtmf("4") == KeyPress("pci", True)
+    assert (await d.on_dtmf("pci")).text == ""  # nothing said, nothing delivered
+    assert d.snapshot()[SNAPSHOT_KEY]["pay"] == "pending"

@@ -185,6 +185,11 @@ class CompliantDialog:
 
     def receive_dtmf(self, key: str) -> KeyPress:
         """One keypad key, before it is recorded or delivered (never raises)."""
+        if self._pay == PAY_PENDING:
+            # Rule 8: the caller was told to key the card (for <Pay>) and may start
+            # before the stream ends, or after barging in on the request: no key of
+            # theirs reaches the dialog until the call is back from <Pay>.
+            return KeyPress(PCI_KEY, True)
         if self._entry is None:
             return KeyPress(key, False)
         self._entry.receive_key(key)
