@@ -291,6 +291,11 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
         _check_redis(args)
         if args.workers == 1:
             return _serve_on(args, data_dir, sock)
+        from voicerail.compliance.pay_http import check_workers
+        from voicerail.compliance.policy import policy_of_agent_file
+
+        capture = policy_of_agent_file(args.agent).pci.capture
+        check_workers(capture, workers=args.workers, shared_state=bool(_redis_url(args)))
         return _supervise(args, argv, data_dir, sock)
     finally:
         sock.close()
@@ -543,6 +548,9 @@ def _serve_on(
         from voicerail.state.redis_store import RedisStateStore
 
         runtime.state = RedisStateStore(redis_url)
+    from voicerail.compliance.pay_http import provide_state
+
+    provide_state(runtime)
     asyncio.run(warm_up(runtime))
     from voicerail.server.handoff_settings import fallbacks_from_agent_file, settings_from
 

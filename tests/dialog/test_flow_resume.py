@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from voicerail.dialog.base import TEXT_NOT_KEPT
 from voicerail.dialog.bookings import BookingStore
 from voicerail.dialog.embeddings import MiniLMEmbedder
 from voicerail.dialog.flows import FlowAgent, load_agent
@@ -74,3 +75,16 @@ def test_a_snapshot_of_another_agent_is_refused(agent):
         dialog.restore({**dialog.snapshot(), "node": "elsewhere"})
     with pytest.raises(StoreError, match="unreadable dialog snapshot"):
         dialog.restore({"node": "start"})
+
+
+async def test_a_snapshot_without_free_text_keeps_the_slots_but_not_the_callers_words(agent):
+    first = agent.new_dialog("vr_1")
+    await first.start()
+    await first.on_user_turn("I'd like to book an appointment next Tuesday at 3 p.m.", 0.9)
+    snapshot = carried(first.snapshot(free_text=False))
+    assert "next Tuesday" not in json.dumps(snapshot)
+    assert {role for role, text in snapshot["history"] if text == TEXT_NOT_KEPT} == {"user"}
+    second = agent.new_dialog("vr_1")
+    second.restore(snapshot)
+    reply = await second.resume()
+    assert "Tuesday, November 24 at 3 PM" in reply.text

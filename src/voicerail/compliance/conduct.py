@@ -23,6 +23,10 @@ Rules:
    (the disclosure is put first when the dialog's reply does not).
 5. A reply that ends the call (not a handoff) ends with ``disclosure.at_end`` when
    the agent has one (AB 3030).
+6. A call resumed in another stream (``state/resume.py``) keeps its decisions:
+   the disclosures given, the consent decision (a declined consent stays
+   declined; a pending one is asked again) and the guard's hits
+   (:meth:`CallConduct.snapshot`, :meth:`CallConduct.restore`).
 """
 
 from __future__ import annotations
@@ -92,6 +96,43 @@ class CallConduct:
     def retain(self) -> bool:
         """Free text of this call may be kept (rule 2)."""
         return self.summary.consent not in ("pending", "declined")
+
+    def snapshot(self) -> dict[str, Any]:
+        """Rule 6: the call's decisions as JSON-ready data."""
+        summary = self.summary
+        return {
+            "disclosed_at_start": summary.disclosed_at_start,
+            "disclosures": list(summary.disclosures),
+            "consent": summary.consent,
+            "guard_hits": list(summary.guard_hits),
+            "resume": self._resume,
+        }
+
+    def restore(self, body: dict[str, Any]) -> None:
+        """Rule 6: the decisions of :meth:`snapshot`, recorded by an earlier stream
+        (no event is recorded again).
+
+        Raises:
+            KeyError, ValueError, TypeError: ``body`` is not such a snapshot.
+        """
+        consent = str(body["consent"])
+        if consent not in ("none", "notified", "pending", "granted", "declined"):
+            raise ValueError(f"consent {consent!r}")
+        self.summary = ConductSummary(
+            disclosed_at_start=bool(body["disclosed_at_start"]),
+            disclosures=[str(d) for d in body["disclosures"]],
+            consent=consent,
+            guard_hits=[str(h) for h in body["guard_hits"]],
+        )
+        self._resume = str(body["resume"])
+
+    def resumed(self, reply: AgentReply) -> AgentReply:
+        """Rules 3 and 6 on a resumed call's first reply: guarded, and a consent
+        still pending is asked again."""
+        reply = self.guarded(reply)
+        if self.summary.consent == "pending":
+            reply = replace(reply, text=f"{reply.text} {self.policy.consent.prompt}".strip())
+        return reply
 
     def start(self, reply: AgentReply) -> AgentReply:
         """Rule 1 on the first reply (after the guard, rule 3)."""

@@ -34,6 +34,21 @@ Rules:
    them), which no pattern would find in "So that's Monday for Ada Lovelace".
    The slot values themselves stay in their own ``pii`` keys: the dashboard's
    marked field, removed by retention and erasure.
+7. A call resumed in another stream (``state/resume.py``) keeps the wrapper's
+   state: it travels in the inner dialog's snapshot under :data:`SNAPSHOT_KEY`
+   (the pause, its attempts, the names of rule 6, ``conduct.py`` rule 6). The
+   keys of an entry in progress never leave the process (pci.py rule 1): a
+   call resumed in the pause hears ``pci.resumed`` and the prompt, and keys
+   the card again. Without recording consent the snapshot keeps no caller
+   words (``free_text=False`` to the inner dialog) and says so with
+   ``"free_text": false``, so the state recorder keeps no turn texts either
+   (``state/recorder.py`` rule 4).
+8. With ``pci.capture: twilio_pay`` a reply that asks for a card starts no
+   keypad entry: it is marked ``data["pci"] = "twilio_pay"``, the driver ends
+   the stream once it is heard (the call goes on), and ``compliance/pay_http.py``
+   takes the call through Twilio's ``<Pay>``. Its result comes back in the
+   snapshot (:func:`with_pay_result`), and :meth:`CompliantDialog.resume`
+   hands it to the inner dialog as a keyed card's would be (rule 2).
 """
 
 from __future__ import annotations
@@ -49,7 +64,14 @@ from voicerail.compliance.pci import CardEntry, CardToken, LocalTokenizer, Token
 from voicerail.compliance.pci import redact_spoken_card as _redact_card
 from voicerail.compliance.policy import CompliancePolicy
 from voicerail.compliance.redact import NAME_MARKER, redact_personal
-from voicerail.dialog.base import AgentReply, Dialog, DialogFactory
+from voicerail.dialog.base import (
+    TEXT_NOT_KEPT,
+    AgentReply,
+    Dialog,
+    DialogFactory,
+    snapshot_with,
+)
+from voicerail.errors import StoreError
 from voicerail.events.model import Event
 
 #: What the driver delivers to the dialog for a key the pause holds.
@@ -61,7 +83,11 @@ _FREE_TEXT = frozenset(
     {"text", "agent_text", "heard_text", "full_text", "handoff_whisper", "blocked_text"}
 )
 #: What free text becomes without recording consent.
-NOT_RETAINED = "[not retained: no recording consent]"
+NOT_RETAINED = TEXT_NOT_KEPT
+#: Where the wrapper's own state sits in the call's dialog snapshot (rule 7).
+SNAPSHOT_KEY = "_compliance"
+#: The snapshot's ``pay`` while the call is on its way to Twilio's ``<Pay>`` (rule 8).
+PAY_PENDING = "pending"
 
 
 @dataclass(frozen=True)
@@ -115,7 +141,7 @@ class CompliantAgent:
         """The inner agent's fixed texts and the pause's prompts (the phrase cache's)."""
         inner: Callable[[], list[str]] = getattr(self.inner, "fixed_texts", list)
         policy = self.policy
-        texts = [policy.pci.prompt, policy.pci.invalid, policy.disclosure.text]
+        texts = [policy.pci.prompt, policy.pci.invalid, policy.pci.resumed, policy.disclosure.text]
         texts += [policy.guard.fallback, policy.consent.accepted, policy.consent.declined]
         return [*inner(), *texts, *([policy.disclosure.at_end] if policy.disclosure.at_end else [])]
 
@@ -141,6 +167,8 @@ class CompliantDialog:
         self._attempts = 0
         self._spoken_in_pause = 0
         self._known: set[str] = set()  # names collected in this call (rule 6)
+        # Rule 8: None, "pending" (the call is going to <Pay>) or <Pay>'s result.
+        self._pay: str | dict[str, Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         # Rule 4; __getattr__ runs only for names this class lacks.
@@ -157,6 +185,11 @@ class CompliantDialog:
 
     def receive_dtmf(self, key: str) -> KeyPress:
         """One keypad key, before it is recorded or delivered (never raises)."""
+        if self._pay == PAY_PENDING:
+            # Rule 8: the caller was told to key the card (for <Pay>) and may start
+            # before the stream ends, or after barging in on the request: no key of
+            # theirs reaches the dialog until the call is back from <Pay>.
+            return KeyPress(PCI_KEY, True)
         if self._entry is None:
             return KeyPress(key, False)
         self._entry.receive_key(key)
@@ -237,6 +270,70 @@ class CompliantDialog:
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         self.inner.on_agent_heard(heard_text, full_text)
 
+    # -- resume (rule 7) -----------------------------------------------------------
+
+    def snapshot(self, *, free_text: bool = True) -> dict[str, Any]:
+        """The inner dialog's snapshot with this wrapper's state (rule 7)."""
+        inner = getattr(self.inner, "snapshot", None)
+        retain = free_text and self.conduct.retain
+        body = dict(snapshot_with(inner, free_text=retain)) if inner is not None else {}
+        body[SNAPSHOT_KEY] = {
+            "paused": self._entry is not None,
+            "attempts": self._attempts,
+            "spoken_in_pause": self._spoken_in_pause,
+            "known": sorted(self._known) if retain else [],
+            "conduct": self.conduct.snapshot(),
+            "pay": self._pay,
+        }
+        if not retain:
+            body["free_text"] = False
+        return body
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Carry on from :meth:`snapshot` (rule 7).
+
+        Raises:
+            StoreError: the inner dialog cannot be restored, or a snapshot is unreadable.
+        """
+        inner = getattr(self.inner, "restore", None)
+        if inner is None:
+            raise StoreError("this dialog cannot be restored")
+        body = dict(snapshot)
+        body.pop("free_text", None)
+        own = body.pop(SNAPSHOT_KEY, None)
+        if own is not None:
+            try:
+                self.conduct.restore(own["conduct"])
+                paused, attempts = bool(own["paused"]), int(own["attempts"])
+                spoken, known = int(own["spoken_in_pause"]), {str(n) for n in own["known"]}
+                pay = own.get("pay")
+                if pay is not None and pay != PAY_PENDING:
+                    _card_of(pay)  # readable, or refused now rather than at resume
+            except (KeyError, ValueError, TypeError) as exc:
+                raise StoreError(f"unreadable compliance snapshot: {exc}") from None
+            self._entry = CardEntry() if paused else None  # pci.py rule 1: keys never stored
+            self._attempts, self._spoken_in_pause, self._known = attempts, spoken, known
+            self._pay = pay
+        inner(body)
+
+    async def resume(self) -> AgentReply:
+        """A resumed call's first reply (rule 7): in the pause, ``pci.resumed`` and
+        the prompt; else the inner dialog's recap, guarded (``conduct.py`` rule 6)."""
+        pci = self.agent.policy.pci
+        if self._entry is not None:
+            return self._pause_reply(f"{pci.resumed} {pci.prompt}".strip(), "resumed")
+        pay, self._pay = self._pay, None
+        if isinstance(pay, dict):  # back from <Pay> (rule 8)
+            return await self._deliver(_card_of(pay))
+        resume: Callable[[], Awaitable[AgentReply]] | None = getattr(self.inner, "resume", None)
+        if resume is None:
+            return await self.start()
+        reply = self.conduct.resumed(await resume())
+        self._learn(reply)
+        if reply.node in pci.nodes or reply.data.get("pci") == "start":
+            return self._start_pause(reply)  # the break fell between the question and it
+        return reply
+
     # -- the pause ---------------------------------------------------------------
 
     def _after(
@@ -254,11 +351,18 @@ class CompliantDialog:
                 self.inner.on_agent_heard(reply.text, said)
         asks = reply.node in self.agent.policy.pci.nodes or reply.data.get("pci") == "start"
         if asks and self._entry is None:
-            self._entry = CardEntry()
-            self._attempts = 0
-            self._spoken_in_pause = 0
-            return replace(reply, data={**reply.data, "pci": "paused"})
+            return self._start_pause(reply)
         return reply
+
+    def _start_pause(self, reply: AgentReply) -> AgentReply:
+        """Rule 1, or rule 8 when Twilio's ``<Pay>`` takes the card."""
+        if self.agent.policy.pci.capture == "twilio_pay":
+            self._pay = PAY_PENDING
+            return replace(reply, data={**reply.data, "pci": "twilio_pay"})
+        self._entry = CardEntry()
+        self._attempts = 0
+        self._spoken_in_pause = 0
+        return replace(reply, data={**reply.data, "pci": "paused"})
 
     def _end_pause(self) -> None:
         self._entry = None
@@ -276,11 +380,35 @@ class CompliantDialog:
             reply = self._pause_reply(self.agent.policy.pci.invalid, "invalid")
             return replace(reply, data={**reply.data, "card_digits": card.num_digits})
         self._end_pause()
+        return await self._deliver(card)
+
+    async def _deliver(self, card: CardToken) -> AgentReply:
+        """Rule 2's end: the inner dialog hears the card's result."""
         reply = await _card_handler(self.inner)(card)
         data = {**reply.data, "pci": "captured" if card.accepted else "failed"}
         if card.accepted:
             data["card_token"] = card.token
         return self._after(replace(reply, data=data, pii={**reply.pii, "card_last4": card.last4}))
+
+
+def with_pay_result(snapshot: dict[str, Any], card: CardToken) -> dict[str, Any] | None:
+    """Rule 8: a call's dialog snapshot with ``<Pay>``'s result in it, for its
+    resume to deliver; None when the call is not waiting for one."""
+    own = snapshot.get(SNAPSHOT_KEY)
+    if not isinstance(own, dict) or own.get("pay") != PAY_PENDING:
+        return None
+    result = {"token": card.token, "last4": card.last4, "accepted": card.accepted}
+    return {**snapshot, SNAPSHOT_KEY: {**own, "pay": result}}
+
+
+def _card_of(result: dict[str, Any]) -> CardToken:
+    """The :class:`CardToken` of a ``<Pay>`` result kept by :func:`with_pay_result`.
+
+    Raises:
+        KeyError, TypeError: ``result`` is not such a result.
+    """
+    token = str(result["token"])
+    return CardToken(token, str(result["last4"]), 0, bool(result["accepted"]) and bool(token))
 
 
 def card_sentence(card: CardToken) -> str:

@@ -47,12 +47,22 @@ class PciPolicy(_Strict):
         prompt: said when a keyed entry is empty or the caller speaks during the pause.
         invalid: said when the keyed number fails the Luhn check (the pause goes on).
         max_attempts: keyed entries allowed before the pause ends unpaid.
+        resumed: said before ``prompt`` when a call resumes in another stream
+            during the pause (the keys pressed before the break are gone).
+        capture: ``keypad`` (the keys come through the media stream to the
+            tokenizer) or ``twilio_pay`` (the call leaves the stream for Twilio's
+            ``<Pay>``, which tokenizes at the account's Pay Connector, and comes
+            back to a fresh stream: ``compliance/pay_http.py``).
+        pay_connector: the Pay Connector's unique name (``twilio_pay`` only).
     """
 
     nodes: list[str] = Field(default_factory=list)
     prompt: str = "Please key in your card number on your phone's keypad, then press pound."
     invalid: str = "That card number didn't check out. Please key it again, then press pound."
     max_attempts: int = Field(default=2, ge=1)
+    resumed: str = "Sorry, I lost you for a moment, and the card number with you."
+    capture: Literal["keypad", "twilio_pay"] = "keypad"
+    pay_connector: str = "Default"
 
 
 class RedactionPolicy(_Strict):

@@ -16,9 +16,8 @@ Rules:
    local tokenizer returns, so the dialog hears the same thing either way.
 2. The masked number is reduced to its last four digits; nothing else of it is kept.
 
-Not done here: redirecting a live media-stream call to this TwiML and back to a
-new stream carrying the same dialog, which needs the call resume of issue 16.
-Pure code: no I/O.
+Taking a live media-stream call to this TwiML and back to a new stream carrying
+the same dialog is ``pay_http.py``'s. Pure code: no I/O.
 """
 
 from __future__ import annotations

@@ -3,14 +3,25 @@
 One :class:`Dialog` instance per call holds that call's conversation state and
 nothing else: no state crosses calls. Methods are async so that an LLM-backed
 dialog implements the same interface as the flow engine.
+
+A dialog that can carry a call on in another stream (``state/resume.py``) also
+has ``snapshot(*, free_text=True) -> dict``, ``restore(snapshot)`` (raising
+``StoreError`` for a snapshot it cannot read) and ``async resume() ->
+AgentReply``; the driver looks for them by name.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from voicerail.events.model import Outcome
+
+#: What a snapshot holds instead of what the caller said when free text may not be
+#: kept (no recording consent: ``compliance/conduct.py`` rule 2).
+TEXT_NOT_KEPT = "[not retained: no recording consent]"
 
 
 @dataclass(frozen=True)
@@ -79,3 +90,11 @@ class DialogFactory(Protocol):
     # Optional: ``fixed_texts() -> list[str]``, what the agent says whatever the
     # caller said (``{placeholders}`` left in); the phrase cache synthesizes the
     # sentences of these once. A wrapper of an agent must pass it on.
+
+
+def snapshot_with(snapshot: Callable[..., dict[str, Any]], *, free_text: bool) -> dict[str, Any]:
+    """``snapshot()``, asked for no caller words when ``free_text`` is False; a
+    dialog whose ``snapshot`` takes no ``free_text`` gives its usual one."""
+    if free_text or "free_text" not in inspect.signature(snapshot).parameters:
+        return snapshot()
+    return snapshot(free_text=False)

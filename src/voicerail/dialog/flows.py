@@ -49,7 +49,7 @@ from typing import Any
 from voicerail.compliance.pci import CardToken
 from voicerail.dialog import flow_actions as actions
 from voicerail.dialog import slots as extractors
-from voicerail.dialog.base import AgentReply
+from voicerail.dialog.base import TEXT_NOT_KEPT, AgentReply
 from voicerail.dialog.bookings import Bookings
 from voicerail.dialog.flow_actions import SlotValue
 from voicerail.dialog.flow_config import (
@@ -142,9 +142,16 @@ class FlowDialog:
         self.call_id = call_id
         self.state = CallState(node=agent.spec.start)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The dialog's state, slots included, as JSON-ready data (``state/``)."""
-        return to_snapshot(self.state)
+    def snapshot(self, *, free_text: bool = True) -> dict[str, Any]:
+        """The dialog's state, slots included, as JSON-ready data (``state/``);
+        ``free_text`` False: the caller's words in the history are not kept (no
+        recording consent), the slots the call needs are."""
+        body = to_snapshot(self.state)
+        if not free_text:
+            body["history"] = [
+                [role, TEXT_NOT_KEPT if role == "user" else text] for role, text in body["history"]
+            ]
+        return body
 
     def restore(self, snapshot: dict[str, Any]) -> None:
         """Carry on from a :meth:`snapshot` taken on another worker (``state/``).

@@ -43,6 +43,11 @@ Rules kept here:
 8. With an outbox, the end of the call queues a call summary and a disposition,
    and a lead when the CRM did not know the caller (``on_call_ended``), keyed
    by the call alone, so a call ended twice (a resumed worker) writes once.
+9. A call can go on in another stream (``state/resume.py``): ``snapshot()``
+   gives the history, the turn number, the writes done (rule 6) and whether the
+   call ended (``llm_state.py``); ``restore()`` takes it back and ``resume()``
+   opens the new stream with ``resumed_text``, the writes done and the question
+   the caller was last asked, which the model then sees in its history.
 """
 
 from __future__ import annotations
@@ -51,13 +56,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, time
-from pathlib import Path
 from typing import Any
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicerail.clock import Clock, SystemClock
 from voicerail.crm.bookings import OutboxBookings
@@ -67,8 +67,24 @@ from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction, normalize_p
 from voicerail.crm.outbox import Outbox
 from voicerail.dialog.base import AgentReply
 from voicerail.dialog.bookings import Bookings, BookingStore
-from voicerail.dialog.llm_tools import TOOLS
-from voicerail.errors import ConfigError, DialogError, StoreError
+from voicerail.dialog.llm_config import LLMAgentSpec as LLMAgentSpec
+from voicerail.dialog.llm_config import LLMSection as LLMSection
+from voicerail.dialog.llm_config import load_llm_agent_spec as load_llm_agent_spec
+from voicerail.dialog.llm_state import (
+    LLM_SNAPSHOT,
+    messages_from_json,
+    messages_to_json,
+    writes_from_json,
+    writes_to_json,
+)
+from voicerail.dialog.llm_tools import (
+    TOOLS,
+    ToolResult,
+    action_text,
+    merge_results,
+    spoken_action,
+)
+from voicerail.errors import DialogError, StoreError
 from voicerail.events.model import Outcome
 from voicerail.handoff.rules import HandoffReason
 from voicerail.handoff.summary import HandoffSummary, build_summary
@@ -80,71 +96,6 @@ from voicerail.providers.base import (
 )
 
 log = logging.getLogger(__name__)
-
-
-class LLMSection(BaseModel):
-    """The ``llm`` section of an agent file."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    system_prompt: str
-    tools: list[str] = Field(default_factory=list)
-    max_tool_rounds: int = Field(default=3, ge=1, le=8)
-    handoff_text: str = "I'll transfer you to our front desk now. Please hold."
-    goodbye_text: str = "Thank you for calling. Goodbye!"
-    silence_reprompt: str = "Are you still there?"
-    silence_goodbye: str = "I haven't heard anything, so I'll end the call now. Goodbye!"
-
-
-class LLMAgentSpec(BaseModel):
-    """An agent file in LLM mode."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-    name: str
-    greeting: str
-    llm: LLMSection
-    # What callers beyond capacity get; validated by server.admission.load_overflow.
-    overflow: dict[str, str] | None = None
-    context: dict[str, Any] | None = None
-    # The compliance section (PCI pause, redaction), checked by compliance/policy.py.
-    compliance: dict[str, Any] | None = None
-
-
-def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
-    """Read and validate an LLM-mode agent file.
-
-    Raises:
-        ConfigError: unreadable, not YAML, invalid, or naming an unknown tool.
-    """
-    source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        spec = LLMAgentSpec.model_validate(raw)
-    except OSError as exc:
-        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or None
-        raise ConfigError(first["msg"].lower(), source=source, field=field) from exc
-    for tool in spec.llm.tools:
-        if tool not in TOOLS:
-            raise ConfigError(f"unknown tool {tool!r}", source=source, field="llm.tools")
-    ContextPolicy.from_mapping(spec.context, source=source)
-    return spec
-
-
-@dataclass
-class ToolResult:
-    """What a tool did, for the model and for the reply."""
-
-    content: dict[str, Any]
-    booking_id: str | None = None
-    outcome: Outcome | None = None
-    handoff: bool = False
-    end_call: bool = False
-    summary: HandoffSummary | None = None
-    pci: bool = False  # collect_payment: a PCI pause starts (compliance/dialog.py)
 
 
 class LLMAgent:
@@ -215,6 +166,7 @@ class LLMDialog:
         self._writes_done: dict[tuple[str, str], ToolResult] = {}
         self.phone = ""
         self._handed_off = False
+        self._ended = False  # said goodbye or handed off (rule 9: not resumable)
 
     def caller_known(self, phone: str) -> None:
         """Start looking the caller up (rule 4); returns at once."""
@@ -257,7 +209,60 @@ class LLMDialog:
         section = self.agent.spec.llm
         text = section.silence_goodbye if final else section.silence_reprompt
         self.messages.append(ChatMessage("assistant", text))
+        self._ended = self._ended or final
         return AgentReply(text, end_call=final, node="silence")
+
+    # -- resume (rule 9) ---------------------------------------------------------
+
+    def snapshot(self, *, free_text: bool = True) -> dict[str, Any]:
+        """The conversation as JSON-ready data (``llm_state.py``; ``free_text``
+        False: no caller words, its rule 2)."""
+        return {
+            "llm": LLM_SNAPSHOT,
+            "turn": self.turn,
+            "messages": messages_to_json(self.messages, free_text=free_text),
+            "writes": writes_to_json(self._writes_done),
+            "phone": self.phone,
+            "handed_off": self._handed_off,
+            "ended": self._ended,
+        }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Carry on from a :meth:`snapshot` taken on another worker.
+
+        Raises:
+            StoreError: ``snapshot`` is not an LLM dialog's, or unreadable.
+        """
+        try:
+            if snapshot["llm"] != LLM_SNAPSHOT:
+                raise ValueError(f"llm snapshot layout {snapshot['llm']!r}")
+            messages = messages_from_json(snapshot["messages"])
+            writes = writes_from_json(snapshot["writes"])
+            turn, phone = int(snapshot["turn"]), str(snapshot["phone"])
+            handed_off, ended = bool(snapshot["handed_off"]), bool(snapshot["ended"])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreError(f"call {self.call_id}: unreadable llm snapshot: {exc}") from None
+        self.messages = [self.messages[0], *messages]
+        self._writes_done, self.turn, self.phone = writes, turn, phone
+        self._handed_off, self._ended = handed_off, ended
+
+    async def resume(self) -> AgentReply:
+        """The first reply of a resumed call: the apology, the writes done and the
+        question last asked ("Sorry, I lost you for a moment. I have booked
+        Tuesday, November 24 at 3 PM for Maria Lopez. Anything else?")."""
+        parts = [self.agent.spec.llm.resumed_text]
+        done = [
+            spoken_action(name, json.loads(args), result)
+            for (name, args), result in self._writes_done.items()
+        ]
+        if done:
+            parts.append(f"I have {' and '.join(done)}.")
+        last = self.messages[-1]
+        if last.role == "assistant" and last.content and not last.tool_calls:
+            parts.append(last.content)
+        text = " ".join(p for p in parts if p)
+        self.messages.append(ChatMessage("assistant", text))
+        return AgentReply(text, node="resumed", data={"turn": self.turn})
 
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         last = self.messages[-1]
@@ -274,7 +279,7 @@ class LLMDialog:
             self.messages.append(ChatMessage("assistant", text, tool_calls=tuple(calls)))
             for call in calls:
                 result = self._run_tool_once(call)
-                final = _merge(final, result)
+                final = merge_results(final, result)
                 self.messages.append(
                     ChatMessage("tool", json.dumps(result.content), tool_call_id=call.id)
                 )
@@ -410,7 +415,7 @@ class LLMDialog:
         """Rule 7: the summary at handoff time, written to the CRM through the outbox."""
         context = self.gate.context() if self.gate is not None else None
         actions = [
-            _action_text(name, json.loads(args), result)
+            action_text(name, json.loads(args), result)
             for (name, args), result in self._writes_done.items()
         ]
         last_user = next((m.content for m in reversed(self.messages) if m.role == "user"), "")
@@ -441,6 +446,7 @@ class LLMDialog:
             data["handoff"] = result.summary.safe_dict()
             pii["handoff_summary"] = result.summary.to_dict()
             pii["handoff_whisper"] = result.summary.whisper_text()
+        self._ended = self._ended or result.end_call or result.handoff
         return AgentReply(
             text=text,
             end_call=result.end_call or result.handoff,
@@ -451,24 +457,3 @@ class LLMDialog:
             data=data,
             pii=pii,
         )
-
-
-def _action_text(name: str, args: dict[str, Any], result: ToolResult) -> str:
-    """One phrase for the handoff summary: ``"booked BK-1A2B3C4D for 2026-12-10 10:00"``."""
-    if name == "book_appointment" and result.booking_id:
-        return f"booked {result.booking_id} for {args.get('day')} {args.get('time')}"
-    if name == "cancel_appointment":
-        return f"cancelled the appointment under {args.get('name')}"
-    return name.replace("_", " ")
-
-
-def _merge(a: ToolResult, b: ToolResult) -> ToolResult:
-    return ToolResult(
-        content=b.content,
-        booking_id=b.booking_id or a.booking_id,
-        outcome=b.outcome or a.outcome,
-        handoff=a.handoff or b.handoff,
-        end_call=a.end_call or b.end_call,
-        summary=b.summary or a.summary,
-        pci=a.pci or b.pci,
-    )

@@ -6,6 +6,13 @@ key and are not run twice in a call (``dialog/llm_agent.py`` rules 1 and 6).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import date, time
+from typing import Any
+
+from voicerail.dialog.slots import format_day, format_time
+from voicerail.events.model import Outcome
+from voicerail.handoff.summary import HandoffSummary
 from voicerail.providers.base import ToolSpec
 
 TOOLS: dict[str, ToolSpec] = {
@@ -61,3 +68,51 @@ TOOLS: dict[str, ToolSpec] = {
         parameters={"type": "object", "properties": {}},
     ),
 }
+
+
+@dataclass
+class ToolResult:
+    """What a tool did, for the model and for the reply."""
+
+    content: dict[str, Any]
+    booking_id: str | None = None
+    outcome: Outcome | None = None
+    handoff: bool = False
+    end_call: bool = False
+    summary: HandoffSummary | None = None
+    pci: bool = False  # collect_payment: a PCI pause starts (compliance/dialog.py)
+
+
+def action_text(name: str, args: dict[str, Any], result: ToolResult) -> str:
+    """One phrase for the handoff summary: ``"booked BK-1A2B3C4D for 2026-12-10 10:00"``."""
+    if name == "book_appointment" and result.booking_id:
+        return f"booked {result.booking_id} for {args.get('day')} {args.get('time')}"
+    if name == "cancel_appointment":
+        return f"cancelled the appointment under {args.get('name')}"
+    return name.replace("_", " ")
+
+
+def spoken_action(name: str, args: dict[str, Any], result: ToolResult) -> str:
+    """:func:`action_text` as a caller hears it in a resumed call's recap:
+    ``"booked Tuesday, November 24 at 3 PM for Maria Lopez"``."""
+    if name == "book_appointment" and result.booking_id:
+        try:
+            day = format_day(date.fromisoformat(str(args.get("day"))))
+            at = format_time(time.fromisoformat(str(args.get("time"))))
+        except ValueError:
+            return action_text(name, args, result)
+        return f"booked {day} at {at} for {args.get('name')}"
+    return action_text(name, args, result)
+
+
+def merge_results(a: ToolResult, b: ToolResult) -> ToolResult:
+    """What two tool calls of one model round did together (the later one's content)."""
+    return ToolResult(
+        content=b.content,
+        booking_id=b.booking_id or a.booking_id,
+        outcome=b.outcome or a.outcome,
+        handoff=a.handoff or b.handoff,
+        end_call=a.end_call or b.end_call,
+        summary=b.summary or a.summary,
+        pci=a.pci or b.pci,
+    )

@@ -24,6 +24,10 @@ Wraps any :class:`~voicerail.dialog.base.DialogFactory`:
    known caller is not asked their name, and the confirmation reads it from
    the CRM (a name the caller says still replaces it). The reply's ``data`` names the slots
    filled (``crm_filled``), never their values.
+6. A resumed call (``state/resume.py``) keeps the rule counters (turns not
+   understood, negative turns in a row), the caller's turn count, the slots
+   and actions for the summary: they travel in the inner dialog's snapshot
+   under :data:`SNAPSHOT_KEY`, which the inner dialog never sees.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from voicerail.crm.gate import ContextGate, ContextPolicy
 from voicerail.crm.lookup import CallerLookup
 from voicerail.crm.model import CRMConnector, CRMWrite, WriteAction
 from voicerail.crm.outbox import Outbox
-from voicerail.dialog.base import AgentReply, Dialog, DialogFactory
+from voicerail.dialog.base import AgentReply, Dialog, DialogFactory, snapshot_with
 from voicerail.errors import StoreError
 from voicerail.events.model import Outcome
 from voicerail.handoff.rules import (
@@ -61,6 +65,8 @@ _REASONS = {
     "store_failed": HandoffReason.ERROR,
     **{str(r): r for r in HandoffReason},
 }
+#: Where this wrapper's own state sits in the call's dialog snapshot (rule 5).
+SNAPSHOT_KEY = "_handoff"
 _HANDOFF_TEXT = "Let me transfer you to a member of our staff. Please hold."
 
 
@@ -165,13 +171,27 @@ class ContextualDialog:
     def on_agent_heard(self, heard_text: str, full_text: str) -> None:
         self.inner.on_agent_heard(heard_text, full_text)
 
-    def snapshot(self) -> dict[str, Any]:
-        """The inner dialog's state (``state/``), empty when it has none to give."""
+    def snapshot(self, *, free_text: bool = True) -> dict[str, Any]:
+        """The inner dialog's state (``state/``) and, under :data:`SNAPSHOT_KEY`,
+        this wrapper's own (rule 5); ``free_text`` False drops the caller's last
+        words."""
         inner = getattr(self.inner, "snapshot", None)
-        return inner() if inner is not None else {}
+        body: dict[str, Any] = {}
+        if inner is not None:
+            body = dict(snapshot_with(inner, free_text=free_text))
+        body[SNAPSHOT_KEY] = {
+            "turns": self._turns,
+            "not_understood": self._rule_state.not_understood,
+            "negative": self._rule_state.negative,
+            "last_text": self._last_text if free_text else "",
+            "actions": list(self._actions),
+            "collected": {k: v for k, v in self._collected.items() if isinstance(v, str)},
+        }
+        return body
 
     def restore(self, snapshot: dict[str, Any]) -> None:
-        """The inner dialog carries on from ``snapshot`` (``state/resume.py``).
+        """The inner dialog carries on from ``snapshot`` (``state/resume.py``), and
+        this wrapper's counters come back (rule 5).
 
         Raises:
             StoreError: the inner dialog cannot be restored, or refuses the snapshot.
@@ -179,7 +199,18 @@ class ContextualDialog:
         inner = getattr(self.inner, "restore", None)
         if inner is None:
             raise StoreError(f"call {self.call_id}: this dialog cannot be restored")
-        inner(snapshot)
+        body = dict(snapshot)
+        own = body.pop(SNAPSHOT_KEY, None) or {}
+        try:
+            state = HandoffState(int(own.get("not_understood", 0)), int(own.get("negative", 0)))
+            turns, last_text = int(own.get("turns", 0)), str(own.get("last_text", ""))
+            actions = [str(a) for a in own.get("actions", [])]
+            collected = {str(k): v for k, v in dict(own.get("collected", {})).items()}
+        except (AttributeError, ValueError, TypeError) as exc:
+            raise StoreError(f"call {self.call_id}: unreadable handoff snapshot: {exc}") from None
+        inner(body)
+        self._rule_state, self._turns, self._last_text = state, turns, last_text
+        self._actions, self._collected = actions, collected
 
     async def resume(self) -> AgentReply:
         """The inner dialog's first reply of a resumed call."""

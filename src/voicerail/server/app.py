@@ -14,7 +14,13 @@ Routes:
   gets a fresh ``<Connect><Stream>`` with a ``resume`` parameter, and the
   worker that takes the stream carries the call on; else the call is
   transferred with ``<Dial>`` when the agent requested a handoff and a handoff
-  number is configured, else hung up.
+  number is configured, else hung up. Load never refuses that fresh stream
+  (``session/load.py`` rule 6); only a drain does, so a draining worker offers
+  it only when other workers share the port (it has stopped listening, and the
+  stream reaches one of them); alone it hangs up, as its drain would refuse.
+* ``POST /twilio/pay-action`` — Twilio's ``<Pay>`` result, for agents whose card
+  capture is ``twilio_pay``: the connect action sends such a call to ``<Pay>``
+  and this route brings it back to a fresh stream (``compliance/pay_http.py``).
 * ``WS /twilio/media`` — one call per connection (:class:`CallSession`), from its
   ``start`` on; the stream's deadlines and rate are ``ServerSettings.limits.stream``
   and at most ``max_pending_streams`` sockets may wait for ``start``. One live
@@ -55,6 +61,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from twilio.request_validator import RequestValidator
 from twilio.twiml.voice_response import Connect, VoiceResponse
 
+from voicerail.compliance.pay_http import pay_routes, pay_twiml_for
 from voicerail.errors import StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.handoff.summary import handoff_from_events
@@ -179,6 +186,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             return Response("invalid X-Twilio-Signature", status_code=403)
         response = VoiceResponse()
         call_sid = form.get("CallSid")
+        pay = await pay_twiml_for(runtime, call_sid)  # compliance/pay_http.py
+        if pay is not None:
+            return Response(pay, media_type="application/xml")
         resumes = await resumable_call(call_sid)
         if resumes is not None:
             return stream_twiml(request, stream_parameters(form, resumes))
@@ -310,6 +320,9 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     )
     if desk is not None:
         routes += handoff_routes(desk, signed_form)
+    routes += pay_routes(
+        runtime, signed_form, lambda r, form, n: stream_twiml(r, stream_parameters(form, n))
+    )
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
     app.state.handoff_desk = desk
     app.state.calls = active  # read by the SIGTERM drain (server/drain.py)

@@ -63,7 +63,7 @@ from voicerail.session.inbound import InboundAudio
 from voicerail.session.phrase_cache import HOLDING_PHRASE
 from voicerail.session.playback import PlaybackTracker
 from voicerail.session.playout import Playout, SendFrame
-from voicerail.session.resume import Resumed, StreamRegistry, take_over
+from voicerail.session.resume import Resumed, StreamRegistry, admit_stream, take_over
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.speech_io import SpeechToTextResult, synthesize_ulaw, transcribe
@@ -376,8 +376,11 @@ class CallSession:
 
     async def _on_start(self, start: CallAnswered) -> None:
         # Admission (session/load.py): a stream the webhook announced holds a slot
-        # under its CallSid; one beyond capacity is refused before it is a call.
-        decision = self.rt.load.admit(reservation=start.call_ref or None)
+        # under its CallSid; one beyond capacity is refused before it is a call,
+        # unless it carries on an accepted call (session/resume.py).
+        decision = await admit_stream(self.rt, start.call_ref or None)
+        if self._done.is_set():
+            return  # the socket closed while the state was read
         if not decision.admit:
             reason = f"refused: {decision.reason}"
             self._emit(
@@ -889,6 +892,8 @@ class CallSession:
             self._end(end_reason, close_code=1000)
         elif reply.end_call:
             self._end("agent", close_code=1000)
+        elif reply.data.get("pci") == "twilio_pay":  # compliance/pay_http.py: the call goes
+            self.take_over()  # to Twilio's <Pay> and comes back to a new stream
 
     def _on_first_audio(self, synth_started_s: float) -> None:
         now = self._clock.monotonic()

@@ -16,6 +16,15 @@ Rules kept here:
 4. A slot promised by the webhook is held for ``reservation_s`` at most; a
    caller whose stream never comes does not hold capacity forever.
 5. Draining (shutdown) refuses every new call.
+6. A resumed stream (a call already accepted, carried on by a new stream:
+   ``state/resume.py``) is not a new call: it is counted like any call, so it
+   fills the server for new ones, but neither the ceiling nor a load signal
+   refuses it; only a drain does. Refusing it could only end the call, or
+   bounce it between workers: the connect action cannot name a worker (they
+   share one port), so Twilio's next stream lands where the kernel puts it.
+   One more call over the ceiling costs little; a dropped call is a failure
+   the caller hears. A draining worker of several has stopped listening, so
+   the fresh stream reaches another one (``server/app.py``).
 
 :func:`decide` is pure; :class:`LoadMonitor` feeds it from the running server.
 """
@@ -114,10 +123,13 @@ def over_limit(config: AdmissionConfig, signals: LoadSignals, ratio: float = 1.0
     return None
 
 
-def decide(config: AdmissionConfig, load: Load) -> Decision:
-    """Rules 1, 3 and 5: may one more call start now?"""
+def decide(config: AdmissionConfig, load: Load, *, resumed: bool = False) -> Decision:
+    """Rules 1, 3, 5 and 6: may one more call start now (``resumed``: may an
+    accepted call go on in a new stream)?"""
     if load.draining:
         return Decision(False, "draining")
+    if resumed:
+        return Decision(True)  # rule 6
     taken = load.calls_in_progress + load.reserved
     if taken >= config.max_calls:
         return Decision(False, f"full: {taken} of {config.max_calls} calls")
@@ -230,15 +242,16 @@ class LoadMonitor:
             overloaded_by=self._closed_by,
         )
 
-    def admit(self, reservation: str | None = None) -> Decision:
+    def admit(self, reservation: str | None = None, *, resumed: bool = False) -> Decision:
         """Decide on one more call; when admitted with ``reservation`` (the webhook's
-        CallSid), a slot is held for its stream (rule 4)."""
+        CallSid), a slot is held for its stream (rule 4). ``resumed``: the stream
+        carries on an accepted call (rule 6); it holds no reservation."""
         if reservation is not None and reservation in self._reservations:
             return Decision(True)  # the webhook already promised this call a slot
-        decision = decide(self.config, self.snapshot())
+        decision = decide(self.config, self.snapshot(), resumed=resumed)
         if not decision.admit:
             self.refused += 1
-        elif reservation is not None:
+        elif reservation is not None and not resumed:
             self._reservations[reservation] = self.monotonic() + self.config.reservation_s
         return decision
 

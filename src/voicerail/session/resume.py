@@ -1,14 +1,19 @@
-"""A new media stream carries a call on: the restore step at stream start, and the
-one-stream-per-call rule inside one process.
+"""A new media stream carries a call on: its admission, the restore step at stream
+start, and the one-stream-per-call rule inside one process.
 
-The rules are in ``state/resume.py``; this module does their reads and writes.
-At ``start`` the driver asks :func:`take_over` whether the stream's CallSid names
-a resumable call. If so the call's state is claimed (rule 4 there), its dialog is
-restored from the snapshot, its row is read back from the event store (start
-time, booking id, costs) and the event store continues the call's ``seq`` in a
-fresh block (``events/store.py`` rule 2). Any failure on the way (store down,
-deadline passed, a snapshot the dialog cannot read) makes the stream a new call:
-the caller is greeted again rather than left in silence.
+The rules are in ``state/resume.py``; this module does their reads and writes. At
+``start`` the driver first asks :func:`admit_stream` whether the stream may start: a
+stream the load would refuse as a new call is admitted when its CallSid names a
+resumable call (``session/load.py`` rule 6: an accepted call is never failed by
+load). The ``resume`` parameter the connect action adds is not trusted on its own (a
+media socket carries no signature): only a state in the store makes a stream a
+resumed one. Then the driver asks :func:`take_over` whether the stream's CallSid
+names a resumable call. If so the call's state is claimed (rule 4 there), its dialog
+is restored from the snapshot, its row is read back from the event store (start
+time, booking id, costs) and the event store continues the call's ``seq`` in a fresh
+block (``events/store.py`` rule 2). Any failure on the way (store down, deadline
+passed, a snapshot the dialog cannot read) makes the stream a new call: the caller
+is greeted again rather than left in silence.
 
 :class:`StreamRegistry` keeps, per process, the live stream of each CallSid; a
 second stream for the same CallSid takes over and the first is told to stop.
@@ -24,6 +29,7 @@ from typing import Any, Protocol
 from voicerail.dialog.base import Dialog
 from voicerail.errors import StateConflict, StoreError
 from voicerail.events.store import CallRecord
+from voicerail.session.load import Decision
 from voicerail.session.runtime import Runtime
 from voicerail.state.resume import claim, resumable
 from voicerail.state.session import SessionState
@@ -85,6 +91,31 @@ class Resumed:
             stream_sid=stream_sid,
             data=data,
         )
+
+
+async def admit_stream(
+    runtime: Runtime, call_sid: str | None, *, timeout_s: float = TAKE_OVER_TIMEOUT_S
+) -> Decision:
+    """Admission of a stream that has sent ``start`` (``session/load.py`` rules 1-6).
+
+    The state store is read only when the load refuses the stream as a new call
+    (and not for a drain, which refuses resumed streams too).
+
+    Never raises: a store error or a passed deadline leaves the refusal as it is.
+    """
+    load = runtime.load
+    decision = load.admit(reservation=call_sid)
+    if decision.admit or load.draining or runtime.state is None or not call_sid:
+        return decision
+    try:
+        state = await asyncio.wait_for(runtime.state.load_by_call_sid(call_sid), timeout_s)
+    except (StoreError, TimeoutError) as exc:
+        log.warning("stream refused by load; its call state is unavailable (%s)", exc)
+        return decision
+    if not resumable(state):
+        return decision
+    load.refused -= 1  # counted by the first admit(); not refused after all (rule 6)
+    return load.admit(resumed=True)
 
 
 async def take_over(

@@ -12,6 +12,11 @@ Rules:
    and the recorder goes on; a ``StateConflict`` means another stream now owns
    the call (``state/resume.py`` rule 4): this recorder stops writing and tells
    its stream, which stops without ending the call.
+4. A dialog snapshot that says ``"free_text": false`` (the caller declined
+   recording consent: ``compliance/dialog.py`` rule 7) makes the state keep no
+   turn texts: what the caller said, and the replies that may echo it, become
+   :data:`~voicerail.dialog.base.TEXT_NOT_KEPT`, in this turn and the earlier
+   ones. The turn count stays (a resumed call numbers its turns on).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from voicerail.dialog.base import TEXT_NOT_KEPT
 from voicerail.errors import StateConflict, StoreError
 from voicerail.state.session import SessionState, StateStore, TurnRecord
 
@@ -70,6 +76,9 @@ class CallStateRecorder:
             return
         turns = self.state.turns
         record = TurnRecord(len(turns), caller_text, agent_text, agent_text)
+        if dialog is not None and dialog.get("free_text") is False:  # rule 4
+            turns = tuple(_not_kept(t) for t in turns)
+            record = _not_kept(record)
         self.state = self.state.next_version(
             turns=(*turns, record),
             outcome=outcome or self.state.outcome,
@@ -83,8 +92,8 @@ class CallStateRecorder:
 
     def heard(self, heard_text: str) -> None:
         """Rule 2: the caller heard only ``heard_text`` of the last reply."""
-        if not self.state.turns:
-            return
+        if not self.state.turns or self.state.dialog.get("free_text") is False:
+            return  # rule 4: no text kept to correct
         *earlier, last = self.state.turns
         fixed = TurnRecord(last.index, last.caller_text, last.agent_text, heard_text)
         self.state = replace(self.state, turns=(*earlier, fixed))
@@ -116,3 +125,13 @@ class CallStateRecorder:
         """Wait (at most ``timeout_s``) for the writes in flight."""
         if self._chain is not None:
             await asyncio.wait({self._chain}, timeout=timeout_s)
+
+
+def _not_kept(turn: TurnRecord) -> TurnRecord:
+    """Rule 4: ``turn`` with its texts replaced (empty ones stay empty)."""
+
+    def gone(text: str) -> str:
+        return TEXT_NOT_KEPT if text else ""
+
+    caller, agent, heard = turn.caller_text, turn.agent_text, turn.heard_text
+    return TurnRecord(turn.index, gone(caller), gone(agent), gone(heard))
