@@ -67,6 +67,8 @@ class Supervisor:
         poll_s: how often the workers are looked at, seconds.
         stop_timeout_s: how long stopping workers may take before they are
             killed; longer than the drain deadline.
+        module: what each worker runs, ``python -m <module> <argv>``
+            (``bench/capacity.py --workers`` runs the fake-provider server).
     """
 
     argv: Sequence[str]
@@ -75,6 +77,7 @@ class Supervisor:
     sweep: Callable[[], Any] = lambda: None
     poll_s: float = 0.2
     stop_timeout_s: float = 60.0
+    module: str = "voicerail.cli"
     workers: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
 
     def run(self) -> int:
@@ -103,7 +106,7 @@ class Supervisor:
             WORKER_INDEX_VARIABLE: str(index),
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         }
-        command = [sys.executable, "-m", "voicerail.cli", *self.argv]
+        command = [sys.executable, "-m", self.module, *self.argv]
         # Own process group: a terminal's Ctrl-C reaches the supervisor only,
         # which turns it into a drain (rule 3) instead of an abrupt stop.
         proc = subprocess.Popen(command, env=env, pass_fds=(self.listen_fd,), process_group=0)
