@@ -94,7 +94,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--reprompt-after", type=float, default=7.0, help="seconds of silence")
     serve.add_argument("--hangup-after", type=float, default=20.0, help="seconds of silence")
     serve.add_argument("--twilio-auth-token", default=None, help="or $TWILIO_AUTH_TOKEN")
-    serve.add_argument("--public-url", default=None)
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        help="the URL Twilio calls, e.g. https://voice.example.com (signatures, stream URL)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="reverse proxies whose X-Forwarded-Proto/Host/For are believed, "
+        "e.g. 127.0.0.1,10.0.0.0/8 ($VOICERAIL_FORWARDED_ALLOW_IPS; default: none)",
+    )
     serve.add_argument("--handoff-number", default=None)
     serve.add_argument(
         "--handoff-mode",
@@ -250,6 +260,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     from voicerail.server.workers import WORKER_FD_VARIABLE
 
     data_dir = _data_dir_for_serving(args.data_dir or default_data_dir())
+    _trusted_proxies(args)  # a bad entry is one line now, not after the models load
     inherited = os.environ.get(WORKER_FD_VARIABLE)
     if inherited:  # a worker: the supervisor did the once-per-host work
         with socket.socket(fileno=int(inherited)) as sock:
@@ -470,6 +481,7 @@ def _serve_on(
     settings = ServerSettings(
         twilio_auth_token=auth_token,
         public_url=args.public_url,
+        forwarded_allow_ips=_trusted_proxies(args),
         handoff_number=args.handoff_number,
         operations=operations,
         overflow=load_overflow(args.agent),
@@ -490,6 +502,9 @@ def _serve_on(
         port=args.port,
         log_level="warning",
         http=header_timeout_protocol(settings.limits.header_timeout_s),
+        # X-Forwarded-* are believed only per --forwarded-allow-ips (server/proxy.py),
+        # not from 127.0.0.1 as uvicorn does by default.
+        proxy_headers=False,
         # A backstop after the drain: a handler that does not return within
         # this long is cancelled, so no stuck call keeps the process alive.
         timeout_graceful_shutdown=10,
@@ -511,6 +526,20 @@ def _serve_on(
     if server.drain_result is not None:
         print(f"voicerail: drained: {server.drain_result}", flush=True)
     return 0
+
+
+def _trusted_proxies(args: argparse.Namespace) -> Any:
+    """``--forwarded-allow-ips`` or ``$VOICERAIL_FORWARDED_ALLOW_IPS``; none when unset.
+
+    Raises:
+        ConfigError: an entry is not an IP address or network.
+    """
+    import os
+
+    from voicerail.server.proxy import TrustedProxies
+
+    text = args.forwarded_allow_ips or os.environ.get("VOICERAIL_FORWARDED_ALLOW_IPS") or ""
+    return TrustedProxies.parse(text)
 
 
 def _env_path(variable: str) -> Path | None:
