@@ -19,12 +19,15 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicerail.config import ServeOptions, default_data_dir
 from voicerail.errors import VoicerailError
 from voicerail.session.runtime import AudioConfig
 from voicerail.turns.policy import TurnConfig
+
+if TYPE_CHECKING:
+    from voicerail.server.proxy import TrustedProxies
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -528,7 +531,7 @@ def _serve_on(
     return 0
 
 
-def _trusted_proxies(args: argparse.Namespace) -> Any:
+def _trusted_proxies(args: argparse.Namespace) -> TrustedProxies:
     """``--forwarded-allow-ips`` or ``$VOICERAIL_FORWARDED_ALLOW_IPS``; none when unset.
 
     Raises:
