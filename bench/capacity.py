@@ -114,6 +114,7 @@ async def run_step(
     workers: int = 1,
 ) -> dict[str, Any]:
     """One concurrency step against a fresh server with ``workers`` processes."""
+    load_before = os.getloadavg()[0]
     plans = expand(load_suite(SUITE), calls=calls, seed=concurrency)
     turns = await asyncio.to_thread(library.prepare, plans)
     data_dir = Path(tempfile.mkdtemp(prefix=f"capacity-{concurrency}-"))
@@ -138,6 +139,8 @@ async def run_step(
     figures = step_figures(report)
     figures["concurrency"] = concurrency
     figures["workers"] = workers
+    # Other work on the machine shows here (and as the simulator's own lateness).
+    figures["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     figures["ok"] = step_ok(figures)
     return figures
 
@@ -176,7 +179,8 @@ async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
             row = await run_step(concurrency, calls, args, library, workers)
             rows.append(row)
             print(
-                f"{workers} workers, step {concurrency}: {time.monotonic() - started:.0f} s",
+                f"{workers} workers, step {concurrency}: {time.monotonic() - started:.0f} s, "
+                f"load average {row['load_avg_1m'][0]} before, {row['load_avg_1m'][1]} after",
                 flush=True,
             )
             print_table([row])
