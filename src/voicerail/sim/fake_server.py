@@ -456,9 +456,16 @@ def main(argv: list[str] | None = None) -> int:
         return _supervise(args, argv if argv is not None else sys.argv[1:])
     app, runtime = create_sim_app(config)
     print(f"fake server: agent {config.agent} on http://{args.host}:{args.port}", flush=True)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        lifespan="off",
+        # SIGTERM ends a load run's server within seconds, whatever is still open.
+        timeout_graceful_shutdown=2,
     )
+    server = uvicorn.Server(uvicorn_config)
     try:
         if inherited:  # a worker: serve on the supervisor's socket
             import socket
@@ -484,7 +491,9 @@ def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
             listen_fd=sock.fileno(),
             num_workers=args.workers,
             module="voicerail.sim.fake_server",
-            stop_timeout_s=15.0,
+            # Under fake_server_process's 10 s before it kills this supervisor, so
+            # a lingering worker is killed here rather than left running.
+            stop_timeout_s=5.0,
         )
         print(f"fake server: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
         return supervisor.run()
