@@ -1,4 +1,4 @@
-"""Capacity: how many concurrent calls one server process carries on this machine.
+"""Capacity: how many concurrent calls a server carries on this machine, with 1 or more workers.
 
 The server is the real voicerail server (call driver, real VAD, G.711 and
 resampling) with cloud-like fake providers (``voicerail.sim.fake_server``:
@@ -19,10 +19,16 @@ It prints the highest step where the runtime's share stays under 20 ms at p99,
 turn ends are seen within 72 ms p99 (no backlog), with no audio gap and no
 failed call, as calls per core.
 
+``--workers 1,2`` runs every step once per worker count (the fake server run as
+``voicerail serve --workers N`` runs: one supervisor, N processes on one port,
+``server/workers.py``) and prints the counts side by side. CPU and memory are the
+supervisor's and its workers' together; the server loop lag and inbound jitter
+columns are one worker's (whichever answered ``/sim/stats``).
+
 Usage::
 
     .venv/bin/python bench/capacity.py [--steps 10,25,50,100,150,200] [--vad energy]
-        [--vad-batch-ms 0]
+        [--vad-batch-ms 0] [--workers 1,2]
         [--calls-per-step N] [--frames-per-media 5] [--out var/bench/capacity.json]
         [--report-dir DIR] [--transport {twilio,telnyx,plivo,vonage}]
 """
@@ -101,9 +107,14 @@ def step_ok(figures: dict[str, Any]) -> bool:
 
 
 async def run_step(
-    concurrency: int, calls: int, args: argparse.Namespace, library: AudioLibrary
+    concurrency: int,
+    calls: int,
+    args: argparse.Namespace,
+    library: AudioLibrary,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """One concurrency step against a fresh server process."""
+    """One concurrency step against a fresh server with ``workers`` processes."""
+    load_before = os.getloadavg()[0]
     plans = expand(load_suite(SUITE), calls=calls, seed=concurrency)
     turns = await asyncio.to_thread(library.prepare, plans)
     data_dir = Path(tempfile.mkdtemp(prefix=f"capacity-{concurrency}-"))
@@ -114,6 +125,7 @@ async def run_step(
         vad_batch_ms=args.vad_batch_ms,
         latency=CloudLatency(),
         frames_per_media=args.frames_per_media,
+        workers=workers,
     )
     with fake_server_process(config) as (base_url, pid):
         target = await probe_target(Target(base_url=base_url, pid=pid, data_dir=data_dir))
@@ -122,9 +134,12 @@ async def run_step(
         run = await run_calls(target, plans, turns, options)
     report = build_report(run, suite=f"capacity-{concurrency}")
     if args.report_dir:
-        write_report(report, Path(args.report_dir) / f"step-{concurrency}")
+        write_report(report, Path(args.report_dir) / f"w{workers}-step-{concurrency}")
     figures = step_figures(report)
     figures["concurrency"] = concurrency
+    figures["workers"] = workers
+    # Other work on the machine shows here (and as the simulator's own lateness).
+    figures["load_avg_1m"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
     figures["ok"] = step_ok(figures)
     return figures
 
@@ -136,14 +151,14 @@ def _fmt(value: Any, digits: int = 1) -> str:
 def print_table(rows: list[dict[str, Any]]) -> None:
     """The per-step table."""
     head = (
-        f"{'conc':>5} {'share p50':>9} {'p99':>6} {'v2v p50':>8} {'in lag':>7} {'in jit':>7} "
-        f"{'out jit':>7} {'gaps':>5} {'fail':>5} {'cpu%/call':>9} {'MB/call':>8} "
+        f"{'wrk':>3} {'conc':>5} {'share p50':>9} {'p99':>6} {'v2v p50':>8} {'in lag':>7} "
+        f"{'in jit':>7} {'out jit':>7} {'gaps':>5} {'fail':>5} {'cpu%/call':>9} {'MB/call':>8} "
         f"{'srv lag':>8} {'sim lag':>8} ok"
     )
     print(head)
     for r in rows:
         print(
-            f"{r['concurrency']:>5} {_fmt(r['runtime_share_p50_ms'], 2):>9} "
+            f"{r['workers']:>3} {r['concurrency']:>5} {_fmt(r['runtime_share_p50_ms'], 2):>9} "
             f"{_fmt(r['runtime_share_p99_ms']):>6} {_fmt(r['latency_p50_ms'], 0):>8} "
             f"{_fmt(r['inbound_lag_p99_ms']):>7} "
             f"{_fmt(r['inbound_jitter_p99_ms']):>7} {_fmt(r['outbound_jitter_p99_ms']):>7} "
@@ -156,16 +171,55 @@ def print_table(rows: list[dict[str, Any]]) -> None:
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:
     library = AudioLibrary(Path(args.cache_dir))
     rows = []
-    for concurrency in [int(s) for s in args.steps.split(",")]:
-        calls = args.calls_per_step or concurrency
-        started = time.monotonic()
-        row = await run_step(concurrency, calls, args, library)
-        rows.append(row)
-        print(f"step {concurrency}: {time.monotonic() - started:.0f} s", flush=True)
-        print_table([row])
-        if args.stop_after_fail and not row["ok"]:
-            break
+    for workers in worker_counts(args.workers):
+        for concurrency in [int(s) for s in args.steps.split(",")]:
+            calls = args.calls_per_step or concurrency
+            started = time.monotonic()
+            row = await run_step(concurrency, calls, args, library, workers)
+            rows.append(row)
+            print(
+                f"{workers} workers, step {concurrency}: {time.monotonic() - started:.0f} s, "
+                f"load average {row['load_avg_1m'][0]} before, {row['load_avg_1m'][1]} after",
+                flush=True,
+            )
+            print_table([row])
+            if args.stop_after_fail and not row["ok"]:
+                break
     return rows
+
+
+def worker_counts(text: str) -> list[int]:
+    """``"1,2"`` → ``[1, 2]``.
+
+    Raises:
+        argparse.ArgumentTypeError: a count that is not a positive integer.
+    """
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2, got {text!r}") from None
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"expected worker counts like 1,2, got {text!r}")
+    return counts
+
+
+def side_by_side(rows: list[dict[str, Any]], cores: int) -> list[str]:
+    """One line per worker count: the highest passing step, as calls per core, and
+    each step's verdict with its inbound lag p99 (the criterion that fails first)."""
+    lines = []
+    for workers in sorted({r["workers"] for r in rows}):
+        mine = [r for r in rows if r["workers"] == workers]
+        best = max((r["concurrency"] for r in mine if r["ok"]), default=0)
+        steps = "  ".join(
+            f"{r['concurrency']}:{'ok' if r['ok'] else 'FAIL'}"
+            f"({_fmt(r['inbound_lag_p99_ms'], 0)} ms)"
+            for r in mine
+        )
+        lines.append(
+            f"{workers} worker{'s' if workers > 1 else ' '}: {best:>4} calls = "
+            f"{best / cores:>5.1f} calls per core | {steps}"
+        )
+    return lines
 
 
 def main() -> int:
@@ -185,6 +239,9 @@ def main() -> int:
     parser.add_argument("--ramp-per-call", type=float, default=0.1, help="seconds of ramp per call")
     parser.add_argument("--stop-after-fail", action="store_true")
     parser.add_argument(
+        "--workers", default="1", help="server processes, one run per count: e.g. 1,2"
+    )
+    parser.add_argument(
         "--frames-per-media", type=int, default=1, help="20 ms frames per outbound media message"
     )
     parser.add_argument("--cache-dir", default="var/sim-cache")
@@ -193,21 +250,23 @@ def main() -> int:
         "--report-dir", default="", help="also write each step's report.json and report.html here"
     )
     args = parser.parse_args()
+    worker_counts(args.workers)  # refuse a bad list before any step runs
     rows = run_event_loop(main_async(args))
     print()
     print(f"capacity, {args.vad} VAD, echo agent with cloud-like fake providers:")
     print_table(rows)
     cores = os.cpu_count() or 1
-    passing = [r["concurrency"] for r in rows if r["ok"]]
-    best = max(passing, default=0)
     print(
         f"highest concurrency with runtime share p99 < {SHARE_P99_LIMIT_MS:.0f} ms, "
-        f"inbound lag p99 < {INBOUND_LAG_P99_LIMIT_MS:.0f} ms, no gaps, no failures: "
-        f"{best} calls = {best / cores:.1f} calls per core ({cores} cores)"
+        f"inbound lag p99 < {INBOUND_LAG_P99_LIMIT_MS:.0f} ms, no gaps, no failures "
+        f"({cores} cores; step:verdict(inbound lag p99)):"
     )
+    for line in side_by_side(rows, cores):
+        print(line)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"vad": args.vad, "cores": cores, "steps": rows}, indent=1))
+    figures = {"vad": args.vad, "cores": cores, "workers": args.workers, "steps": rows}
+    out.write_text(json.dumps(figures, indent=1))
     return 0
 
 

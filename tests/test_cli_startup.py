@@ -63,3 +63,15 @@ def test_a_redis_that_does_not_answer_is_one_line_before_models_load(tmp_path, c
     assert out == ""
     [line] = err.splitlines()
     assert line.startswith(f"voicerail: --redis-url: redis at {url} does not answer: ")
+
+
+def test_a_bad_forwarded_allow_ips_entry_is_one_line_before_anything_is_bound(tmp_path, capsys):
+    """Trusting proxy headers is opt-in, and a typo in the list is refused at once."""
+    argv = ["serve", "--port", "0", "--data-dir", str(tmp_path)]
+    status = main([*argv, "--forwarded-allow-ips", "127.0.0.1,nginx"])
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert out == ""
+    assert err.splitlines() == [
+        "voicerail: --forwarded-allow-ips: expected an IP address or network, got 'nginx'"
+    ]

@@ -19,7 +19,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from voicerail.config import ServeOptions, default_data_dir
 from voicerail.errors import VoicerailError
@@ -28,6 +28,9 @@ from voicerail.turns.policy import TurnConfig
 
 #: Commands of ``compliance/cli.py`` (imported only when one of them runs).
 COMPLIANCE_COMMANDS = ("erase", "audit", "gates", "review")
+
+if TYPE_CHECKING:
+    from voicerail.server.proxy import TrustedProxies
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -102,7 +105,17 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="base64 Ed25519 key that verifies Telnyx webhooks (or $TELNYX_PUBLIC_KEY)",
     )
-    serve.add_argument("--public-url", default=None)
+    serve.add_argument(
+        "--public-url",
+        default=None,
+        help="the URL Twilio calls, e.g. https://voice.example.com (signatures, stream URL)",
+    )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default=None,
+        help="reverse proxies whose X-Forwarded-Proto/Host/For are believed, "
+        "e.g. 127.0.0.1,10.0.0.0/8 ($VOICERAIL_FORWARDED_ALLOW_IPS; default: none)",
+    )
     serve.add_argument("--handoff-number", default=None)
     serve.add_argument(
         "--handoff-mode",
@@ -282,6 +295,7 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     from voicerail.server.workers import WORKER_FD_VARIABLE
 
     data_dir = _data_dir_for_serving(args.data_dir or default_data_dir())
+    _trusted_proxies(args)  # a bad entry is one line now, not after the models load
     inherited = os.environ.get(WORKER_FD_VARIABLE)
     if inherited:  # a worker: the supervisor did the once-per-host work
         with socket.socket(fileno=int(inherited)) as sock:
@@ -559,6 +573,7 @@ def _serve_on(
         twilio_auth_token=auth_token,
         telnyx_public_key=args.telnyx_public_key or os.environ.get("TELNYX_PUBLIC_KEY"),
         public_url=args.public_url,
+        forwarded_allow_ips=_trusted_proxies(args),
         handoff_number=args.handoff_number,
         operations=operations,
         overflow=load_overflow(args.agent),
@@ -585,6 +600,9 @@ def _serve_on(
         port=args.port,
         log_level="warning",
         http=header_timeout_protocol(settings.limits.header_timeout_s),
+        # X-Forwarded-* are believed only per --forwarded-allow-ips (server/proxy.py),
+        # not from 127.0.0.1 as uvicorn does by default.
+        proxy_headers=False,
         # A backstop after the drain: a handler that does not return within
         # this long is cancelled, so no stuck call keeps the process alive.
         timeout_graceful_shutdown=10,
@@ -606,6 +624,20 @@ def _serve_on(
     if server.drain_result is not None:
         print(f"voicerail: drained: {server.drain_result}", flush=True)
     return 0
+
+
+def _trusted_proxies(args: argparse.Namespace) -> TrustedProxies:
+    """``--forwarded-allow-ips`` or ``$VOICERAIL_FORWARDED_ALLOW_IPS``; none when unset.
+
+    Raises:
+        ConfigError: an entry is not an IP address or network.
+    """
+    import os
+
+    from voicerail.server.proxy import TrustedProxies
+
+    text = args.forwarded_allow_ips or os.environ.get("VOICERAIL_FORWARDED_ALLOW_IPS") or ""
+    return TrustedProxies.parse(text)
 
 
 def _env_path(variable: str) -> Path | None:

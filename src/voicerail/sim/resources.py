@@ -9,6 +9,7 @@ the report so a run on an overloaded machine shows it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Callable
@@ -30,10 +31,12 @@ class Sample:
 
 @dataclass
 class ProcessMonitor:
-    """Samples one process's CPU and resident memory while calls run.
+    """Samples one process's CPU and resident memory while calls run, with its
+    children's: a server run with workers (``--workers N``) is its supervisor
+    and the workers, and all of them count.
 
     Args:
-        pid: the process to watch.
+        pid: the process to watch (and its descendants).
         active_calls: returns how many calls are in progress right now.
         interval_s: sampling period.
     """
@@ -55,24 +58,45 @@ class ProcessMonitor:
         import psutil
 
         self._proc = psutil.Process(self.pid)
-        self._proc.cpu_percent(None)
-        times = self._proc.cpu_times()
-        self._cpu_start = times.user + times.system
-        self.baseline_rss_bytes = self._proc.memory_info().rss
+        self._cpu_start, self.baseline_rss_bytes = self._read_tree()
         self._t0 = time.monotonic()
         self._task = asyncio.get_running_loop().create_task(self._run())
+
+    def _read_tree(self) -> tuple[float, int]:
+        """(CPU seconds, resident bytes) of the process and its live descendants.
+
+        Raises:
+            psutil.NoSuchProcess: the watched process itself is gone.
+        """
+        import psutil
+
+        cpu_s = 0.0
+        rss = 0
+        for proc in [self._proc, *self._proc.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                cpu_s += times.user + times.system
+                rss += proc.memory_info().rss
+            except psutil.NoSuchProcess:
+                if proc is self._proc:
+                    raise
+        return cpu_s, rss
 
     async def _run(self) -> None:
         import psutil
 
+        last_cpu_s, last_at = self._cpu_start, time.monotonic()
         while True:
             await asyncio.sleep(self.interval_s)
             try:
-                cpu = self._proc.cpu_percent(None)
-                rss = self._proc.memory_info().rss
+                cpu_s, rss = self._read_tree()
             except psutil.Error:
                 return
-            self.samples.append(Sample(time.monotonic() - self._t0, cpu, rss, self.active_calls()))
+            now = time.monotonic()
+            # A worker that exits between samples takes its CPU seconds with it.
+            cpu = max(0.0, cpu_s - last_cpu_s) / max(now - last_at, 1e-6) * 100
+            last_cpu_s, last_at = cpu_s, now
+            self.samples.append(Sample(now - self._t0, cpu, rss, self.active_calls()))
 
     async def stop(self) -> None:
         """Stop sampling and total the CPU time used since :meth:`start`."""
@@ -81,11 +105,8 @@ class ProcessMonitor:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-        try:
-            times = self._proc.cpu_times()
-            self.cpu_seconds = times.user + times.system - self._cpu_start
-        except psutil.Error:
-            pass
+        with contextlib.suppress(psutil.Error):
+            self.cpu_seconds = self._read_tree()[0] - self._cpu_start
 
     def summary(self) -> dict[str, Any]:
         """CPU and memory overall and per concurrent call (JSON-ready).
