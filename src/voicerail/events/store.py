@@ -20,6 +20,12 @@ Rules:
 5. Stores that answer the operations questions also implement :class:`SQLReader`
    (``dialect`` and ``fetch``); the queries live in ``events/queries.py`` and run
    unchanged on SQLite and PostgreSQL (``events/postgres.py``).
+6. Rollups (``events/rollups.py``) are updated by the writer in each batch's
+   transaction, begun ``IMMEDIATE`` so that the rows they read before writing
+   cannot change under them when several processes share the file. A database
+   without current rollups is rebuilt when opened; ``rollups=False`` (benchmarks
+   of the write path) stops keeping them and marks them stale, so the answers
+   fall back to scanning events.
 
 The schema is documented, with its version, in ``events/schema.md``.
 """
@@ -39,6 +45,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from voicerail.errors import StoreError
 from voicerail.events.model import SCHEMA_VERSION, Event, EventKind, Stage
+from voicerail.events.rollup_writer import RollupBatch, rebuild
+from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, schema
 
 log = logging.getLogger(__name__)
 
@@ -320,14 +328,21 @@ class SQLiteEventStore:
         path: database file; parent directories are created.
         flush_interval_s: longest an appended event waits before commit.
         batch_max: events that trigger an early commit.
+        rollups: keep the rollups on write (rule 6).
     """
 
     dialect = "sqlite"
 
     def __init__(
-        self, path: str | Path, *, flush_interval_s: float = 0.05, batch_max: int = 500
+        self,
+        path: str | Path,
+        *,
+        flush_interval_s: float = 0.05,
+        batch_max: int = 500,
+        rollups: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._rollups = rollups
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db_lock = threading.Lock()
         # The busy timeout lets several worker processes share the file: a writer
@@ -337,8 +352,9 @@ class SQLiteEventStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         self._db.executescript(_SCHEMA)
-        for statement in INDEXES:
+        for statement in (*INDEXES, *schema()):
             self._db.execute(statement)
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -346,6 +362,11 @@ class SQLiteEventStore:
         costs = self._db.execute("SELECT value FROM meta WHERE key = 'costs_version'").fetchall()
         if costs != [(COSTS_VERSION,)]:
             self._backfill_costs()
+        built = self._db.execute("SELECT value FROM meta WHERE key = 'rollups_version'")
+        if not rollups:
+            self._db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
+        elif built.fetchall() != [(ROLLUPS_VERSION,)] or not tables >= ROLLUP_TABLES:
+            self._rebuild_rollups()
         next_seq = {
             call_id: max_seq + 1
             for call_id, max_seq in self._db.execute(
@@ -384,7 +405,11 @@ class SQLiteEventStore:
 
     def _write(self, events: list[Event], calls: list[CallRecord]) -> None:
         db = self._db
-        db.execute("BEGIN")
+        tx = SQLiteTx(db)
+        batch = RollupBatch(events, [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls])
+        db.execute("BEGIN IMMEDIATE")
+        if self._rollups:
+            batch.read_before(tx)
         db.executemany(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
             [call_row(c) for c in calls],
@@ -394,7 +419,31 @@ class SQLiteEventStore:
             [event_row(e) for e in events],
         )
         db.executemany(UPSERT_COST, attempt_costs(events))
+        if self._rollups:
+            batch.write_after(tx)
         db.execute("COMMIT")
+
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the events (``voicerail ops rebuild-rollups``).
+
+        Raises:
+            StoreError: the database refused the rebuild.
+        """
+        self.flush()
+        try:
+            self._rebuild_rollups()
+        except sqlite3.Error as exc:
+            raise StoreError(f"rollup rebuild failed: {exc}") from exc
+
+    def _rebuild_rollups(self) -> None:
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                rebuild(SQLiteTx(self._db), self.dialect)
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     def rebuild_costs(self) -> None:
         """Recompute the ``call_costs`` rollup from the events (rule 4), for bulk
@@ -442,6 +491,22 @@ class SQLiteEventStore:
     ) -> list[CallRecord]:
         sql, args = calls_query(limit=limit, outcome=outcome, call_sid=call_sid)
         return [call_from_row(r) for r in self._query(sql, args)]
+
+
+class SQLiteTx:
+    """The rollups' ``Tx`` (``events/rollups.py``) on a SQLite connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query."""
+        return list(self._db.execute(sql, tuple(args)))
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each row."""
+        if rows:
+            self._db.executemany(sql, rows)
 
 
 def call_row(c: CallRecord) -> tuple[Any, ...]:
