@@ -137,6 +137,8 @@ class PostgresEventStore:
         self._partition_s = partition_s
         self._partitions: set[float] = set()
         self._partitioned = False
+        #: Whether opening found the rollups missing or stale and rebuilt them.
+        self.rebuilt_on_open = False
         try:
             self._write_db = psycopg.connect(url)
             self._read_db = psycopg.connect(url, autocommit=True)
@@ -183,6 +185,7 @@ class PostgresEventStore:
             elif built != [(ROLLUPS_VERSION,)] or not tables >= ROLLUP_TABLES:
                 with self._write_db.cursor() as cur:
                     rebuild(_PgTx(cur), self.dialect)
+                self.rebuilt_on_open = True
             rows = self._write_db.execute(
                 "SELECT e.call_id, MAX(e.seq) FROM events e JOIN calls c ON c.call_id = e.call_id"
                 " WHERE c.ended_at IS NULL GROUP BY e.call_id"

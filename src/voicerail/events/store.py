@@ -343,6 +343,8 @@ class SQLiteEventStore:
     ) -> None:
         self.path = Path(path)
         self._rollups = rollups
+        #: Whether opening found the rollups missing or stale and rebuilt them.
+        self.rebuilt_on_open = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db_lock = threading.Lock()
         # The busy timeout lets several worker processes share the file: a writer
@@ -367,6 +369,7 @@ class SQLiteEventStore:
             self._db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
         elif built.fetchall() != [(ROLLUPS_VERSION,)] or not tables >= ROLLUP_TABLES:
             self._rebuild_rollups()
+            self.rebuilt_on_open = True
         next_seq = {
             call_id: max_seq + 1
             for call_id, max_seq in self._db.execute(
