@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from voicerail.errors import StoreError
-from voicerail.events.model import SCHEMA_VERSION, Event
+from voicerail.events.model import SCHEMA_VERSION, Event, EventKind
 from voicerail.events.rollup_writer import RollupBatch, rebuild
 from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, schema
 from voicerail.events.store import (
@@ -257,6 +257,15 @@ class PostgresEventStore:
                 # then goes to that one, or is refused and logged (rule 3).
                 log.exception("cannot create events partition %s", name)
                 self._partitions.add(lower)
+
+    def prepare_partitions(self, start_s: float, end_s: float) -> None:
+        """Create the partitions of ``[start_s, end_s]`` (Unix seconds) ahead of a bulk
+        load that bypasses :meth:`append` (``COPY``). Errors are logged (rule 3)."""
+        span = self._partition_s
+        lows = range(math.floor(start_s / span), math.floor(end_s / span) + 1)
+        ends = [Event("", EventKind.CALL_STARTED, low * span, 0.0) for low in lows]
+        with self._write_lock:
+            self._ensure_partitions(ends)
 
     def drop_before(self, before_s: float) -> int:
         """Retention: drop every ``events`` partition whose whole range ends at or before

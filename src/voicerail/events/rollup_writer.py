@@ -10,6 +10,7 @@ from the events in SQL, with only failed calls' causes computed here.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ from voicerail.events.rollups import (
     Deltas,
     TrailEvent,
     Tx,
+    attempt_costs,
     bucket_sql,
     cause_of,
     in_chunks,
@@ -44,13 +46,6 @@ CauseRow = tuple[float, CauseKey, bool]  # started_at, cause, fallback tried
 def _attempt_number_is_one(e: Event) -> bool:
     attempt = e.data.get("attempt")
     return not isinstance(attempt, bool) and isinstance(attempt, int | float) and attempt == 1
-
-
-def _cost(e: Event) -> float | None:
-    cost = e.data.get("cost_usd")
-    if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
-        return None
-    return float(cost)
 
 
 class RollupBatch:
@@ -133,22 +128,37 @@ class RollupBatch:
         deltas.write(tx)
 
     def _events(self, deltas: Deltas) -> None:
+        # The writer's hottest loop: counted in local dicts first, one delta per key.
+        kinds: dict[tuple[int, str], int] = defaultdict(int)
+        attempts: dict[tuple[int, str, str, str], list[int]] = {}
+        latencies: dict[tuple[int, str, str, int], int] = defaultdict(int)
         for e in self.events:
+            minute = math.floor(e.at_wall / 60) * 60
             kind = str(e.kind)
-            deltas.add("rollup_events", e.at_wall, (kind,), (1,))
+            kinds[(minute, kind)] += 1
             if e.stage is None or e.provider is None:
                 continue
-            dims = (str(e.stage), e.provider, key_text(e.error_class))
             if kind == FAILED_OVER:
-                deltas.add("rollup_attempts", e.at_wall, dims, (0, 0, 0, 0, 1, 0))
+                key = (minute, str(e.stage), e.provider, key_text(e.error_class))
+                attempts.setdefault(key, [0] * 6)[4] += 1
             if kind != ATTEMPTED or e.outcome not in ("ok", "error"):
                 continue
-            failed = int(e.outcome == "error")
-            first = int(_attempt_number_is_one(e))
-            deltas.add("rollup_attempts", e.at_wall, dims, (1, failed, first, first * failed, 0, 0))
-            if e.outcome == "ok" and e.latency_s:
-                bin_dims = (str(e.stage), e.provider, latency_bin(e.latency_s))
-                deltas.add("rollup_latency", e.at_wall, bin_dims, (1,))
+            key = (minute, str(e.stage), e.provider, key_text(e.error_class))
+            row = attempts.setdefault(key, [0] * 6)
+            failed = e.outcome == "error"
+            first = _attempt_number_is_one(e)
+            row[0] += 1
+            row[1] += failed
+            row[2] += first
+            row[3] += first and failed
+            if not failed and e.latency_s:
+                latencies[(minute, str(e.stage), e.provider, latency_bin(e.latency_s))] += 1
+        for (minute, kind), n in kinds.items():
+            deltas.add_at_minute("rollup_events", minute, (kind,), (n,))
+        for (minute, *dims), values in attempts.items():
+            deltas.add_at_minute("rollup_attempts", minute, tuple(dims), values)
+        for (minute, *dims), n in latencies.items():
+            deltas.add_at_minute("rollup_latency", minute, tuple(dims), (n,))
 
     def _calls(self, deltas: Deltas) -> None:
         for call_id, new in self.calls.items():
@@ -166,13 +176,10 @@ class RollupBatch:
             if old is not None:
                 deltas.add("rollup_costs", old[0], (provider,), (-cost_usd, -priced))
             deltas.add("rollup_costs", self.calls[call_id][0], (provider,), (cost_usd, priced))
-        for e in self.events:
-            cost = _cost(e)
-            if str(e.kind) != ATTEMPTED or e.provider is None or cost is None:
-                continue
-            state = final.get(e.call_id)
+        for call_id, provider, cost_usd, priced in attempt_costs(self.events):
+            state = final.get(call_id)
             if state is not None:  # else counted when the call's row arrives
-                deltas.add("rollup_costs", state[0], (e.provider,), (cost, 1))
+                deltas.add("rollup_costs", state[0], (provider,), (cost_usd, priced))
 
     def _firsts(self, tx: Tx, deltas: Deltas) -> None:
         earliest: dict[tuple[str, str, str], float] = {}

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from voicerail.errors import StoreError
-from voicerail.events.model import EventKind
+from voicerail.events.model import Event, EventKind
 
 GRAINS = (60, 3600, 86400)
 ROLLUPS_VERSION = "1"
@@ -220,6 +220,22 @@ def cause_of(trail: Sequence[TrailEvent]) -> tuple[CauseKey, bool]:
     return key, fallback
 
 
+def attempt_costs(events: Sequence[Event]) -> list[tuple[str, str, float, int]]:
+    """Rule 4: (call id, provider, cost, priced attempts) summed over ``events``, in
+    first-seen order; only ``ProviderAttempted`` events with a numeric ``cost_usd``."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for e in events:
+        cost = e.data.get("cost_usd")
+        if e.kind != EventKind.PROVIDER_ATTEMPTED or e.provider is None:
+            continue
+        if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
+            continue
+        total = totals.setdefault((e.call_id, e.provider), [0.0, 0])
+        total[0] += float(cost)
+        total[1] += 1
+    return [(c, p, t[0], int(t[1])) for (c, p), t in totals.items()]
+
+
 class Tx(Protocol):
     """The writer's open transaction, with ``?`` placeholders."""
 
@@ -249,7 +265,13 @@ class Deltas:
 
     def add(self, table: str, at_s: float, dims: tuple[Any, ...], values: Sequence[float]) -> None:
         """Add ``values`` (in the table's measure order) at the minute of ``at_s``."""
-        key = (table, bucket_of(at_s), dims)
+        self.add_at_minute(table, bucket_of(at_s), dims, values)
+
+    def add_at_minute(
+        self, table: str, minute_s: int, dims: tuple[Any, ...], values: Sequence[float]
+    ) -> None:
+        """Add ``values`` at the minute starting at ``minute_s``."""
+        key = (table, minute_s, dims)
         row = self._rows.get(key)
         if row is None:
             self._rows[key] = list(values)

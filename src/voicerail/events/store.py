@@ -1,8 +1,10 @@
 """Event and call stores. SQLite is the embedded default.
 
-(Just over 500 lines: the SQLite store and its writer thread share one schema;
-the filtered call queries and the worker columns pushed it over. Issue 16's
-rollups are the moment to move the queries beside ``events/queries.py``.)
+(About 600 lines: the SQLite store, its writer thread and the row codecs share
+one schema; the rollups' transaction hooks pushed it further. The split, when
+it comes: ``WriteBehind`` and the row codecs to ``events/rows.py``, which the
+PostgreSQL store imports too. The rollups themselves live in
+``events/rollups.py``, ``rollup_writer.py`` and ``rollup_reads.py``.)
 
 Rules:
 
@@ -34,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
 from collections import defaultdict
@@ -46,7 +47,7 @@ from typing import Any, Protocol, runtime_checkable
 from voicerail.errors import StoreError
 from voicerail.events.model import SCHEMA_VERSION, Event, EventKind, Stage
 from voicerail.events.rollup_writer import RollupBatch, rebuild
-from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, schema
+from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, attempt_costs, schema
 
 log = logging.getLogger(__name__)
 
@@ -160,22 +161,6 @@ UPSERT_COST = (
     " priced_attempts = call_costs.priced_attempts + excluded.priced_attempts"
 )
 COSTS_VERSION = "1"
-
-
-def attempt_costs(events: Sequence[Event]) -> list[tuple[str, str, float, int]]:
-    """Rule 4: (call id, provider, cost, priced attempts) summed over ``events``, in
-    first-seen order; only ``ProviderAttempted`` events with a numeric ``cost_usd``."""
-    totals: dict[tuple[str, str], list[float]] = {}
-    for e in events:
-        cost = e.data.get("cost_usd")
-        if e.kind != EventKind.PROVIDER_ATTEMPTED or e.provider is None:
-            continue
-        if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
-            continue
-        total = totals.setdefault((e.call_id, e.provider), [0.0, 0])
-        total[0] += float(cost)
-        total[1] += 1
-    return [(c, p, t[0], int(t[1])) for (c, p), t in totals.items()]
 
 
 #: The most rows one :meth:`EventStore.calls` read returns.
