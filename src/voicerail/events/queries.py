@@ -351,7 +351,7 @@ def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[CauseCount
             (start_s, end_s),
         )
     )
-    groups: dict[tuple[str, ...], list[tuple[float, str, bool]]] = {}
+    groups: dict[tuple[str, str, str, str], list[tuple[float, str, bool]]] = {}
     for call_id, trail in failure_trails(db, start_s, end_s).items():
         key, fallback = cause_of(trail)
         groups.setdefault(key, []).append((float(started[call_id]), call_id, fallback))
@@ -359,14 +359,19 @@ def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[CauseCount
     for key, members in sorted(groups.items()):
         newest = sorted(members, reverse=True)[:3]
         out.append(
-            CauseCount(
-                *(key_value(k) for k in key),
-                calls=len(members),
-                fallback_tried_calls=sum(m[2] for m in members),
-                example_call_ids=tuple(m[1] for m in newest),
-            )
+            cause_count(key, len(members), sum(m[2] for m in members), tuple(m[1] for m in newest))
         )
     return out
+
+
+def cause_count(
+    key: Sequence[str], calls: int, fallback_tried_calls: int, example_call_ids: tuple[str, ...]
+) -> CauseCount:
+    """A :class:`CauseCount` from a stored cause key (``''`` for None)."""
+    stage, provider, error_class, kind = (key_value(k) for k in key)
+    return CauseCount(
+        stage, provider, error_class, kind, calls, fallback_tried_calls, example_call_ids
+    )
 
 
 def latency_histograms(

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from voicerail.events import queries as q
-from voicerail.events.rollups import ATTEMPTED, TABLES, key_value
+from voicerail.events.rollups import ATTEMPTED, TABLES
 from voicerail.events.store import SQLReader
 
 Piece = tuple[int, int, int]  # grain_s, first bucket_s, end bucket_s (exclusive)
@@ -156,13 +156,13 @@ def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[q.CauseCou
         totals[key][0] += calls
         totals[key][1] += fallback
     for e0, e1 in edges:
-        for *key, fallback in db.fetch(
+        for row in db.fetch(
             "SELECT stage, provider, error_class, kind, fallback_tried FROM call_causes"
             " WHERE started_at >= ? AND started_at < ?",
             (e0, e1),
         ):
-            totals[tuple(key)][0] += 1
-            totals[tuple(key)][1] += float(fallback)
+            totals[tuple(row[:4])][0] += 1
+            totals[tuple(row[:4])][1] += float(row[4])
     out = []
     for key, (calls, fallback) in sorted(totals.items()):
         if calls <= 0:
@@ -173,14 +173,7 @@ def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[q.CauseCou
             " ORDER BY started_at DESC, call_id DESC LIMIT 3",
             (*key, start_s, end_s),
         )
-        out.append(
-            q.CauseCount(
-                *(key_value(k) for k in key),
-                calls=int(calls),
-                fallback_tried_calls=int(fallback),
-                example_call_ids=tuple(r[0] for r in examples),
-            )
-        )
+        out.append(q.cause_count(key, int(calls), int(fallback), tuple(r[0] for r in examples)))
     return out
 
 

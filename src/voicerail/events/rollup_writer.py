@@ -157,8 +157,8 @@ class RollupBatch:
             deltas.add_at_minute("rollup_events", minute, (kind,), (n,))
         for (minute, *dims), values in attempts.items():
             deltas.add_at_minute("rollup_attempts", minute, tuple(dims), values)
-        for (minute, *dims), n in latencies.items():
-            deltas.add_at_minute("rollup_latency", minute, tuple(dims), (n,))
+        for (minute, stage, provider, index), n in latencies.items():
+            deltas.add_at_minute("rollup_latency", minute, (stage, provider, index), (n,))
 
     def _calls(self, deltas: Deltas) -> None:
         for call_id, new in self.calls.items():
