@@ -268,3 +268,29 @@ def test_a_store_opened_without_rollups_answers_by_scanning(open_store):
     rebuilt = open_store()
     assert rebuilt.rebuilt_on_open
     assert_rollups_equal_scans(rebuilt, 5)
+
+
+def test_a_failing_rollup_update_keeps_the_events_and_marks_the_rollups_stale(
+    open_store, monkeypatch, caplog
+):
+    """A bug in the rollups never costs events: the batch is written without them,
+    the answers fall back to scanning, and a rebuild restores them."""
+    from voicerail.events.rollup_writer import RollupBatch
+    from voicerail.events.rollups import rollups_ready
+
+    store = open_store()
+
+    def broken(self, tx):
+        raise RuntimeError("rollup bug")
+
+    monkeypatch.setattr(RollupBatch, "write_after", broken)
+    write(store, random_history(6, 8), 6)
+    assert "rollups failed" in caplog.text
+    expected_events = sum(what == "event" for c in random_history(6, 8) for what, _ in c)
+    assert store.fetch("SELECT COUNT(*) FROM events") == [(expected_events,)]
+    assert not rollups_ready(store)
+    monkeypatch.undo()
+    store.rebuild_rollups()
+    assert rollups_ready(store)
+    write(store, random_history(7, 8), 7)
+    assert_rollups_equal_scans(store, 7)

@@ -217,6 +217,7 @@ class PostgresEventStore:
                 rebuild(_PgTx(cur), self.dialect)
         except psycopg.Error as exc:
             raise StoreError(f"rollup rebuild failed: {exc}") from exc
+        self._rollups = True
 
     # -- partitions (rule 5) ---------------------------------------------------
 
@@ -318,6 +319,21 @@ class PostgresEventStore:
         self._batches.flush()
 
     def _write_batch(self, events: list[Event], calls: list[CallRecord]) -> None:
+        with self._write_lock:
+            self._ensure_partitions(events)
+            try:
+                self._write_locked(events, calls)
+            except psycopg.Error:
+                # The server is gone (rule 3 already kept what it could): logged, not raised.
+                log.exception("event store write failed; %d events dropped", len(events))
+            except Exception:  # task boundary: a rollup bug must never cost events
+                log.exception("rollups failed: batch written without them, rollups now stale")
+                self._rollups = False
+                with self._write_db.transaction():
+                    self._write_db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
+                self._write_locked(events, calls)
+
+    def _write_locked(self, events: list[Event], calls: list[CallRecord]) -> None:
         call_rows = [_call_params(c) for c in calls]
         event_rows = [_event_params(e) for e in events]
         cost_rows = attempt_costs(events)
@@ -326,34 +342,32 @@ class PostgresEventStore:
             key="call_id, seq, at_wall" if self._partitioned else "call_id, seq"
         )
         batch = RollupBatch(events, [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls])
-        with self._write_lock:
-            self._ensure_partitions(events)
-            try:
-                with self._write_db.transaction(), self._write_db.cursor() as cur:
-                    if self._rollups:
-                        batch.read_before(_PgTx(cur))
-                    cur.executemany(_INSERT_CALL, call_rows)
-                    cur.executemany(insert_event, event_rows)
-                    cur.executemany(upsert_cost, cost_rows)
-                    if self._rollups:
-                        batch.write_after(_PgTx(cur))
-                return
-            except psycopg.Error:
-                log.warning("event batch refused; retrying %d rows one by one", len(event_rows))
-            # Rule 3: keep every row the server accepts; rule 6: rollups on their own.
-            self._rollup_step(batch.read_before)
-            for sql, rows in (
-                (_INSERT_CALL, call_rows),
-                (insert_event, event_rows),
-                (upsert_cost, cost_rows),
-            ):
-                for row in rows:
-                    try:
-                        with self._write_db.transaction():
-                            self._write_db.execute(sql, row)
-                    except psycopg.Error:
-                        log.exception("event store dropped a row of call %s", row[0])
-            self._rollup_step(batch.write_after)
+        try:
+            with self._write_db.transaction(), self._write_db.cursor() as cur:
+                if self._rollups:
+                    batch.read_before(_PgTx(cur))
+                cur.executemany(_INSERT_CALL, call_rows)
+                cur.executemany(insert_event, event_rows)
+                cur.executemany(upsert_cost, cost_rows)
+                if self._rollups:
+                    batch.write_after(_PgTx(cur))
+            return
+        except psycopg.Error:
+            log.warning("event batch refused; retrying %d rows one by one", len(event_rows))
+        # Rule 3: keep every row the server accepts; rule 6: rollups on their own.
+        self._rollup_step(batch.read_before)
+        for sql, rows in (
+            (_INSERT_CALL, call_rows),
+            (insert_event, event_rows),
+            (upsert_cost, cost_rows),
+        ):
+            for row in rows:
+                try:
+                    with self._write_db.transaction():
+                        self._write_db.execute(sql, row)
+                except psycopg.Error:
+                    log.exception("event store dropped a row of call %s", row[0])
+        self._rollup_step(batch.write_after)
 
     def _rollup_step(self, step: Callable[[_PgTx], None]) -> None:
         if not self._rollups:

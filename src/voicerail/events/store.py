@@ -382,21 +382,34 @@ class SQLiteEventStore:
 
     def _write_batch(self, events: list[Event], calls: list[CallRecord]) -> None:
         try:
-            with self._db_lock:
-                self._write(events, calls)
+            try:
+                self._write(events, calls, rollups=self._rollups)
+            except sqlite3.Error:
+                raise
+            except Exception:  # task boundary: a rollup bug must never cost events
+                log.exception("rollups failed: batch written without them, rollups now stale")
+                self._rollups = False
+                self._write(events, calls, rollups=False)
+                with self._db_lock:
+                    self._db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
         except sqlite3.Error:
             # Rule 3: keep the call path alive; the batch is logged, not raised.
             log.exception("event store write failed; %d events dropped", len(events))
-            with self._db_lock:
-                if self._db.in_transaction:
+
+    def _write(self, events: list[Event], calls: list[CallRecord], *, rollups: bool) -> None:
+        with self._db_lock:
+            try:
+                self._write_tx(events, calls, rollups=rollups)
+            finally:
+                if self._db.in_transaction:  # only when the batch failed
                     self._db.execute("ROLLBACK")
 
-    def _write(self, events: list[Event], calls: list[CallRecord]) -> None:
+    def _write_tx(self, events: list[Event], calls: list[CallRecord], *, rollups: bool) -> None:
         db = self._db
         tx = SQLiteTx(db)
         batch = RollupBatch(events, [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls])
         db.execute("BEGIN IMMEDIATE")
-        if self._rollups:
+        if rollups:
             batch.read_before(tx)
         db.executemany(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
@@ -407,7 +420,7 @@ class SQLiteEventStore:
             [event_row(e) for e in events],
         )
         db.executemany(UPSERT_COST, attempt_costs(events))
-        if self._rollups:
+        if rollups:
             batch.write_after(tx)
         db.execute("COMMIT")
 
@@ -422,6 +435,7 @@ class SQLiteEventStore:
             self._rebuild_rollups()
         except sqlite3.Error as exc:
             raise StoreError(f"rollup rebuild failed: {exc}") from exc
+        self._rollups = True
 
     def _rebuild_rollups(self) -> None:
         with self._db_lock:
