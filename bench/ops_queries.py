@@ -244,34 +244,39 @@ def answers_names() -> list[str]:
 # -- write rate ---------------------------------------------------------------------
 
 
-def write_workload(seed: int, num_events: int) -> list[tuple[Any, list[Any]]]:
-    """(final call record, events) per call, ``num_events`` in all, generated up front."""
-    out, written = [], 0
+def write_workload(seed: int, num_events: int) -> list[tuple[str, Any]]:
+    """``num_events`` events of calls over an hour, with their call rows, in the order
+    a server writes them: by time, concurrent calls interleaved ("call" at start and
+    end, "event" in between). Generated up front."""
+    from dataclasses import replace
+
+    timed: list[tuple[float, int, str, Any]] = []
+    written = 0
     for plan in plan_calls(seed, num_events, start_s=NOW - 3600, end_s=NOW):
         call, events = events_for(plan)
-        out.append((call, events))
+        opened = replace(call, ended_at=None, outcome=None, error=None)
+        timed.append((call.started_at, len(timed), "call", opened))
+        timed += [(e.at_wall, len(timed) + i, "event", e) for i, e in enumerate(events)]
+        end = call.ended_at if call.ended_at is not None else events[-1].at_wall
+        timed.append((end, len(timed), "call", call))
         written += len(events)
         if written >= num_events:
             break
-    return out
+    return [(what, item) for _, _, what, item in sorted(timed, key=lambda t: (t[0], t[1]))]
 
 
-def write_through_store(
-    store: Any, workload: list[tuple[Any, list[Any]]]
-) -> tuple[int, float, float]:
-    """Write as calls do: call row, events, final row; (events, seconds, append µs)."""
-    from dataclasses import replace
-
+def write_through_store(store: Any, workload: list[tuple[str, Any]]) -> tuple[int, float, float]:
+    """Write ``workload`` as calls do; (events, seconds, mean µs in ``append``)."""
     num_events, in_append = 0, 0.0
     started = time.perf_counter()
-    for call, events in workload:
-        store.save_call(replace(call, ended_at=None, outcome=None, error=None))
+    for what, item in workload:
+        if what == "call":
+            store.save_call(item)
+            continue
         before = time.perf_counter()
-        for e in events:
-            store.append(e)
+        store.append(item)
         in_append += time.perf_counter() - before
-        num_events += len(events)
-        store.save_call(call)
+        num_events += 1
     store.flush()
     seconds = time.perf_counter() - started
     return num_events, seconds, in_append / max(num_events, 1) * 1e6

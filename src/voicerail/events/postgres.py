@@ -341,21 +341,23 @@ class PostgresEventStore:
         insert_event = _INSERT_EVENT.format(
             key="call_id, seq, at_wall" if self._partitioned else "call_id, seq"
         )
-        batch = RollupBatch(events, [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls])
+        call_keys = [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls]
+        batch = RollupBatch(events, call_keys, cost_rows) if self._rollups else None
         try:
             with self._write_db.transaction(), self._write_db.cursor() as cur:
-                if self._rollups:
+                if batch is not None:
                     batch.read_before(_PgTx(cur))
                 cur.executemany(_INSERT_CALL, call_rows)
                 cur.executemany(insert_event, event_rows)
                 cur.executemany(upsert_cost, cost_rows)
-                if self._rollups:
+                if batch is not None:
                     batch.write_after(_PgTx(cur))
             return
         except psycopg.Error:
             log.warning("event batch refused; retrying %d rows one by one", len(event_rows))
         # Rule 3: keep every row the server accepts; rule 6: rollups on their own.
-        self._rollup_step(batch.read_before)
+        if batch is not None:
+            self._rollup_step(batch.read_before)
         for sql, rows in (
             (_INSERT_CALL, call_rows),
             (insert_event, event_rows),
@@ -367,11 +369,10 @@ class PostgresEventStore:
                         self._write_db.execute(sql, row)
                 except psycopg.Error:
                     log.exception("event store dropped a row of call %s", row[0])
-        self._rollup_step(batch.write_after)
+        if batch is not None:
+            self._rollup_step(batch.write_after)
 
     def _rollup_step(self, step: Callable[[_PgTx], None]) -> None:
-        if not self._rollups:
-            return
         try:
             with self._write_db.transaction(), self._write_db.cursor() as cur:
                 step(_PgTx(cur))

@@ -43,11 +43,6 @@ CallState = tuple[float, str, str]  # started_at, agent, outcome ('' while in pr
 CauseRow = tuple[float, CauseKey, bool]  # started_at, cause, fallback tried
 
 
-def _attempt_number_is_one(e: Event) -> bool:
-    attempt = e.data.get("attempt")
-    return not isinstance(attempt, bool) and isinstance(attempt, int | float) and attempt == 1
-
-
 class RollupBatch:
     """The rollup changes of one written batch (``rollups.py`` rules 2 to 4).
 
@@ -55,18 +50,24 @@ class RollupBatch:
         events: the batch's events, ``seq`` assigned.
         calls: the batch's call rows (at most one per call id), as
             ``(call_id, started_at, agent, outcome)``.
+        cost_rows: ``attempt_costs(events)`` when the caller has it already.
     """
 
     def __init__(
-        self, events: Sequence[Event], calls: Sequence[tuple[str, float, str, str | None]]
+        self,
+        events: Sequence[Event],
+        calls: Sequence[tuple[str, float, str, str | None]],
+        cost_rows: Sequence[tuple[str, str, float, int]] | None = None,
     ) -> None:
         self.events = events
+        self.cost_rows = attempt_costs(events) if cost_rows is None else cost_rows
         self.calls = {c[0]: (float(c[1]), c[2], key_text(c[3])) for c in calls}
         self.ids = sorted({e.call_id for e in events} | set(self.calls))
         self.old_calls: dict[str, CallState] = {}
         self.costs_before: list[tuple[str, str, float, int]] = []
         self.firsts: dict[tuple[str, str, str], float] = {}
         self.causes: dict[str, CauseRow] = {}
+        self._count_events()
 
     def read_before(self, tx: Tx) -> None:
         """What the batch's rows replace; call before writing them. Raises the
@@ -95,7 +96,7 @@ class RollupBatch:
                 sorted(moved),
             )
         ]
-        attempt_ids = sorted({e.call_id for e in self.events if str(e.kind) == ATTEMPTED})
+        attempt_ids = sorted({key[0] for key in self.earliest})
         self.firsts = {
             (r[0], r[1], r[2]): float(r[3])
             for r in in_chunks(
@@ -105,13 +106,15 @@ class RollupBatch:
                 attempt_ids,
             )
         }
+        # Only calls stored as failed have a cause row (kept in the same transactions).
+        was_failed = sorted(i for i, old in self.old_calls.items() if old[2] == "failed")
         self.causes = {
             r[0]: (float(r[1]), (r[2], r[3], r[4], r[5]), bool(r[6]))
             for r in in_chunks(
                 tx,
                 "SELECT call_id, started_at, stage, provider, error_class, kind, fallback_tried"
                 " FROM call_causes WHERE call_id IN ({marks})",
-                self.ids,
+                was_failed,
             )
         }
 
@@ -127,36 +130,51 @@ class RollupBatch:
         self._causes(tx, deltas, final)
         deltas.write(tx)
 
-    def _events(self, deltas: Deltas) -> None:
-        # The writer's hottest loop: counted in local dicts first, one delta per key.
+    def _count_events(self) -> None:
+        """One pass over the events (the writer's hottest loop, so inlined): counts by
+        minute and the earliest finished attempt per (call, stage, provider)."""
         kinds: dict[tuple[int, str], int] = defaultdict(int)
         attempts: dict[tuple[int, str, str, str], list[int]] = {}
         latencies: dict[tuple[int, str, str, int], int] = defaultdict(int)
+        earliest: dict[tuple[str, str, str], float] = {}
+        floor = math.floor
         for e in self.events:
-            minute = math.floor(e.at_wall / 60) * 60
+            at = e.at_wall
+            minute = floor(at / 60) * 60
             kind = str(e.kind)
             kinds[(minute, kind)] += 1
             if e.stage is None or e.provider is None:
                 continue
+            stage = str(e.stage)
             if kind == FAILED_OVER:
-                key = (minute, str(e.stage), e.provider, key_text(e.error_class))
-                attempts.setdefault(key, [0] * 6)[4] += 1
-            if kind != ATTEMPTED or e.outcome not in ("ok", "error"):
+                attempts.setdefault((minute, stage, e.provider, e.error_class or ""), [0] * 6)[
+                    4
+                ] += 1
+            outcome = e.outcome
+            if kind != ATTEMPTED or (outcome != "ok" and outcome != "error"):
                 continue
-            key = (minute, str(e.stage), e.provider, key_text(e.error_class))
-            row = attempts.setdefault(key, [0] * 6)
-            failed = e.outcome == "error"
-            first = _attempt_number_is_one(e)
+            row = attempts.setdefault((minute, stage, e.provider, e.error_class or ""), [0] * 6)
+            failed = outcome == "error"
+            number = e.data.get("attempt")
+            first = number == 1 and type(number) in (int, float)  # not True
             row[0] += 1
             row[1] += failed
             row[2] += first
             row[3] += first and failed
             if not failed and e.latency_s:
-                latencies[(minute, str(e.stage), e.provider, latency_bin(e.latency_s))] += 1
+                latencies[(minute, stage, e.provider, latency_bin(e.latency_s))] += 1
+            key = (e.call_id, stage, e.provider)
+            if at < earliest.get(key, math.inf):
+                earliest[key] = at
+        self.counts = (kinds, attempts, latencies)
+        self.earliest = earliest
+
+    def _events(self, deltas: Deltas) -> None:
+        kinds, attempts, latencies = self.counts
         for (minute, kind), n in kinds.items():
             deltas.add_at_minute("rollup_events", minute, (kind,), (n,))
-        for (minute, *dims), values in attempts.items():
-            deltas.add_at_minute("rollup_attempts", minute, tuple(dims), values)
+        for (minute, stage, provider, error_class), values in attempts.items():
+            deltas.add_at_minute("rollup_attempts", minute, (stage, provider, error_class), values)
         for (minute, stage, provider, index), n in latencies.items():
             deltas.add_at_minute("rollup_latency", minute, (stage, provider, index), (n,))
 
@@ -176,22 +194,14 @@ class RollupBatch:
             if old is not None:
                 deltas.add("rollup_costs", old[0], (provider,), (-cost_usd, -priced))
             deltas.add("rollup_costs", self.calls[call_id][0], (provider,), (cost_usd, priced))
-        for call_id, provider, cost_usd, priced in attempt_costs(self.events):
+        for call_id, provider, cost_usd, priced in self.cost_rows:
             state = final.get(call_id)
             if state is not None:  # else counted when the call's row arrives
                 deltas.add("rollup_costs", state[0], (provider,), (cost_usd, priced))
 
     def _firsts(self, tx: Tx, deltas: Deltas) -> None:
-        earliest: dict[tuple[str, str, str], float] = {}
-        for e in self.events:
-            if str(e.kind) != ATTEMPTED or e.outcome not in ("ok", "error"):
-                continue
-            if e.stage is None or e.provider is None:
-                continue
-            key = (e.call_id, str(e.stage), e.provider)
-            earliest[key] = min(earliest.get(key, math.inf), e.at_wall)
         changed = []
-        for key, at in sorted(earliest.items()):
+        for key, at in sorted(self.earliest.items()):
             stored = self.firsts.get(key)
             if stored is not None and stored <= at:
                 continue

@@ -407,9 +407,11 @@ class SQLiteEventStore:
     def _write_tx(self, events: list[Event], calls: list[CallRecord], *, rollups: bool) -> None:
         db = self._db
         tx = SQLiteTx(db)
-        batch = RollupBatch(events, [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls])
+        cost_rows = attempt_costs(events)
+        call_keys = [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls]
+        batch = RollupBatch(events, call_keys, cost_rows) if rollups else None
         db.execute("BEGIN IMMEDIATE")
-        if rollups:
+        if batch is not None:
             batch.read_before(tx)
         db.executemany(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
@@ -419,8 +421,8 @@ class SQLiteEventStore:
             "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [event_row(e) for e in events],
         )
-        db.executemany(UPSERT_COST, attempt_costs(events))
-        if rollups:
+        db.executemany(UPSERT_COST, cost_rows)
+        if batch is not None:
             batch.write_after(tx)
         db.execute("COMMIT")
 
