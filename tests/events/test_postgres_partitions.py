@@ -97,3 +97,32 @@ def test_several_writers_at_once_keep_the_rollups_exact(postgres_url):
     assert answer == reports.halve(store, window_s=3600, now_s=now, scan=True)
     assert answer["failed_calls"] == 120
     store.close()
+
+
+def test_a_database_from_before_partitioning_keeps_working_and_gets_rollups(postgres_url):
+    """An ``events`` table made by an older version stays a plain table: writes,
+    rollups (rebuilt on open) and retention (by ``DELETE``) all work on it."""
+    with psycopg.connect(postgres_url, autocommit=True) as db:
+        db.execute(
+            "CREATE TABLE events (call_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+            " kind TEXT NOT NULL, at_wall DOUBLE PRECISION NOT NULL,"
+            " at_mono DOUBLE PRECISION NOT NULL, stage TEXT, provider TEXT, model TEXT,"
+            " latency_s DOUBLE PRECISION, outcome TEXT, error_class TEXT,"
+            " data JSONB NOT NULL DEFAULT '{}', pii JSONB NOT NULL DEFAULT '{}',"
+            " PRIMARY KEY (call_id, seq))"
+        )
+        db.execute(
+            "INSERT INTO events (call_id, seq, kind, at_wall, at_mono, stage, provider,"
+            " outcome, data) VALUES ('old', 0, 'ProviderAttempted', %s, 0, 'tts', 'piper',"
+            " 'error', '{\"attempt\": 1}')",
+            (T0 + 5,),
+        )
+    store = PostgresEventStore(postgres_url)
+    assert store.rebuilt_on_open and partitions(postgres_url) == []
+    store.append(attempt("new", T0 + DAY))
+    store.flush()
+    [row] = reports.failures(store, window_s=2 * DAY, now_s=T0 + 2 * DAY)["now"]["providers"]
+    assert (row["attempts"], row["failed"]) == (2, 1)
+    assert store.drop_before(T0 + DAY) == 1  # rows deleted, not partitions
+    assert [r[0] for r in store.fetch("SELECT call_id FROM events")] == ["new"]
+    store.close()
