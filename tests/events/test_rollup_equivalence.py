@@ -294,3 +294,31 @@ def test_a_failing_rollup_update_keeps_the_events_and_marks_the_rollups_stale(
     assert rollups_ready(store)
     write(store, random_history(7, 8), 7)
     assert_rollups_equal_scans(store, 7)
+
+
+@pytest.mark.parametrize("seed", [8])
+def test_rollup_reads_equal_scans_on_windows_off_the_minute(open_store, seed):
+    """The building blocks read raw rows for a window's unaligned edges: equal to the
+    scans for any bounds (the answers themselves use whole minutes)."""
+    from voicerail.events import queries, rollup_reads
+
+    store = open_store()
+    write(store, random_history(seed, 50), seed)
+    rng = random.Random(seed)
+    # Bounds just around stored times, so that the raw edges hold rows.
+    times = sorted(
+        t for (t,) in store.fetch("SELECT at_wall FROM events UNION SELECT started_at FROM calls")
+    )
+    for _ in range(30):
+        first, last = sorted(rng.sample(times, 2))
+        start, end = first - rng.uniform(0, 2), last + rng.uniform(0, 2)
+        for name in (
+            "call_counts",
+            "refused_count",
+            "attempt_counts",
+            "provider_costs",
+            "cause_counts",
+            "latency_histograms",
+        ):
+            got = getattr(rollup_reads, name)(store, start, end)
+            assert got == getattr(queries, name)(store, start, end), (name, start, end)

@@ -235,15 +235,18 @@ def test_the_overview_and_the_api_read_the_rollups(browser, base_url, store_path
         text = css(browser, "section#failures")[0].text
         return int(re.search(r"of (\d+) calls failed", text).group(1))
 
-    def calls_in_api() -> int:
-        answer = browser.execute_async_script(
+    def api_answer() -> dict:
+        return browser.execute_async_script(
             "const done = arguments[arguments.length - 1];"
             "fetch('/api/ops/failures?window=7d').then(r => r.json()).then(done);"
-        )
-        return answer["now"]["calls"]
+        )["now"]
+
+    def calls_in_api() -> int:
+        return api_answer()["calls"]
 
     sign_in(browser, base_url)
-    expected = sum(NOW - 7 * DAY_S <= p.started_at < NOW for p in PLANS)
+    window = api_answer()  # whole minutes, ending with the current one
+    expected = sum(window["start_s"] <= p.started_at < window["end_s"] for p in PLANS)
     assert calls_on_page() == calls_in_api() == expected
     day = bucket_of(NOW - 3 * DAY_S, 86400)
     db = sqlite3.connect(store_path)

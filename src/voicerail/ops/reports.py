@@ -28,11 +28,17 @@ Rules:
 4. Answers read the rollups (``events/rollup_reads.py``) so their cost does not
    grow with history; ``scan=True`` (or a store without rollups) computes the
    same answer by scanning events, which the tests compare them with.
+5. Windows are whole minutes and end with the current one, unfinished
+   (:func:`window_end`): "the last 15 minutes" asked at 12:00:05 is
+   11:46:00 to 12:01:00. So every window is made of whole rollup buckets, and an
+   answer costs the same whatever the calls per minute (the rollups' minute
+   row of the current minute holds every event written so far).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -47,6 +53,17 @@ from voicerail.events.store import SQLReader
 __all__ = ["cost", "failures", "first_failure", "halve", "last_failed", "provider_health"]
 
 WEEK_S = 7 * 24 * 3600.0
+
+
+def window_end(now_s: float) -> float:
+    """Rule 5: where windows asked at ``now_s`` end: the first minute boundary at or
+    after it (Unix seconds)."""
+    return float(math.ceil(now_s / 60) * 60)
+
+
+def whole_minutes(window_s: float) -> float:
+    """Rule 5: ``window_s`` rounded up to whole minutes (at least one)."""
+    return float(max(1, math.ceil(window_s / 60)) * 60)
 
 
 def _source(db: SQLReader, scan: bool) -> Any:
@@ -64,8 +81,9 @@ def _rate(part: int, whole: int) -> float:
 def failures(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -> dict[str, Any]:
     """Question 1: failure rates by provider and stage, this window and the previous."""
     src = _source(db, scan)
-    now = _window_failures(src, db, now_s - window_s, now_s)
-    previous = _window_failures(src, db, now_s - 2 * window_s, now_s - window_s)
+    end, span = window_end(now_s), whole_minutes(window_s)
+    now = _window_failures(src, db, end - span, end)
+    previous = _window_failures(src, db, end - 2 * span, end - span)
     before = {(p["stage"], p["provider"]): p for p in previous["providers"]}
     for row in now["providers"]:
         old = before.get((row["stage"], row["provider"]))
@@ -113,7 +131,7 @@ def cost(db: SQLReader, *, weeks: int, now_s: float, scan: bool = False) -> dict
     src = _source(db, scan)
     out: list[dict[str, Any]] = []
     for index in range(weeks):
-        end = now_s - index * WEEK_S
+        end = window_end(now_s) - index * WEEK_S
         start = end - WEEK_S
         counts = src.call_counts(db, start, end)
         by_provider = src.provider_costs(db, start, end)
@@ -224,8 +242,9 @@ class Cause:
 def halve(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -> dict[str, Any]:
     """Question 4: causes ranked, and the smallest set that halves the failure rate."""
     src = _source(db, scan)
-    start_s = now_s - window_s
-    counts = src.call_counts(db, start_s, now_s)
+    end_s = window_end(now_s)
+    start_s = end_s - whole_minutes(window_s)
+    counts = src.call_counts(db, start_s, end_s)
     causes = [
         Cause(
             c.stage,
@@ -236,7 +255,7 @@ def halve(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -
             fallback_tried=c.fallback_tried_calls > 0,
             example_call_ids=list(c.example_call_ids),
         )
-        for c in src.cause_counts(db, start_s, now_s)
+        for c in src.cause_counts(db, start_s, end_s)
     ]
     failed = sum(c.calls for c in causes)
     ranked = sorted(
@@ -254,6 +273,8 @@ def halve(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -
     return {
         "window_s": window_s,
         "now_s": now_s,
+        "start_s": start_s,
+        "end_s": end_s,
         "calls": counts.calls,
         "failed_calls": failed,
         "failure_rate": _rate(failed, counts.calls),
@@ -325,10 +346,11 @@ def provider_health(
     rule 5): the upper bound of the bucket holding the rank, within 9 %.
     """
     src = _source(db, scan)
-    start_s = now_s - window_s
-    hists = src.latency_histograms(db, start_s, now_s)
+    end_s = window_end(now_s)
+    start_s = end_s - whole_minutes(window_s)
+    hists = src.latency_histograms(db, start_s, end_s)
     out = []
-    for a in src.attempt_counts(db, start_s, now_s):
+    for a in src.attempt_counts(db, start_s, end_s):
         hist = hists.get((a.stage, a.provider), {})
         out.append(
             {
