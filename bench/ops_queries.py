@@ -375,6 +375,7 @@ def main() -> None:
     parser.add_argument("--write-events", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1, help="writer processes at once")
     parser.add_argument("--skip-answers", action="store_true")
+    parser.add_argument("--skip-write", action="store_true", help="no write-rate measurement")
     args = parser.parse_args()
     figures: dict[str, Any] = {"events": args.events}
     if args.only in (None, "sqlite"):
@@ -391,6 +392,8 @@ def run_sqlite(args: argparse.Namespace) -> dict[str, Any]:
         by_size = {n: sqlite_answers(n, args.repeat, args.cli) for n in sizes_for(args.events)}
         print_side_by_side("SQLite", by_size)
         out["answers"] = by_size
+    if args.skip_write:
+        return out
     print("\nSQLite write rate (WAL, one file):")
     with tempfile.TemporaryDirectory() as tmp:
         counter = iter(range(1000))
@@ -427,6 +430,8 @@ def run_postgres(args: argparse.Namespace) -> dict[str, Any] | None:
                         by_size[n] = postgres_answers(db_url, n, args.repeat, args.cli)
                 print_side_by_side("PostgreSQL", by_size)
                 out["answers"] = by_size
+            if args.skip_write:
+                return out
             print("\nPostgreSQL write rate:")
 
             def fresh() -> str:
