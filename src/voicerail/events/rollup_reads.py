@@ -163,18 +163,34 @@ def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[q.CauseCou
         ):
             totals[tuple(row[:4])][0] += 1
             totals[tuple(row[:4])][1] += float(row[4])
-    out = []
-    for key, (calls, fallback) in sorted(totals.items()):
-        if calls <= 0:
-            continue
-        examples = db.fetch(
-            "SELECT call_id FROM call_causes WHERE stage = ? AND provider = ?"
-            " AND error_class = ? AND kind = ? AND started_at >= ? AND started_at < ?"
-            " ORDER BY started_at DESC, call_id DESC LIMIT 3",
-            (*key, start_s, end_s),
+    keys = [key for key, (calls, _) in sorted(totals.items()) if calls > 0]
+    examples = _examples(db, keys, start_s, end_s)
+    return [
+        q.cause_count(key, int(totals[key][0]), int(totals[key][1]), examples[i])
+        for i, key in enumerate(keys)
+    ]
+
+
+def _examples(
+    db: SQLReader, keys: Sequence[tuple[Any, ...]], start_s: float, end_s: float
+) -> list[tuple[str, ...]]:
+    """The newest three calls of each cause in the window, in one round trip: one
+    index-bounded ``LIMIT 3`` per cause, joined by ``UNION ALL``."""
+    if not keys:
+        return []
+    parts, args = [], []
+    for i, key in enumerate(keys):
+        parts.append(
+            f"SELECT * FROM (SELECT {i} AS k, call_id, started_at FROM call_causes"
+            " WHERE stage = ? AND provider = ? AND error_class = ? AND kind = ?"
+            " AND started_at >= ? AND started_at < ?"
+            " ORDER BY started_at DESC, call_id DESC LIMIT 3) AS c"
         )
-        out.append(q.cause_count(key, int(calls), int(fallback), tuple(r[0] for r in examples)))
-    return out
+        args += [*key, start_s, end_s]
+    found: list[list[tuple[float, str]]] = [[] for _ in keys]
+    for k, call_id, started_at in db.fetch(" UNION ALL ".join(parts), args):
+        found[int(k)].append((float(started_at), call_id))
+    return [tuple(c for _, c in sorted(f, reverse=True)) for f in found]
 
 
 def latency_histograms(
