@@ -75,6 +75,30 @@ def test_postgresql_through_database_url(postgres_url, capsys):
     assert answer["failed_calls"] == sum(p.outcome == "failed" for p in PLANS)
 
 
+@pytest.mark.parametrize("where", ["sqlite", "postgresql"])
+def test_rebuild_rollups_restores_answers_after_the_rollups_were_emptied(
+    where, data_dir, request, capsys
+):
+    """`voicerail ops rebuild-rollups` recomputes emptied rollups from the events."""
+    if where == "sqlite":
+        store, argv = SQLiteEventStore(data_dir / "events.sqlite3"), ["--data-dir", str(data_dir)]
+    else:
+        url = request.getfixturevalue("postgres_url")
+        fill(PostgresEventStore(url))
+        store, argv = PostgresEventStore(url), ["--database-url", url]
+    expected = reports.halve(store, window_s=14 * 86400.0, now_s=NOW)
+    for table in ("rollup_calls", "rollup_causes", "call_causes"):
+        store.fetch(f"DELETE FROM {table} RETURNING 1")
+    assert reports.halve(store, window_s=14 * 86400.0, now_s=NOW) != expected
+    store.close()
+    assert main(["ops", "rebuild-rollups", "--json", *argv]) == 0
+    assert json.loads(capsys.readouterr().out)["events"] == sum(
+        len(events_for(p)[1]) for p in PLANS
+    )
+    assert run_json(capsys, "halve", "--window", "14d", *argv) == expected
+    assert main(["ops", "rebuild-rollups", "--data-dir", str(data_dir / "none")]) == 2
+
+
 def test_missing_store_and_bad_durations(tmp_path, capsys):
     assert main(["ops", "cost", "--data-dir", str(tmp_path / "none")]) == 2
     assert "no event store" in capsys.readouterr().err

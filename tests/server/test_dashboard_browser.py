@@ -4,12 +4,15 @@ sign-in, the four answers, call list filters, and the waterfall of one call."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
+import sqlite3
 import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -68,11 +71,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def base_url(tmp_path_factory) -> Iterator[str]:
+def store_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("browser") / "events.sqlite3"
+
+
+@pytest.fixture(scope="module")
+def base_url(store_path) -> Iterator[str]:
     """A real uvicorn server on loopback over a seeded store, with an API key."""
     import uvicorn
 
-    store = SQLiteEventStore(tmp_path_factory.mktemp("browser") / "events.sqlite3")
+    store = SQLiteEventStore(store_path)
     for plan in PLANS:
         call, events = events_for(plan)
         store.save_call(call)
@@ -215,3 +223,42 @@ def test_the_waterfall_renders_stages_failovers_and_the_first_failure(browser, b
     browser.get(f"{base_url}/dashboard/calls/{failed.call_id}")
     assert len(css(browser, "tr.first-failure")) == 1
     assert "first failing stage" in css(browser, "main")[0].text
+
+
+def test_the_overview_and_the_api_read_the_rollups(browser, base_url, store_path):
+    """Issue 16: a marker added to the day rollups (not to the events) shows on the
+    page and in ``/api/ops``; removing it restores the figure the events give."""
+    from voicerail.events.rollups import bucket_of
+
+    def calls_on_page() -> int:
+        browser.get(f"{base_url}/dashboard?window=7d")
+        text = css(browser, "section#failures")[0].text
+        return int(re.search(r"of (\d+) calls failed", text).group(1))
+
+    def api_answer() -> dict:
+        return browser.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch('/api/ops/failures?window=7d').then(r => r.json()).then(done);"
+        )["now"]
+
+    def calls_in_api() -> int:
+        return api_answer()["calls"]
+
+    sign_in(browser, base_url)
+    window = api_answer()  # whole minutes, ending with the current one
+    expected = sum(window["start_s"] <= p.started_at < window["end_s"] for p in PLANS)
+    assert calls_on_page() == calls_in_api() == expected
+    day = bucket_of(NOW - 3 * DAY_S, 86400)
+    db = sqlite3.connect(store_path)
+    try:
+        with db:
+            db.execute(
+                "INSERT INTO rollup_calls VALUES (86400, ?, 'rollup-marker', 'failed', 1000)",
+                (day,),
+            )
+        assert calls_on_page() == calls_in_api() == expected + 1000
+        with db:
+            db.execute("DELETE FROM rollup_calls WHERE agent = 'rollup-marker'")
+        assert calls_on_page() == expected
+    finally:
+        db.close()

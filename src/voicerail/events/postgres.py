@@ -12,6 +12,16 @@ Rules (those of ``events/store.py``, plus):
    refuses are dropped (and logged); the call path never sees the error.
 4. ``seq`` continues from the database for calls that are still open (a call
    resumed by another worker); a call's events are written by one process.
+5. ``events`` is partitioned by ``at_wall`` (declarative range partitions of
+   ``partition_s``, a week by default; a BRIN index on ``at_wall`` in each). The
+   writer creates the partitions a batch needs, in a short transaction of its
+   own, before the batch; retention drops whole partitions
+   (:meth:`PostgresEventStore.drop_before`). A database made before partitioning
+   keeps its plain ``events`` table (``drop_before`` then deletes rows).
+6. Rollups (``events/rollups.py``) live in their own tables and are updated in
+   the batch's transaction; upserts go in key order, so workers writing the same
+   minute wait on each other's row locks briefly and never deadlock. A batch the
+   server refuses (rule 3) updates them in transactions of its own.
 
 Uses psycopg 3 (https://www.psycopg.org/psycopg3/docs/, 3.2).
 """
@@ -21,12 +31,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from voicerail.errors import StoreError
-from voicerail.events.model import SCHEMA_VERSION, Event
+from voicerail.events.model import SCHEMA_VERSION, Event, EventKind
+from voicerail.events.rollup_writer import RollupBatch, rebuild
+from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, schema
 from voicerail.events.store import (
     COSTS_VERSION,
     INDEXES,
@@ -55,13 +68,14 @@ _SCHEMA = (
   ended_at DOUBLE PRECISION, outcome TEXT, error TEXT, call_sid TEXT, stream_sid TEXT,
   data JSONB NOT NULL DEFAULT '{}'
 )""",
+    # Rule 5: the primary key of a partitioned table holds the partition key.
     """CREATE TABLE IF NOT EXISTS events (
   call_id TEXT NOT NULL, seq INTEGER NOT NULL, kind TEXT NOT NULL,
   at_wall DOUBLE PRECISION NOT NULL, at_mono DOUBLE PRECISION NOT NULL, stage TEXT,
   provider TEXT, model TEXT, latency_s DOUBLE PRECISION, outcome TEXT, error_class TEXT,
   data JSONB NOT NULL DEFAULT '{}', pii JSONB NOT NULL DEFAULT '{}',
-  PRIMARY KEY (call_id, seq)
-)""",
+  PRIMARY KEY (call_id, seq, at_wall)
+) PARTITION BY RANGE (at_wall)""",
     """CREATE TABLE IF NOT EXISTS call_costs (
   call_id TEXT NOT NULL, provider TEXT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL,
   priced_attempts INTEGER NOT NULL, PRIMARY KEY (call_id, provider)
@@ -74,6 +88,10 @@ WHERE kind = 'ProviderAttempted' AND provider IS NOT NULL
   AND jsonb_typeof(data->'cost_usd') = 'number'
 GROUP BY call_id, provider"""
 
+# Rule 5: BRIN suits a column that grows with insertion order, like at_wall.
+_PG_INDEXES = ("CREATE INDEX IF NOT EXISTS events_at_brin ON events USING brin (at_wall)",)
+_BOUNDS = re.compile(r"FROM \('?([-0-9.e+]+)'?\) TO \('?([-0-9.e+]+)'?\)")
+
 # Serializes schema creation between workers starting together (any constant).
 _SCHEMA_LOCK_ID = 7_301_104
 
@@ -84,7 +102,7 @@ ON CONFLICT (call_id) DO UPDATE SET agent = EXCLUDED.agent, started_at = EXCLUDE
 
 _INSERT_EVENT = """INSERT INTO events VALUES
   (%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s::jsonb,%s::jsonb)
-ON CONFLICT (call_id, seq) DO UPDATE SET kind = EXCLUDED.kind, at_wall = EXCLUDED.at_wall,
+ON CONFLICT ({key}) DO UPDATE SET kind = EXCLUDED.kind, at_wall = EXCLUDED.at_wall,
   at_mono = EXCLUDED.at_mono, stage = EXCLUDED.stage, provider = EXCLUDED.provider,
   model = EXCLUDED.model, latency_s = EXCLUDED.latency_s, outcome = EXCLUDED.outcome,
   error_class = EXCLUDED.error_class, data = EXCLUDED.data, pii = EXCLUDED.pii"""
@@ -97,6 +115,8 @@ class PostgresEventStore:
         url: a libpq connection string or URL (``postgresql://user@host:5432/db``).
         flush_interval_s: longest an appended event waits before commit.
         batch_max: events that trigger an early commit.
+        rollups: keep the rollups on write (``store.py`` rule 6).
+        partition_s: the span of one ``events`` partition (rule 5), for new databases.
 
     Raises:
         StoreError: the server cannot be reached or the schema cannot be created.
@@ -104,8 +124,22 @@ class PostgresEventStore:
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, flush_interval_s: float = 0.05, batch_max: int = 500) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        flush_interval_s: float = 0.05,
+        batch_max: int = 500,
+        rollups: bool = True,
+        partition_s: float = 7 * 86400.0,
+    ) -> None:
         self.url = url
+        self._rollups = rollups
+        self._partition_s = partition_s
+        self._partitions: set[float] = set()
+        self._partitioned = False
+        #: Whether opening found the rollups missing or stale and rebuilt them.
+        self.rebuilt_on_open = False
         try:
             self._write_db = psycopg.connect(url)
             self._read_db = psycopg.connect(url, autocommit=True)
@@ -124,14 +158,35 @@ class PostgresEventStore:
     def _prepare(self) -> dict[str, int]:
         with self._write_db.transaction():
             self._write_db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
-            for statement in (*_SCHEMA, *INDEXES):
+            tables = {
+                r[0]
+                for r in self._write_db.execute(
+                    "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                )
+            }
+            for statement in (*_SCHEMA, *INDEXES, *_PG_INDEXES, *schema()):
                 self._write_db.execute(statement)
+            self._partitioned = bool(
+                self._write_db.execute(
+                    "SELECT 1 FROM pg_partitioned_table WHERE partrelid = 'events'::regclass"
+                ).fetchall()
+            )
+            self._partitions = {lower for _, lower, _ in self._partition_bounds()}
             self._set_meta("schema_version", str(SCHEMA_VERSION))
             costs = self._write_db.execute(
                 "SELECT value FROM meta WHERE key = 'costs_version'"
             ).fetchall()
             if costs != [(COSTS_VERSION,)]:
                 self._backfill_costs()
+            built = self._write_db.execute(
+                "SELECT value FROM meta WHERE key = 'rollups_version'"
+            ).fetchall()
+            if not self._rollups:
+                self._write_db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
+            elif built != [(ROLLUPS_VERSION,)] or not tables >= ROLLUP_TABLES:
+                with self._write_db.cursor() as cur:
+                    rebuild(_PgTx(cur), self.dialect)
+                self.rebuilt_on_open = True
             rows = self._write_db.execute(
                 "SELECT e.call_id, MAX(e.seq) FROM events e JOIN calls c ON c.call_id = e.call_id"
                 " WHERE c.ended_at IS NULL GROUP BY e.call_id"
@@ -150,6 +205,100 @@ class PostgresEventStore:
         self._write_db.execute("DELETE FROM call_costs")
         self._write_db.execute(_BACKFILL)
         self._set_meta("costs_version", COSTS_VERSION)
+
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the events (``voicerail ops rebuild-rollups``).
+
+        Raises:
+            StoreError: the server refused the rebuild.
+        """
+        self.flush()
+        try:
+            with self._write_lock, self._write_db.transaction(), self._write_db.cursor() as cur:
+                rebuild(_PgTx(cur), self.dialect)
+        except psycopg.Error as exc:
+            raise StoreError(f"rollup rebuild failed: {exc}") from exc
+        self._rollups = True
+
+    # -- partitions (rule 5) ---------------------------------------------------
+
+    def _partition_bounds(self) -> list[tuple[str, float, float]]:
+        """(name, lower, upper) of each ``events`` partition, oldest first."""
+        rows = self._write_db.execute(
+            "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass"
+        ).fetchall()
+        bounds = []
+        for name, expression in rows:
+            match = _BOUNDS.search(expression or "")
+            if match:
+                bounds.append((name, float(match.group(1)), float(match.group(2))))
+        return sorted(bounds, key=lambda b: b[1])
+
+    def _ensure_partitions(self, events: Sequence[Event]) -> None:
+        """Create the partitions ``events`` fall in (holding the write lock)."""
+        if not self._partitioned:
+            return
+        span = self._partition_s
+        needed = {
+            math.floor(e.at_wall / span) * span for e in events if math.isfinite(e.at_wall)
+        } - self._partitions
+        for lower in sorted(needed):
+            name = f"events_p{int(lower)}"
+            try:
+                with self._write_db.transaction():
+                    # Workers creating the same partition together: one at a time.
+                    self._write_db.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK_ID,))
+                    self._write_db.execute(
+                        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events"
+                        f" FOR VALUES FROM ({lower!r}) TO ({lower + span!r})"
+                    )
+                self._partitions.add(lower)
+            except psycopg.Error:
+                # e.g. an older partition of another span overlaps: the batch's insert
+                # then goes to that one, or is refused and logged (rule 3).
+                log.exception("cannot create events partition %s", name)
+                self._partitions.add(lower)
+
+    def prepare_partitions(self, start_s: float, end_s: float) -> None:
+        """Create the partitions of ``[start_s, end_s]`` (Unix seconds) ahead of a bulk
+        load that bypasses :meth:`append` (``COPY``). Errors are logged (rule 3)."""
+        span = self._partition_s
+        lows = range(math.floor(start_s / span), math.floor(end_s / span) + 1)
+        ends = [Event("", EventKind.CALL_STARTED, low * span, 0.0) for low in lows]
+        with self._write_lock:
+            self._ensure_partitions(ends)
+
+    def drop_before(self, before_s: float) -> int:
+        """Retention: drop every ``events`` partition whose whole range ends at or before
+        ``before_s`` (Unix seconds); events of the partition holding ``before_s`` stay
+        until it has passed. Rollups keep their aggregates (they hold no personal data).
+
+        On an unpartitioned table (rule 5) deletes the events before ``before_s``.
+
+        Returns:
+            The number of partitions dropped (of rows deleted when unpartitioned).
+
+        Raises:
+            StoreError: the server refused.
+        """
+        self.flush()
+        try:
+            with self._write_lock, self._write_db.transaction():
+                if not self._partitioned:
+                    cur = self._write_db.execute(
+                        "DELETE FROM events WHERE at_wall < %s", (before_s,)
+                    )
+                    return cur.rowcount
+                dropped = 0
+                for name, lower, upper in self._partition_bounds():
+                    if upper <= before_s:
+                        self._write_db.execute(f'DROP TABLE "{name}"')
+                        self._partitions.discard(lower)
+                        dropped += 1
+                return dropped
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot drop events before {before_s}: {exc}") from exc
 
     def rebuild_costs(self) -> None:
         """Recompute the ``call_costs`` rollup from the events, for bulk loads that
@@ -171,31 +320,67 @@ class PostgresEventStore:
         self._batches.flush()
 
     def _write_batch(self, events: list[Event], calls: list[CallRecord]) -> None:
+        with self._write_lock:
+            self._ensure_partitions(events)
+            try:
+                self._write_locked(events, calls)
+            except psycopg.Error:
+                # The server is gone (rule 3 already kept what it could): logged, not raised.
+                log.exception("event store write failed; %d events dropped", len(events))
+            except Exception:  # task boundary: a rollup bug must never cost events
+                log.exception("rollups failed: batch written without them, rollups now stale")
+                self._rollups = False
+                with self._write_db.transaction():
+                    self._write_db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
+                self._write_locked(events, calls)
+
+    def _write_locked(self, events: list[Event], calls: list[CallRecord]) -> None:
         call_rows = [_call_params(c) for c in calls]
         event_rows = [_event_params(e) for e in events]
         cost_rows = attempt_costs(events)
         upsert_cost = UPSERT_COST.replace("?", "%s")
-        with self._write_lock:
-            try:
-                with self._write_db.transaction(), self._write_db.cursor() as cur:
-                    cur.executemany(_INSERT_CALL, call_rows)
-                    cur.executemany(_INSERT_EVENT, event_rows)
-                    cur.executemany(upsert_cost, cost_rows)
-                return
-            except psycopg.Error:
-                log.warning("event batch refused; retrying %d rows one by one", len(event_rows))
-            # Rule 3: keep every row the server accepts.
-            for sql, rows in (
-                (_INSERT_CALL, call_rows),
-                (_INSERT_EVENT, event_rows),
-                (upsert_cost, cost_rows),
-            ):
-                for row in rows:
-                    try:
-                        with self._write_db.transaction():
-                            self._write_db.execute(sql, row)
-                    except psycopg.Error:
-                        log.exception("event store dropped a row of call %s", row[0])
+        insert_event = _INSERT_EVENT.format(
+            key="call_id, seq, at_wall" if self._partitioned else "call_id, seq"
+        )
+        call_keys = [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls]
+        batch = RollupBatch(events, call_keys, cost_rows) if self._rollups else None
+        try:
+            with self._write_db.transaction(), self._write_db.cursor() as cur:
+                if batch is not None:
+                    batch.read_before(_PgTx(cur))
+                cur.executemany(_INSERT_CALL, call_rows)
+                cur.executemany(insert_event, event_rows)
+                cur.executemany(upsert_cost, cost_rows)
+                if batch is not None:
+                    batch.write_after(_PgTx(cur))
+            return
+        except psycopg.Error:
+            log.warning("event batch refused; retrying %d rows one by one", len(event_rows))
+        # Rule 3: keep every row the server accepts; rule 6: rollups on their own.
+        if batch is not None:
+            self._rollup_step(batch.read_before)
+        for sql, rows in (
+            (_INSERT_CALL, call_rows),
+            (insert_event, event_rows),
+            (upsert_cost, cost_rows),
+        ):
+            for row in rows:
+                try:
+                    with self._write_db.transaction():
+                        self._write_db.execute(sql, row)
+                except psycopg.Error:
+                    log.exception("event store dropped a row of call %s", row[0])
+        if batch is not None:
+            self._rollup_step(batch.write_after)
+
+    def _rollup_step(self, step: Callable[[_PgTx], None]) -> None:
+        try:
+            with self._write_db.transaction(), self._write_db.cursor() as cur:
+                step(_PgTx(cur))
+        except psycopg.Error:
+            log.exception(
+                "rollups of a refused batch not updated; run voicerail ops rebuild-rollups"
+            )
 
     def close(self) -> None:
         self._batches.close()
@@ -236,6 +421,20 @@ class PostgresEventStore:
     ) -> list[CallRecord]:
         sql, args = calls_query(limit=limit, outcome=outcome, call_sid=call_sid)
         return [call_from_row(r) for r in self.fetch(sql, args)]
+
+
+class _PgTx:
+    """The rollups' ``Tx`` (``events/rollups.py``) on a psycopg cursor."""
+
+    def __init__(self, cur: psycopg.Cursor[Any]) -> None:
+        self._cur = cur
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._cur.execute(sql.replace("?", "%s"), tuple(args)).fetchall()
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            self._cur.executemany(sql.replace("?", "%s"), rows)
 
 
 class PostgresReader:

@@ -22,6 +22,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from voicerail.events.model import Event, EventKind
+from voicerail.events.rollups import (
+    LATENCY_BIN_UPPER_S,
+    TrailEvent,
+    bucket_of,
+    cause_of,
+    json_number_sql,
+    key_value,
+    latency_bin,
+    rollups_ready,
+)
 from voicerail.events.store import CallRecord, SQLReader, call_from_row, event_from_row
 
 ATTEMPTED = str(EventKind.PROVIDER_ATTEMPTED)
@@ -33,12 +43,7 @@ def json_number(db: SQLReader, column: str, key: str) -> str:
 
     ``key`` and ``column`` are trusted identifiers from this module, never user input.
     """
-    if db.dialect == "postgresql":
-        return (
-            f"(CASE WHEN jsonb_typeof({column}->'{key}') = 'number'"
-            f" THEN ({column}->>'{key}')::float8 END)"
-        )
-    return f"json_extract({column}, '$.{key}')"
+    return json_number_sql(db.dialect, column, key)
 
 
 def _int(value: Any) -> int:
@@ -94,40 +99,43 @@ class AttemptCounts:
 
 
 def attempt_counts(db: SQLReader, start_s: float, end_s: float) -> list[AttemptCounts]:
-    """Attempts that ended in the window, by (stage, provider), sorted by both.
+    """Attempts that ended in the window, by (stage, provider), sorted by both; a scan
+    of the events (the rollups' reference, ``events/rollup_reads.py``).
 
     ``cancelled`` and ``hedge_lost`` attempts are left out: neither is a result of
     the provider. So are stage-less summary events (the driver's "no provider left").
+    ``calls`` counts the calls whose first finished attempt with the provider in
+    the stage ended in the window (``rollups.py`` rule 3).
     """
     first = f"{json_number(db, 'data', 'attempt')} = 1"
+    finished = (
+        "kind = ? AND outcome IN ('ok', 'error') AND stage IS NOT NULL AND provider IS NOT NULL"
+    )
     rows = db.fetch(
         "SELECT stage, provider, COUNT(*),"
         " SUM(CASE WHEN outcome = 'error' THEN 1 ELSE 0 END),"
         f" SUM(CASE WHEN {first} THEN 1 ELSE 0 END),"
-        f" SUM(CASE WHEN {first} AND outcome = 'error' THEN 1 ELSE 0 END),"
-        " COUNT(DISTINCT call_id)"
-        " FROM events WHERE kind = ? AND at_wall >= ? AND at_wall < ?"
-        " AND outcome IN ('ok', 'error') AND stage IS NOT NULL AND provider IS NOT NULL"
+        f" SUM(CASE WHEN {first} AND outcome = 'error' THEN 1 ELSE 0 END)"
+        f" FROM events WHERE {finished} AND at_wall >= ? AND at_wall < ?"
         " GROUP BY stage, provider",
         (ATTEMPTED, start_s, end_s),
     )
+    calls = {
+        (r[0], r[1]): _int(r[2])
+        for r in db.fetch(
+            "SELECT stage, provider, COUNT(*) FROM (SELECT stage, provider, MIN(at_wall) AS m"
+            f" FROM events WHERE {finished} GROUP BY call_id, stage, provider) f"
+            " WHERE m >= ? AND m < ? GROUP BY stage, provider",
+            (ATTEMPTED, start_s, end_s),
+        )
+    }
     counts = [
-        AttemptCounts(r[0], r[1], _int(r[2]), _int(r[3]), _int(r[4]), _int(r[5]), _int(r[6]))
+        AttemptCounts(
+            r[0], r[1], _int(r[2]), _int(r[3]), _int(r[4]), _int(r[5]), calls.get((r[0], r[1]), 0)
+        )
         for r in rows
     ]
     return sorted(counts, key=lambda c: (c.stage, c.provider))
-
-
-@dataclass(frozen=True)
-class TrailEvent:
-    """One outcome-bearing event of a failed call (see :func:`failure_trails`)."""
-
-    seq: int
-    kind: str
-    stage: str | None
-    provider: str | None
-    error_class: str | None
-    outcome: str | None
 
 
 def failure_trails(db: SQLReader, start_s: float, end_s: float) -> dict[str, list[TrailEvent]]:
@@ -215,7 +223,8 @@ class CallFilter:
     Attributes:
         outcome: ``completed`` / ``handoff`` / ``abandoned`` / ``failed``, or
             ``in_progress`` for calls without an end.
-        provider: calls that attempted this provider.
+        provider: calls with a finished (``ok``/``error``) attempt of this provider;
+            on a store without rollups, calls with any attempt of it since ``since_s``.
         since_s: calls that started at or after this Unix time.
         until_s: calls that started before this Unix time.
         call_id: a call id or telephony call sid prefix.
@@ -250,7 +259,15 @@ def find_calls(db: SQLReader, where: CallFilter) -> list[CallRecord]:
         clauses.append("(substr(call_id, 1, ?) = ? OR substr(call_sid, 1, ?) = ?)")
         size = len(where.call_id)
         args += [size, where.call_id, size, where.call_id]
-    if where.provider:
+    if where.provider and rollups_ready(db):
+        # Walks the newest calls and probes each one's facts by primary key, so the
+        # cost follows ``limit``, not the history (issue 16).
+        clauses.append(
+            "EXISTS (SELECT 1 FROM call_attempt_firsts f"
+            " WHERE f.call_id = calls.call_id AND f.provider = ?)"
+        )
+        args.append(where.provider)
+    elif where.provider:
         inner = "SELECT call_id FROM events WHERE provider = ? AND kind = ?"
         args += [where.provider, ATTEMPTED]
         if where.since_s is not None:
@@ -286,10 +303,102 @@ def attempt_samples(db: SQLReader, start_s: float, end_s: float) -> list[Attempt
 
 
 def providers_seen(db: SQLReader, since_s: float) -> list[str]:
-    """Providers with an attempt since ``since_s``, sorted."""
-    rows = db.fetch(
-        "SELECT DISTINCT provider FROM events WHERE kind = ? AND at_wall >= ?"
-        " AND provider IS NOT NULL",
-        (ATTEMPTED, since_s),
-    )
+    """Providers with a finished attempt since ``since_s`` (from the day rollups: since
+    the start of that UTC day), sorted."""
+    if rollups_ready(db):
+        rows = db.fetch(
+            "SELECT DISTINCT provider FROM rollup_attempts"
+            " WHERE grain_s = 86400 AND bucket_s >= ? AND attempts > 0",
+            (bucket_of(since_s, 86400),),
+        )
+    else:
+        rows = db.fetch(
+            "SELECT DISTINCT provider FROM events WHERE kind = ? AND at_wall >= ?"
+            " AND provider IS NOT NULL",
+            (ATTEMPTED, since_s),
+        )
     return sorted(r[0] for r in rows)
+
+
+@dataclass(frozen=True)
+class CauseCount:
+    """Failed calls that started in a window with one cause (``ops/reports.py`` rule 2).
+
+    Attributes:
+        stage, provider, error_class, kind: the first failure's; all None for failed
+            calls without one.
+        calls: failed calls with this cause.
+        fallback_tried_calls: of them, calls where another provider of the stage ran.
+        example_call_ids: the newest three (by start, then call id, descending).
+    """
+
+    stage: str | None
+    provider: str | None
+    error_class: str | None
+    kind: str | None
+    calls: int
+    fallback_tried_calls: int
+    example_call_ids: tuple[str, ...]
+
+
+def cause_counts(db: SQLReader, start_s: float, end_s: float) -> list[CauseCount]:
+    """Failed calls started in the window, by cause; a scan of their events (the
+    rollups' reference). Sorted by cause."""
+    started = dict(
+        db.fetch(
+            "SELECT call_id, started_at FROM calls WHERE outcome = 'failed'"
+            " AND started_at >= ? AND started_at < ?",
+            (start_s, end_s),
+        )
+    )
+    groups: dict[tuple[str, str, str, str], list[tuple[float, str, bool]]] = {}
+    for call_id, trail in failure_trails(db, start_s, end_s).items():
+        key, fallback = cause_of(trail)
+        groups.setdefault(key, []).append((float(started[call_id]), call_id, fallback))
+    out = []
+    for key, members in sorted(groups.items()):
+        newest = sorted(members, reverse=True)[:3]
+        out.append(
+            cause_count(key, len(members), sum(m[2] for m in members), tuple(m[1] for m in newest))
+        )
+    return out
+
+
+def cause_count(
+    key: Sequence[str], calls: int, fallback_tried_calls: int, example_call_ids: tuple[str, ...]
+) -> CauseCount:
+    """A :class:`CauseCount` from a stored cause key (``''`` for None)."""
+    stage, provider, error_class, kind = (key_value(k) for k in key)
+    return CauseCount(
+        stage, provider, error_class, kind, calls, fallback_tried_calls, example_call_ids
+    )
+
+
+def latency_histograms(
+    db: SQLReader, start_s: float, end_s: float
+) -> dict[tuple[str, str], dict[int, int]]:
+    """Bucket counts (``rollups.LATENCY_BIN_UPPER_S``) of ``ok`` attempts' latencies
+    that ended in the window, by (stage, provider); a scan (the rollups' reference)."""
+    hists: dict[tuple[str, str], dict[int, int]] = {}
+    for sample in attempt_samples(db, start_s, end_s):
+        if sample.outcome != "ok" or not sample.latency_s:
+            continue
+        hist = hists.setdefault((sample.stage, sample.provider), {})
+        index = latency_bin(sample.latency_s)
+        hist[index] = hist.get(index, 0) + 1
+    return hists
+
+
+def histogram_percentile(hist: dict[int, int], fraction: float) -> float | None:
+    """Nearest-rank percentile of a latency histogram: the upper bound (seconds) of the
+    bucket holding the rank, the last finite bound for the open bucket; None if empty."""
+    total = sum(hist.values())
+    if not total:
+        return None
+    rank = max(1, -(-total * fraction // 1))
+    seen = 0
+    for index in sorted(hist):
+        seen += hist[index]
+        if seen >= rank:
+            return LATENCY_BIN_UPPER_S[min(index, len(LATENCY_BIN_UPPER_S) - 2)]
+    return None  # unreachable: the ranks stop at total

@@ -1,8 +1,10 @@
 """Event and call stores. SQLite is the embedded default.
 
-(Just over 500 lines: the SQLite store and its writer thread share one schema;
-the filtered call queries and the worker columns pushed it over. Issue 16's
-rollups are the moment to move the queries beside ``events/queries.py``.)
+(About 600 lines: the SQLite store, its writer thread and the row codecs share
+one schema; the rollups' transaction hooks pushed it further. The split, when
+it comes: ``WriteBehind`` and the row codecs to ``events/rows.py``, which the
+PostgreSQL store imports too. The rollups themselves live in
+``events/rollups.py``, ``rollup_writer.py`` and ``rollup_reads.py``.)
 
 Rules:
 
@@ -24,6 +26,12 @@ Rules:
 5. Stores that answer the operations questions also implement :class:`SQLReader`
    (``dialect`` and ``fetch``); the queries live in ``events/queries.py`` and run
    unchanged on SQLite and PostgreSQL (``events/postgres.py``).
+6. Rollups (``events/rollups.py``) are updated by the writer in each batch's
+   transaction, begun ``IMMEDIATE`` so that the rows they read before writing
+   cannot change under them when several processes share the file. A database
+   without current rollups is rebuilt when opened; ``rollups=False`` (benchmarks
+   of the write path) stops keeping them and marks them stale, so the answers
+   fall back to scanning events.
 
 The schema is documented, with its version, in ``events/schema.md``.
 """
@@ -32,7 +40,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
 from collections import defaultdict
@@ -43,6 +50,8 @@ from typing import Any, Protocol, runtime_checkable
 
 from voicerail.errors import StoreError
 from voicerail.events.model import SCHEMA_VERSION, Event, EventKind, Stage
+from voicerail.events.rollup_writer import RollupBatch, rebuild
+from voicerail.events.rollups import ROLLUP_TABLES, ROLLUPS_VERSION, attempt_costs, schema
 
 log = logging.getLogger(__name__)
 
@@ -156,22 +165,6 @@ UPSERT_COST = (
     " priced_attempts = call_costs.priced_attempts + excluded.priced_attempts"
 )
 COSTS_VERSION = "1"
-
-
-def attempt_costs(events: Sequence[Event]) -> list[tuple[str, str, float, int]]:
-    """Rule 4: (call id, provider, cost, priced attempts) summed over ``events``, in
-    first-seen order; only ``ProviderAttempted`` events with a numeric ``cost_usd``."""
-    totals: dict[tuple[str, str], list[float]] = {}
-    for e in events:
-        cost = e.data.get("cost_usd")
-        if e.kind != EventKind.PROVIDER_ATTEMPTED or e.provider is None:
-            continue
-        if isinstance(cost, bool) or not isinstance(cost, int | float) or not math.isfinite(cost):
-            continue
-        total = totals.setdefault((e.call_id, e.provider), [0.0, 0])
-        total[0] += float(cost)
-        total[1] += 1
-    return [(c, p, t[0], int(t[1])) for (c, p), t in totals.items()]
 
 
 #: The most rows one :meth:`EventStore.calls` read returns.
@@ -351,14 +344,23 @@ class SQLiteEventStore:
         path: database file; parent directories are created.
         flush_interval_s: longest an appended event waits before commit.
         batch_max: events that trigger an early commit.
+        rollups: keep the rollups on write (rule 6).
     """
 
     dialect = "sqlite"
 
     def __init__(
-        self, path: str | Path, *, flush_interval_s: float = 0.05, batch_max: int = 500
+        self,
+        path: str | Path,
+        *,
+        flush_interval_s: float = 0.05,
+        batch_max: int = 500,
+        rollups: bool = True,
     ) -> None:
         self.path = Path(path)
+        self._rollups = rollups
+        #: Whether opening found the rollups missing or stale and rebuilt them.
+        self.rebuilt_on_open = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db_lock = threading.Lock()
         # The busy timeout lets several worker processes share the file: a writer
@@ -368,8 +370,9 @@ class SQLiteEventStore:
         )
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         self._db.executescript(_SCHEMA)
-        for statement in INDEXES:
+        for statement in (*INDEXES, *schema()):
             self._db.execute(statement)
         self._db.execute(
             "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
@@ -377,6 +380,12 @@ class SQLiteEventStore:
         costs = self._db.execute("SELECT value FROM meta WHERE key = 'costs_version'").fetchall()
         if costs != [(COSTS_VERSION,)]:
             self._backfill_costs()
+        built = self._db.execute("SELECT value FROM meta WHERE key = 'rollups_version'")
+        if not rollups:
+            self._db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
+        elif built.fetchall() != [(ROLLUPS_VERSION,)] or not tables >= ROLLUP_TABLES:
+            self._rebuild_rollups()
+            self.rebuilt_on_open = True
         next_seq = {
             call_id: max_seq + 1
             for call_id, max_seq in self._db.execute(
@@ -404,18 +413,37 @@ class SQLiteEventStore:
 
     def _write_batch(self, events: list[Event], calls: list[CallRecord]) -> None:
         try:
-            with self._db_lock:
-                self._write(events, calls)
+            try:
+                self._write(events, calls, rollups=self._rollups)
+            except sqlite3.Error:
+                raise
+            except Exception:  # task boundary: a rollup bug must never cost events
+                log.exception("rollups failed: batch written without them, rollups now stale")
+                self._rollups = False
+                self._write(events, calls, rollups=False)
+                with self._db_lock:
+                    self._db.execute("DELETE FROM meta WHERE key = 'rollups_version'")
         except sqlite3.Error:
             # Rule 3: keep the call path alive; the batch is logged, not raised.
             log.exception("event store write failed; %d events dropped", len(events))
-            with self._db_lock:
-                if self._db.in_transaction:
+
+    def _write(self, events: list[Event], calls: list[CallRecord], *, rollups: bool) -> None:
+        with self._db_lock:
+            try:
+                self._write_tx(events, calls, rollups=rollups)
+            finally:
+                if self._db.in_transaction:  # only when the batch failed
                     self._db.execute("ROLLBACK")
 
-    def _write(self, events: list[Event], calls: list[CallRecord]) -> None:
+    def _write_tx(self, events: list[Event], calls: list[CallRecord], *, rollups: bool) -> None:
         db = self._db
-        db.execute("BEGIN")
+        tx = SQLiteTx(db)
+        cost_rows = attempt_costs(events)
+        call_keys = [(c.call_id, c.started_at, c.agent, c.outcome) for c in calls]
+        batch = RollupBatch(events, call_keys, cost_rows) if rollups else None
+        db.execute("BEGIN IMMEDIATE")
+        if batch is not None:
+            batch.read_before(tx)
         db.executemany(
             "INSERT OR REPLACE INTO calls VALUES (?,?,?,?,?,?,?,?,?)",
             [call_row(c) for c in calls],
@@ -424,8 +452,33 @@ class SQLiteEventStore:
             "INSERT OR REPLACE INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [event_row(e) for e in events],
         )
-        db.executemany(UPSERT_COST, attempt_costs(events))
+        db.executemany(UPSERT_COST, cost_rows)
+        if batch is not None:
+            batch.write_after(tx)
         db.execute("COMMIT")
+
+    def rebuild_rollups(self) -> None:
+        """Recompute every rollup from the events (``voicerail ops rebuild-rollups``).
+
+        Raises:
+            StoreError: the database refused the rebuild.
+        """
+        self.flush()
+        try:
+            self._rebuild_rollups()
+        except sqlite3.Error as exc:
+            raise StoreError(f"rollup rebuild failed: {exc}") from exc
+        self._rollups = True
+
+    def _rebuild_rollups(self) -> None:
+        with self._db_lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                rebuild(SQLiteTx(self._db), self.dialect)
+                self._db.execute("COMMIT")
+            finally:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
 
     def rebuild_costs(self) -> None:
         """Recompute the ``call_costs`` rollup from the events (rule 4), for bulk
@@ -481,6 +534,22 @@ class SQLiteEventStore:
     ) -> list[CallRecord]:
         sql, args = calls_query(limit=limit, outcome=outcome, call_sid=call_sid)
         return [call_from_row(r) for r in self._query(sql, args)]
+
+
+class SQLiteTx:
+    """The rollups' ``Tx`` (``events/rollups.py``) on a SQLite connection."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def fetch(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Rows of a query."""
+        return list(self._db.execute(sql, tuple(args)))
+
+    def run_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """One statement for each row."""
+        if rows:
+            self._db.executemany(sql, rows)
 
 
 def call_row(c: CallRecord) -> tuple[Any, ...]:

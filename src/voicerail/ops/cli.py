@@ -72,6 +72,9 @@ def add_parser(sub: Any) -> None:
     )
     creds.add_argument("--check", action="store_true", help="ask each provider live")
     ops_sub.add_parser("outbox", parents=[common], help="the CRM outbox: pending, dead-lettered")
+    ops_sub.add_parser(
+        "rebuild-rollups", parents=[common], help="recompute the event store's rollups"
+    )
     handoffs = ops_sub.add_parser("handoffs", parents=[common], help="handoff SLA by outcome")
     handoffs.add_argument("--window", type=parse_duration, default=7 * 86400.0)
     handoffs.add_argument(
@@ -165,6 +168,8 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
 
         return run_review(args, Path(data_dir), now_s)
     url = args.database_url or os.environ.get("VOICERAIL_DATABASE_URL")
+    if args.ops_command == "rebuild-rollups":
+        return rebuild_rollups(data_dir, url, as_json=args.json)
     try:
         with open_reader(data_dir, url, outbox=args.ops_command == "outbox") as db:
             result = answer(db, args, now_s)
@@ -192,6 +197,44 @@ def run(args: argparse.Namespace, default_data_dir: Path | None = None) -> int:
         from voicerail.ops.text import print_answer
 
         print_answer(args.ops_command, result)
+    return 0
+
+
+def rebuild_rollups(data_dir: Path, database_url: str | None, *, as_json: bool = False) -> int:
+    """``voicerail ops rebuild-rollups``: recompute the rollups from the events (issue 16).
+
+    Opens the store as the server does (creating missing tables), so run it with the
+    servers up or down; returns the exit status (2 when the store cannot be opened
+    or refuses the rebuild).
+    """
+    from voicerail.events.store import SQLiteEventStore
+
+    started = time.perf_counter()
+    path = data_dir / "events.sqlite3"
+    try:
+        store: Any
+        if database_url:
+            from voicerail.events.postgres import PostgresEventStore
+
+            store = PostgresEventStore(database_url)
+        elif path.exists():
+            store = SQLiteEventStore(path)
+        else:
+            raise StoreError(f"no event store at {path}")
+        try:
+            if not store.rebuilt_on_open:
+                store.rebuild_rollups()
+            [(events,)] = store.fetch("SELECT COUNT(*) FROM events")
+        finally:
+            store.close()
+    except StoreError as exc:
+        print(f"voicerail: {exc}", file=sys.stderr)
+        return 2
+    seconds = time.perf_counter() - started
+    if as_json:
+        print(json.dumps({"events": int(events), "seconds": seconds}))
+    else:
+        print(f"rollups rebuilt from {int(events)} events in {seconds:.1f} s")
     return 0
 
 

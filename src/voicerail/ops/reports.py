@@ -25,57 +25,65 @@ Rules:
    smallest set that explains half of the failed calls.
 3. Every answer is a JSON-ready dict without personal data (``pii`` never leaves
    the store here) and depends only on the store and ``now_s``.
+4. Answers read the rollups (``events/rollup_reads.py``) so their cost does not
+   grow with history; ``scan=True`` (or a store without rollups) computes the
+   same answer by scanning events, which the tests compare them with.
+5. Windows are whole minutes and end with the current one, unfinished
+   (:func:`window_end`): "the last 15 minutes" asked at 12:00:05 is
+   11:46:00 to 12:01:00. So every window is made of whole rollup buckets, and an
+   answer costs the same whatever the calls per minute (the rollups' minute
+   row of the current minute holds every event written so far).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from voicerail.events import queries as q
-from voicerail.events.model import Event, EventKind
+from voicerail.events import rollup_reads
+from voicerail.events.model import Event
 from voicerail.events.redaction import scrub_text
+from voicerail.events.rollups import first_failure, rollups_ready
 from voicerail.events.store import SQLReader
+
+__all__ = ["cost", "failures", "first_failure", "halve", "last_failed", "provider_health"]
 
 WEEK_S = 7 * 24 * 3600.0
 
-_RECOVERING_KINDS = {str(EventKind.PROVIDER_ATTEMPTED), str(EventKind.TRANSCRIPT_FINAL)}
+
+def window_end(now_s: float) -> float:
+    """Rule 5: where windows asked at ``now_s`` end: the first minute boundary at or
+    after it (Unix seconds)."""
+    return float(math.ceil(now_s / 60) * 60)
+
+
+def whole_minutes(window_s: float) -> float:
+    """Rule 5: ``window_s`` rounded up to whole minutes (at least one)."""
+    return float(max(1, math.ceil(window_s / 60)) * 60)
+
+
+def _source(db: SQLReader, scan: bool) -> Any:
+    """Rule 4: the rollup reads, or the event scans they are checked against."""
+    return q if scan or not rollups_ready(db) else rollup_reads
 
 
 def _rate(part: int, whole: int) -> float:
     return part / whole if whole else 0.0
 
 
-def _is_failure(kind: str, outcome: str | None) -> bool:
-    return outcome == "error" or kind == q.PROTOCOL_ERROR
-
-
-def first_failure(events: Sequence[q.TrailEvent | Event]) -> int | None:
-    """Index of the first unrecovered failing event (rule 1), or None."""
-    recovered_stages: set[str] = set()
-    recovered: list[bool] = [False] * len(events)
-    for index in range(len(events) - 1, -1, -1):
-        e = events[index]
-        stage = str(e.stage) if e.stage else None
-        recovered[index] = stage is not None and stage in recovered_stages
-        if e.outcome == "ok" and str(e.kind) in _RECOVERING_KINDS and stage is not None:
-            recovered_stages.add(stage)
-    for index, e in enumerate(events):
-        if _is_failure(str(e.kind), e.outcome) and not recovered[index]:
-            return index
-    return None
-
-
 # -- 1. failures -----------------------------------------------------------------
 
 
-def failures(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
+def failures(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -> dict[str, Any]:
     """Question 1: failure rates by provider and stage, this window and the previous."""
-    now = _window_failures(db, now_s - window_s, now_s)
-    previous = _window_failures(db, now_s - 2 * window_s, now_s - window_s)
+    src = _source(db, scan)
+    end, span = window_end(now_s), whole_minutes(window_s)
+    now = _window_failures(src, db, end - span, end)
+    previous = _window_failures(src, db, end - 2 * span, end - span)
     before = {(p["stage"], p["provider"]): p for p in previous["providers"]}
     for row in now["providers"]:
         old = before.get((row["stage"], row["provider"]))
@@ -86,15 +94,13 @@ def failures(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
     return {"window_s": window_s, "now_s": now_s, "now": now, "previous": previous}
 
 
-def _window_failures(db: SQLReader, start_s: float, end_s: float) -> dict[str, Any]:
-    counts = q.call_counts(db, start_s, end_s)
+def _window_failures(src: Any, db: SQLReader, start_s: float, end_s: float) -> dict[str, Any]:
+    counts = src.call_counts(db, start_s, end_s)
     failed_by: dict[tuple[str | None, str | None], int] = defaultdict(int)
-    for trail in q.failure_trails(db, start_s, end_s).values():
-        index = first_failure(trail)
-        if index is not None:
-            failed_by[(trail[index].stage, trail[index].provider)] += 1
+    for cause in src.cause_counts(db, start_s, end_s):
+        failed_by[(cause.stage, cause.provider)] += cause.calls
     providers = []
-    for a in q.attempt_counts(db, start_s, end_s):
+    for a in src.attempt_counts(db, start_s, end_s):
         failed_calls = failed_by.get((a.stage, a.provider), 0)
         providers.append(
             {
@@ -112,7 +118,7 @@ def _window_failures(db: SQLReader, start_s: float, end_s: float) -> dict[str, A
         "failed_calls": counts.failed,
         "call_failure_rate": _rate(counts.failed, counts.calls),
         # Refused beyond capacity: never started, so not in ``calls`` (session/load.py).
-        "refused_calls": q.refused_count(db, start_s, end_s),
+        "refused_calls": src.refused_count(db, start_s, end_s),
         "providers": providers,
     }
 
@@ -120,14 +126,15 @@ def _window_failures(db: SQLReader, start_s: float, end_s: float) -> dict[str, A
 # -- 2. cost ---------------------------------------------------------------------
 
 
-def cost(db: SQLReader, *, weeks: int, now_s: float) -> dict[str, Any]:
+def cost(db: SQLReader, *, weeks: int, now_s: float, scan: bool = False) -> dict[str, Any]:
     """Question 2: per week (newest first), cost per call and per converted call."""
+    src = _source(db, scan)
     out: list[dict[str, Any]] = []
     for index in range(weeks):
-        end = now_s - index * WEEK_S
+        end = window_end(now_s) - index * WEEK_S
         start = end - WEEK_S
-        counts = q.call_counts(db, start, end)
-        by_provider = q.provider_costs(db, start, end)
+        counts = src.call_counts(db, start, end)
+        by_provider = src.provider_costs(db, start, end)
         total = round(sum(p.cost_usd for p in by_provider), 9)
         out.append(
             {
@@ -232,28 +239,28 @@ class Cause:
     example_call_ids: list[str] = field(default_factory=list)
 
 
-def halve(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
+def halve(db: SQLReader, *, window_s: float, now_s: float, scan: bool = False) -> dict[str, Any]:
     """Question 4: causes ranked, and the smallest set that halves the failure rate."""
-    start_s = now_s - window_s
-    counts = q.call_counts(db, start_s, now_s)
-    trails = q.failure_trails(db, start_s, now_s)
-    causes: dict[tuple[str | None, ...], Cause] = {}
-    for call_id in sorted(trails):
-        trail = trails[call_id]
-        index = first_failure(trail)
-        first = trail[index] if index is not None else None
-        key = (first.stage, first.provider, first.error_class, first.kind) if first else (None,) * 4
-        cause = causes.setdefault(key, Cause(*key))
-        cause.calls += 1
-        if len(cause.example_call_ids) < 3:
-            cause.example_call_ids.append(call_id)
-        if first is not None and any(
-            e.stage == first.stage and e.provider not in (None, first.provider) for e in trail
-        ):
-            cause.fallback_tried = True
-    failed = len(trails)
+    src = _source(db, scan)
+    end_s = window_end(now_s)
+    start_s = end_s - whole_minutes(window_s)
+    counts = src.call_counts(db, start_s, end_s)
+    causes = [
+        Cause(
+            c.stage,
+            c.provider,
+            c.error_class,
+            c.kind,
+            calls=c.calls,
+            fallback_tried=c.fallback_tried_calls > 0,
+            example_call_ids=list(c.example_call_ids),
+        )
+        for c in src.cause_counts(db, start_s, end_s)
+    ]
+    failed = sum(c.calls for c in causes)
     ranked = sorted(
-        causes.values(), key=lambda c: (-c.calls, str(c.stage), str(c.provider), str(c.kind))
+        causes,
+        key=lambda c: (-c.calls, str(c.stage), str(c.provider), str(c.kind), str(c.error_class)),
     )
     chosen: list[Cause] = []
     removed = 0
@@ -266,6 +273,8 @@ def halve(db: SQLReader, *, window_s: float, now_s: float) -> dict[str, Any]:
     return {
         "window_s": window_s,
         "now_s": now_s,
+        "start_s": start_s,
+        "end_s": end_s,
         "calls": counts.calls,
         "failed_calls": failed,
         "failure_rate": _rate(failed, counts.calls),
@@ -328,35 +337,33 @@ def fix_for(cause: Cause) -> tuple[str, str]:
 # -- provider health (dashboard) -----------------------------------------------------
 
 
-def provider_health(db: SQLReader, *, window_s: float, now_s: float) -> list[dict[str, Any]]:
-    """Per (stage, provider) over the window: attempts, error rate, p50/p95 TTFB."""
-    groups: dict[tuple[str, str], list[q.AttemptSample]] = defaultdict(list)
-    for sample in q.attempt_samples(db, now_s - window_s, now_s):
-        groups[(sample.stage, sample.provider)].append(sample)
+def provider_health(
+    db: SQLReader, *, window_s: float, now_s: float, scan: bool = False
+) -> list[dict[str, Any]]:
+    """Per (stage, provider) over the window: attempts, error rate, p50/p95 TTFB.
+
+    Percentiles come from the mergeable latency histograms (``events/rollups.py``
+    rule 5): the upper bound of the bucket holding the rank, within 9 %.
+    """
+    src = _source(db, scan)
+    end_s = window_end(now_s)
+    start_s = end_s - whole_minutes(window_s)
+    hists = src.latency_histograms(db, start_s, end_s)
     out = []
-    for (stage, provider), samples in sorted(groups.items()):
-        latencies = sorted(s.latency_s for s in samples if s.outcome == "ok" and s.latency_s)
-        errors = sum(s.outcome == "error" for s in samples)
+    for a in src.attempt_counts(db, start_s, end_s):
+        hist = hists.get((a.stage, a.provider), {})
         out.append(
             {
-                "stage": stage,
-                "provider": provider,
-                "attempts": len(samples),
-                "errors": errors,
-                "error_rate": _rate(errors, len(samples)),
-                "p50_ttfb_s": _percentile(latencies, 0.50),
-                "p95_ttfb_s": _percentile(latencies, 0.95),
+                "stage": a.stage,
+                "provider": a.provider,
+                "attempts": a.attempts,
+                "errors": a.failed,
+                "error_rate": _rate(a.failed, a.attempts),
+                "p50_ttfb_s": q.histogram_percentile(hist, 0.50),
+                "p95_ttfb_s": q.histogram_percentile(hist, 0.95),
             }
         )
     return out
-
-
-def _percentile(ordered: list[float], fraction: float) -> float | None:
-    """Nearest-rank percentile of an ascending list."""
-    if not ordered:
-        return None
-    rank = max(1, -(-len(ordered) * fraction // 1))  # ceil without float surprises
-    return ordered[int(rank) - 1]
 
 
 _UNITS_S = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
