@@ -138,6 +138,15 @@ def _delete_mentions(
     return _delete_in(db, table, key, [k for k, text in rows if _mentions(text, variants)])
 
 
+#: Per-call facts the rollups keep (``events/rollups.py``); the counts stay.
+_ROLLUP_CALL_TABLES = ("call_attempt_firsts", "call_causes")
+
+
+def _has_table(db: sqlite3.Connection, table: str) -> bool:
+    query = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return db.execute(query, (table,)).fetchone() is not None
+
+
 def erase_phone(
     phone: str,
     data_dir: Path,
@@ -171,6 +180,9 @@ def erase_phone(
             receipt.add(
                 "events.sqlite3: call_costs", _delete_in(db, "call_costs", "call_id", calls)
             )
+            for table in _ROLLUP_CALL_TABLES:  # per-call rollup facts (events/rollups.py)
+                if _has_table(db, table):
+                    _delete_in(db, table, "call_id", calls)
             _close(db)
         if (db := _open(data_dir / "outbox.sqlite3")) is not None:
             calls |= {
@@ -262,6 +274,9 @@ def apply_retention(days: dict[str, float], data_dir: Path, *, now: float) -> Re
                 receipt.add("events.sqlite3: events", _delete_in(db, "events", "call_id", old))
                 receipt.add("events.sqlite3: calls", _delete_in(db, "calls", "call_id", old))
                 _delete_in(db, "call_costs", "call_id", old)
+                for table in _ROLLUP_CALL_TABLES:
+                    if _has_table(db, table):
+                        _delete_in(db, table, "call_id", old)
             _close(db)
         if "crm_writes" in days:
             cutoff = now - days["crm_writes"] * DAY_S

@@ -18,7 +18,7 @@ from voicerail.errors import StoreError
 
 log = logging.getLogger(__name__)
 
-_EVENT_TABLES = ("events", "calls", "call_costs")
+_EVENT_TABLES = ("events", "calls", "call_costs", "call_attempt_firsts", "call_causes")
 _OUTBOX_TABLES = ("crm_outbox", "call_state")
 
 
@@ -116,7 +116,7 @@ def apply_retention_pg(days: dict[str, float], url: str, *, now: float) -> Recei
                 old = [r[0] for r in db.execute(query, (cutoff,)).fetchall()]
                 for table in _EVENT_TABLES:
                     cursor = db.execute(f"DELETE FROM {table} WHERE call_id = ANY(%s)", (old,))
-                    if table != "call_costs":
+                    if table in ("events", "calls"):
                         receipt.add(f"postgresql: {table}", cursor.rowcount)
             if "crm_writes" in days and "crm_outbox" in present:
                 cutoff = now - days["crm_writes"] * DAY_S
