@@ -1,0 +1,142 @@
+"""End to end from a browser: headless Chromium opens ``/call`` on a real
+``voicerail serve --browser-calls`` (embedded models), its fake microphone plays
+the whole caller script from one WAV, and the clinic agent books an appointment;
+the page shows the live transcript."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from voicerail.audio.resample import StreamResampler, read_wav_mono, write_wav
+from voicerail.sim.api_client import fetch_call
+from voicerail.testing.callers import synthesize_caller_wav
+from voicerail.testing.server import serve_process
+
+if not os.environ.get("CI"):
+    pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
+        reason="Debian's chromium and chromium-driver are not installed (make setup installs them)",
+    ),
+]
+
+# The fake microphone cannot wait for the agent: each line is followed by a pause
+# longer than the agent's reply (greeting first), and the file ends in a long
+# silence, so that the loop Chromium plays never reaches the start again before
+# the agent hangs up.
+SCRIPT = [
+    "I would like to book an appointment.",
+    "Next Tuesday at three in the afternoon.",
+    "My name is Maria Lopez.",
+    "Yes, please book it.",
+    "No, that's all. Thank you, goodbye.",
+]
+WAV_RATE_HZ = 16000
+GREETING_S = 9.0
+REPLY_S = 10.0
+TAIL_S = 60.0
+
+
+def caller_script_wav(work_dir: Path) -> Path:
+    """The whole caller side of the call, with pauses, as one 16 kHz WAV."""
+    silence = lambda seconds: b"\x00\x00" * int(WAV_RATE_HZ * seconds)  # noqa: E731
+    parts = [silence(GREETING_S)]
+    for index, line in enumerate(SCRIPT):
+        pcm, rate_hz = read_wav_mono(synthesize_caller_wav(line, work_dir / f"line-{index}.wav"))
+        resampler = StreamResampler(rate_hz, WAV_RATE_HZ)
+        parts += [resampler.process(pcm), resampler.flush(), silence(REPLY_S)]
+    parts.append(silence(TAIL_S))
+    path = work_dir / "caller-script.wav"
+    write_wav(path, b"".join(parts), WAV_RATE_HZ)
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(base URL, data dir) of a clinic agent server with the call page on."""
+    data_dir = tmp_path_factory.mktemp("browser-calls")
+    args = ["--agent", "examples/clinic.yaml", "--browser-calls"]
+    with serve_process(args, data_dir=data_dir) as base_url:
+        yield base_url, data_dir
+
+
+@pytest.fixture
+def chromium(tmp_path: Path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    wav = caller_script_wav(tmp_path)
+    options = Options()
+    options.binary_location = CHROMIUM or ""
+    profile = tempfile.mkdtemp(prefix="voicerail-chromium-")
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--autoplay-policy=no-user-gesture-required",
+        "--use-fake-ui-for-media-stream",
+        "--use-fake-device-for-media-stream",
+        f"--use-file-for-fake-audio-capture={wav}",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    yield driver
+    driver.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_a_booking_call_from_the_browser_page(browser_server, chromium):
+    """The page's call books the appointment; both sides' turns show in its transcript."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base_url, data_dir = browser_server
+    chromium.get(f"{base_url}/call")
+    chromium.find_element("css selector", "#call").click()
+
+    def state(driver) -> str:
+        return str(driver.execute_script("return document.getElementById('status').dataset.state"))
+
+    WebDriverWait(chromium, 30).until(lambda d: state(d) in ("in-call", "ended", "failed"))
+    call_ref = chromium.execute_script("return document.getElementById('status').dataset.callRef")
+    assert call_ref, chromium.find_element("css selector", "#status").text
+    WebDriverWait(chromium, 240, poll_frequency=1).until(lambda d: state(d) in ("ended", "failed"))
+    status = chromium.find_element("css selector", "#status").text
+    lines = chromium.execute_script(
+        "return [...document.querySelectorAll('#transcript li')]"
+        ".map(li => [li.className, li.textContent])"
+    )
+
+    server = asyncio.run(fetch_call(base_url, call_ref))
+    assert server is not None, "the server never finished recording the call"
+    transcript = "\n".join(f"{role}: {text}" for role, text in lines)
+    assert server["outcome"] == "completed", f"{status}\n{transcript}"
+    assert server["data"]["transport"] == "browser"
+    assert status == "call ended"  # closed by the agent with 1000, not for a fault
+    booking_id = server["data"]["booking_id"]
+    with sqlite3.connect(data_dir / "bookings.sqlite3") as db:
+        rows = db.execute("SELECT * FROM bookings").fetchall()
+    assert any(booking_id in map(str, row) for row in rows)
+    kinds = [e["kind"] for e in server["events"]]
+    assert "MarkPlayed" in kinds and "BookingWritten" in kinds  # the page played the marks
+    roles = [role for role, _ in lines]
+    assert roles.count("caller") >= 4 and roles.count("agent") >= 5, transcript
+    assert any("book" in text.lower() for role, text in lines if role == "caller"), transcript
