@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from voicerail.audio.resample import StreamResampler, read_wav_mono, write_wav
 from voicerail.sim.api_client import fetch_call
-from voicerail.testing.callers import synthesize_caller_wav
+from voicerail.testing.callers import caller_script_wav
 from voicerail.testing.server import serve_process
 
 if not os.environ.get("CI"):
@@ -33,9 +32,10 @@ pytestmark = [
 ]
 
 # The fake microphone cannot wait for the agent: each line is followed by a pause
-# longer than the agent's reply (greeting first), and the file ends in a long
-# silence, so that the loop Chromium plays never reaches the start again before
-# the agent hangs up.
+# longer than the agent's reply (the greeting, about 12 s, first), and the file
+# ends in a long silence, so that the loop Chromium plays never reaches the start
+# again before the agent hangs up. The server reprompts only after 30 s of
+# silence (and hangs up after 60 s), so that a reprompt never races the next line.
 SCRIPT = [
     "I would like to book an appointment.",
     "Next Tuesday at three in the afternoon.",
@@ -43,31 +43,24 @@ SCRIPT = [
     "Yes, please book it.",
     "No, that's all. Thank you, goodbye.",
 ]
-WAV_RATE_HZ = 16000
-GREETING_S = 9.0
-REPLY_S = 10.0
+GREETING_S = 16.0
+REPLY_S = 12.0
 TAIL_S = 60.0
-
-
-def caller_script_wav(work_dir: Path) -> Path:
-    """The whole caller side of the call, with pauses, as one 16 kHz WAV."""
-    silence = lambda seconds: b"\x00\x00" * int(WAV_RATE_HZ * seconds)  # noqa: E731
-    parts = [silence(GREETING_S)]
-    for index, line in enumerate(SCRIPT):
-        pcm, rate_hz = read_wav_mono(synthesize_caller_wav(line, work_dir / f"line-{index}.wav"))
-        resampler = StreamResampler(rate_hz, WAV_RATE_HZ)
-        parts += [resampler.process(pcm), resampler.flush(), silence(REPLY_S)]
-    parts.append(silence(TAIL_S))
-    path = work_dir / "caller-script.wav"
-    write_wav(path, b"".join(parts), WAV_RATE_HZ)
-    return path
 
 
 @pytest.fixture(scope="module")
 def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """(base URL, data dir) of a clinic agent server with the call page on."""
     data_dir = tmp_path_factory.mktemp("browser-calls")
-    args = ["--agent", "examples/clinic.yaml", "--browser-calls"]
+    args = [
+        "--agent",
+        "examples/clinic.yaml",
+        "--browser-calls",
+        "--reprompt-after",
+        "30",
+        "--hangup-after",
+        "60",
+    ]
     with serve_process(args, data_dir=data_dir) as base_url:
         yield base_url, data_dir
 
@@ -78,7 +71,9 @@ def chromium(tmp_path: Path):
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    wav = caller_script_wav(tmp_path)
+    wav = caller_script_wav(
+        SCRIPT, tmp_path / "caller.wav", lead_s=GREETING_S, pause_s=REPLY_S, tail_s=TAIL_S
+    )
     options = Options()
     options.binary_location = CHROMIUM or ""
     profile = tempfile.mkdtemp(prefix="voicerail-chromium-")
@@ -118,7 +113,7 @@ def test_a_booking_call_from_the_browser_page(browser_server, chromium):
     WebDriverWait(chromium, 30).until(lambda d: state(d) in ("in-call", "ended", "failed"))
     call_ref = chromium.execute_script("return document.getElementById('status').dataset.callRef")
     assert call_ref, chromium.find_element("css selector", "#status").text
-    WebDriverWait(chromium, 240, poll_frequency=1).until(lambda d: state(d) in ("ended", "failed"))
+    WebDriverWait(chromium, 300, poll_frequency=1).until(lambda d: state(d) in ("ended", "failed"))
     status = chromium.find_element("css selector", "#status").text
     lines = chromium.execute_script(
         "return [...document.querySelectorAll('#transcript li')]"
@@ -131,6 +126,7 @@ def test_a_booking_call_from_the_browser_page(browser_server, chromium):
     assert server["outcome"] == "completed", f"{status}\n{transcript}"
     assert server["data"]["transport"] == "browser"
     assert status == "call ended"  # closed by the agent with 1000, not for a fault
+    assert "booking_id" in server["data"], f"{status}\n{transcript}"
     booking_id = server["data"]["booking_id"]
     with sqlite3.connect(data_dir / "bookings.sqlite3") as db:
         rows = db.execute("SELECT * FROM bookings").fetchall()
@@ -140,3 +136,6 @@ def test_a_booking_call_from_the_browser_page(browser_server, chromium):
     roles = [role for role, _ in lines]
     assert roles.count("caller") >= 4 and roles.count("agent") >= 5, transcript
     assert any("book" in text.lower() for role, text in lines if role == "caller"), transcript
+    # The page measured what its caller heard: one latency per reply after speech.
+    latencies = chromium.execute_script("return window.voicerailCall.latencies")
+    assert len(latencies) >= 4 and all(s > 0 for s in latencies), latencies

@@ -161,7 +161,9 @@ class BrowserCallProtocol:
         elif event == "dtmf":
             digit = fields.string("digit")
             if len(digit) != 1 or digit not in _DTMF_KEYS:
-                raise ProtocolError("field 'digit' in 'dtmf' message is not a dtmf key", event=event)
+                raise ProtocolError(
+                    "field 'digit' in 'dtmf' message is not a dtmf key", event=event
+                )
             self._events.append(DigitPressed(digit))
         elif event == "hangup":
             self._hung_up = True

@@ -21,6 +21,10 @@ function addLine(role, text) {
 }
 
 let call = null;
+// The call as the caller hears it, for the page and for bench/browser_latency.py:
+// voice-to-voice latency per reply (end of the caller's speech in the microphone
+// to the agent's voice at the speaker, seconds, on the AudioContext clock).
+window.voicerailCall = { latencies: [] };
 
 async function startCall() {
   callButton.disabled = true;
@@ -59,10 +63,24 @@ async function startCall() {
   const sendLater = (message) => setTimeout(() => send(JSON.stringify(message)), delayMs);
 
   ws.onopen = () => send(JSON.stringify({ event: "start", sampleRateHz: ctx.sampleRate }));
-  capture.port.onmessage = (e) => { if (started) send(e.data); };
+  const outputDelayS = delayMs / 1000;
+  let speechEnd = null;
+  capture.port.onmessage = (e) => {
+    if (e.data instanceof ArrayBuffer) {
+      if (started) send(e.data);
+    } else if (e.data.type === "speech-end") {
+      speechEnd = e.data.at;
+    }
+  };
   playback.port.onmessage = (e) => {
     if (e.data.type === "played") sendLater({ event: "played", mark: e.data.name });
     else if (e.data.type === "cleared") sendLater({ event: "cleared" });
+    else if (e.data.type === "voice" && speechEnd !== null) {
+      const latency = e.data.at + outputDelayS - speechEnd;
+      speechEnd = null;
+      window.voicerailCall.latencies.push(latency);
+      setStatus("in-call", "in call; last reply heard " + latency.toFixed(2) + " s after you stopped");
+    }
   };
   ws.onmessage = (e) => {
     if (typeof e.data !== "string") {

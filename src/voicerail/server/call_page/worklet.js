@@ -2,17 +2,37 @@
 // "capture": the microphone, posted to the page in 20 ms blocks of PCM16.
 // "playback": the agent's PCM16, played in order; a mark is posted back when
 // every sample queued before it has been rendered; "clear" drops the queue.
+// Both also report, on the AudioContext's clock (currentTime, seconds), when the
+// caller's speech ends and when the agent's voice starts after a pause: the page
+// shows the voice-to-voice latency the caller hears from these.
+
+const AUDIBLE = 0.02; // peak, full scale 1.0 (about -34 dBFS)
+const PAUSE_S = 0.3; // this much quiet ends speech
+
+function peak(samples, end) {
+  let p = 0;
+  for (let i = 0; i < end; i++) p = Math.max(p, Math.abs(samples[i]));
+  return p;
+}
 
 class Capture extends AudioWorkletProcessor {
   constructor() {
     super();
     this.block = new Int16Array(Math.round(sampleRate * 0.02));
     this.filled = 0;
+    this.lastAudible = null; // end of the last audible block, while speaking
   }
 
   process(inputs) {
     const channel = inputs[0] && inputs[0][0];
     if (!channel) return true;
+    const end = currentTime + channel.length / sampleRate;
+    if (peak(channel, channel.length) > AUDIBLE) {
+      this.lastAudible = end;
+    } else if (this.lastAudible !== null && end - this.lastAudible > PAUSE_S) {
+      this.port.postMessage({ type: "speech-end", at: this.lastAudible });
+      this.lastAudible = null;
+    }
     for (let i = 0; i < channel.length; i++) {
       const s = Math.max(-1, Math.min(1, channel[i]));
       this.block[this.filled++] = s < 0 ? s * 32768 : s * 32767;
@@ -31,6 +51,7 @@ class Playback extends AudioWorkletProcessor {
     super();
     this.queue = []; // Float32Array chunks and {mark: name} items, in order
     this.offset = 0; // samples of queue[0] already played
+    this.lastAudible = -Infinity; // when the agent was last heard
     this.port.onmessage = (e) => this.receive(e.data);
   }
 
@@ -71,6 +92,10 @@ class Playback extends AudioWorkletProcessor {
       }
     }
     out.fill(0, i);
+    if (peak(out, i) > AUDIBLE) {
+      if (currentTime - this.lastAudible > PAUSE_S) this.port.postMessage({ type: "voice", at: currentTime });
+      this.lastAudible = currentTime + out.length / sampleRate;
+    }
     for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(out);
     return true;
   }
