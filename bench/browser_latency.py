@@ -133,7 +133,7 @@ def webrtc_loopback(base_url: str, seconds: float) -> None:
 def page_call(base_url: str, work_dir: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    wav = caller_script_wav(SCRIPT, work_dir / "caller.wav", lead_s=16.0, pause_s=12.0, tail_s=60.0)
+    wav = caller_script_wav(SCRIPT, work_dir / "caller.wav", lead_s=22.0, pause_s=12.0, tail_s=60.0)
     with chromium(wav) as driver:
         driver.get(f"{base_url}/call")
         driver.find_element("css selector", "#call").click()
