@@ -63,3 +63,17 @@ def test_a_redis_that_does_not_answer_is_one_line_before_models_load(tmp_path, c
     assert out == ""
     [line] = err.splitlines()
     assert line.startswith(f"voicerail: --redis-url: redis at {url} does not answer: ")
+
+
+def test_browser_calls_beyond_loopback_need_access_configured(tmp_path, capsys, monkeypatch):
+    """Anyone reaching /call could place calls: refused before the models load."""
+    monkeypatch.delenv("VOICERAIL_API_KEY", raising=False)
+    monkeypatch.delenv("VOICERAIL_DASHBOARD_PASSWORD", raising=False)
+    argv = ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)]
+    status = main([*argv, "--browser-calls"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.splitlines() == [
+        "voicerail: --browser-calls on 0.0.0.0 needs an API key or a dashboard password "
+        "(VOICERAIL_API_KEY, VOICERAIL_DASHBOARD_PASSWORD), or bind to 127.0.0.1"
+    ]

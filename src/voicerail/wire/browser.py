@@ -21,6 +21,15 @@ over the socket machinery every other transport uses (admission, stream limits,
 close codes). Over a lossy WAN, TCP's head-of-line blocking would stall audio:
 callers there should come in through a telephony provider.
 
+Measured (``bench/browser_latency.py``, Debian Chromium headless, 2026-12-06, on
+a 2-core machine shared with other jobs): WebRTC between two peer connections in
+one page on loopback took 37 ms from offer to connected and its receiver's
+jitter buffer held 29 ms on average (target 25 ms) with no network at all; an
+aiortc server would add its own jitter buffer and Opus decoding on top. The
+WebSocket page adds neither: its AudioContext reported 10 ms base and 0 ms output
+latency, and the voice-to-voice latency it measured for the clinic booking was
+1.02, 0.96, 1.35, 3.27 and 5.43 s per reply, the models' time dominating.
+
 The protocol. Text frames are JSON objects with an ``event`` field; binary frames
 are audio, signed 16-bit little-endian mono PCM at the page's rate.
 
