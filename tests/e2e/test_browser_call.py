@@ -11,7 +11,9 @@ import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -65,15 +67,13 @@ def browser_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         yield base_url, data_dir
 
 
-@pytest.fixture
-def chromium(tmp_path: Path):
+@contextmanager
+def open_chromium(wav: Path) -> Iterator[Any]:
+    """Headless Chromium whose microphone plays ``wav`` (looping)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
-    wav = caller_script_wav(
-        SCRIPT, tmp_path / "caller.wav", lead_s=GREETING_S, pause_s=REPLY_S, tail_s=TAIL_S
-    )
     options = Options()
     options.binary_location = CHROMIUM or ""
     profile = tempfile.mkdtemp(prefix="voicerail-chromium-")
@@ -94,9 +94,33 @@ def chromium(tmp_path: Path):
     ):
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def chromium(tmp_path: Path) -> Iterator[Any]:
+    wav = caller_script_wav(
+        SCRIPT, tmp_path / "caller.wav", lead_s=GREETING_S, pause_s=REPLY_S, tail_s=TAIL_S
+    )
+    with open_chromium(wav) as driver:
+        yield driver
+
+
+def state(driver: Any) -> str:
+    return str(driver.execute_script("return document.getElementById('status').dataset.state"))
+
+
+def transcript_lines(driver: Any) -> list[list[str]]:
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#transcript li')]"
+            ".map(li => [li.className, li.textContent])"
+        )
+    )
 
 
 def test_a_booking_call_from_the_browser_page(browser_server, chromium):
@@ -107,18 +131,12 @@ def test_a_booking_call_from_the_browser_page(browser_server, chromium):
     chromium.get(f"{base_url}/call")
     chromium.find_element("css selector", "#call").click()
 
-    def state(driver) -> str:
-        return str(driver.execute_script("return document.getElementById('status').dataset.state"))
-
     WebDriverWait(chromium, 30).until(lambda d: state(d) in ("in-call", "ended", "failed"))
     call_ref = chromium.execute_script("return document.getElementById('status').dataset.callRef")
     assert call_ref, chromium.find_element("css selector", "#status").text
     WebDriverWait(chromium, 300, poll_frequency=1).until(lambda d: state(d) in ("ended", "failed"))
     status = chromium.find_element("css selector", "#status").text
-    lines = chromium.execute_script(
-        "return [...document.querySelectorAll('#transcript li')]"
-        ".map(li => [li.className, li.textContent])"
-    )
+    lines = transcript_lines(chromium)
 
     server = asyncio.run(fetch_call(base_url, call_ref))
     assert server is not None, "the server never finished recording the call"
@@ -145,3 +163,35 @@ def test_a_booking_call_from_the_browser_page(browser_server, chromium):
     # The page measured what its caller heard: one latency per reply after speech.
     latencies = chromium.execute_script("return window.voicerailCall.latencies")
     assert len(latencies) >= 4 and all(s > 0 for s in latencies), latencies
+
+
+def test_a_barge_in_clears_the_pages_queue_and_its_hang_up_ends_the_call(browser_server, tmp_path):
+    """The caller talks over the greeting: the server clears, the page drops its
+    queue and says so without a protocol error, the turn is answered, and the
+    page's Hang up button ends the call."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base_url, _ = browser_server
+    wav = caller_script_wav(SCRIPT[:1], tmp_path / "barge.wav", lead_s=5.0, pause_s=60.0, tail_s=0)
+    with open_chromium(wav) as driver:
+        driver.get(f"{base_url}/call")
+        driver.find_element("css selector", "#call").click()
+        WebDriverWait(driver, 30).until(lambda d: state(d) in ("in-call", "ended", "failed"))
+        call_ref = driver.execute_script("return document.getElementById('status').dataset.callRef")
+        # The greeting, then the answer to the caller's line (after the barge-in).
+        WebDriverWait(driver, 120, poll_frequency=0.5).until(
+            lambda d: (
+                [role for role, _ in transcript_lines(d)][-2:] == ["caller", "agent"]
+                or state(d) != "in-call"
+            )
+        )
+        lines = transcript_lines(driver)
+        driver.find_element("css selector", "#hangup").click()
+        WebDriverWait(driver, 30).until(lambda d: state(d) == "ended")
+    server = asyncio.run(fetch_call(base_url, call_ref))
+    assert server is not None, "the server never finished recording the call"
+    kinds = [e["kind"] for e in server["events"]]
+    assert "BargeIn" in kinds, (kinds, lines)
+    assert "ProtocolErrorReceived" not in kinds, server["events"]
+    assert [role for role, _ in lines] == ["agent", "caller", "agent"], lines
+    assert server["outcome"] == "abandoned" and server["data"]["transport"] == "browser"
