@@ -75,3 +75,17 @@ def test_a_bad_forwarded_allow_ips_entry_is_one_line_before_anything_is_bound(tm
     assert err.splitlines() == [
         "voicerail: --forwarded-allow-ips: expected an IP address or network, got 'nginx'"
     ]
+
+
+def test_browser_calls_beyond_loopback_need_access_configured(tmp_path, capsys, monkeypatch):
+    """Anyone reaching /call could place calls: refused before the models load."""
+    monkeypatch.delenv("VOICERAIL_API_KEY", raising=False)
+    monkeypatch.delenv("VOICERAIL_DASHBOARD_PASSWORD", raising=False)
+    argv = ["serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path)]
+    status = main([*argv, "--browser-calls"])
+    out, err = capsys.readouterr()
+    assert status == 2 and out == ""
+    assert err.splitlines() == [
+        "voicerail: --browser-calls on 0.0.0.0 needs an API key or a dashboard password "
+        "(VOICERAIL_API_KEY, VOICERAIL_DASHBOARD_PASSWORD), or bind to 127.0.0.1"
+    ]

@@ -116,6 +116,12 @@ def _parser() -> argparse.ArgumentParser:
         help="reverse proxies whose X-Forwarded-Proto/Host/For are believed, "
         "e.g. 127.0.0.1,10.0.0.0/8 ($VOICERAIL_FORWARDED_ALLOW_IPS; default: none)",
     )
+    serve.add_argument(
+        "--browser-calls",
+        action="store_true",
+        help="serve the browser call page at /call (behind the dashboard login when "
+        "an API key or password is set; loopback only otherwise)",
+    )
     serve.add_argument("--handoff-number", default=None)
     serve.add_argument(
         "--handoff-mode",
@@ -484,7 +490,7 @@ def _serve_on(
     from voicerail.ops.credentials import check_at_startup, load_registry
     from voicerail.server.admission import load_overflow
     from voicerail.server.app import ServerSettings, create_app
-    from voicerail.server.auth import exposure_warning
+    from voicerail.server.auth import exposure_warning, is_loopback
     from voicerail.server.drain import DrainingServer, drain_calls
     from voicerail.server.http_limits import header_timeout_protocol
     from voicerail.server.operations import OperationsSettings
@@ -515,6 +521,14 @@ def _serve_on(
         check_at_startup(registry, now_s=time.time(), source=str(operations.credentials_path))
     if supervised and worker_index() != 0:
         operations = replace(operations, credential_monitor=False)  # one checker per host
+    if args.browser_calls and not operations.access.enabled and not is_loopback(args.host):
+        # Anyone who reaches the page could place calls (STT, LLM, TTS spend).
+        print(
+            f"voicerail: --browser-calls on {args.host} needs an API key or a dashboard "
+            "password (VOICERAIL_API_KEY, VOICERAIL_DASHBOARD_PASSWORD), or bind to 127.0.0.1",
+            file=sys.stderr,
+        )
+        return 2
     warning = exposure_warning(args.host, operations.access)
     if warning:
         print(f"voicerail: warning: {warning}", file=sys.stderr)
@@ -591,6 +605,7 @@ def _serve_on(
             agent_fallbacks=fallbacks_from_agent_file(args.agent),
         ),
         other_workers=supervised,
+        browser_calls=args.browser_calls,
     )
     app = create_app(runtime, settings)
     _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)

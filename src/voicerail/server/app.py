@@ -27,6 +27,8 @@ Routes:
   stream per CallSid in a process: a newer one takes over (``session/resume.py``).
 * ``/telnyx/*``, ``/plivo/*``, ``/vonage/*`` — the other providers' webhooks and
   media sockets (``server/provider_routes.py``), over the same call driver.
+* ``GET /call``, ``WS /call/media`` — the browser call page, only with
+  ``browser_calls`` (``server/browser_calls.py``).
 * ``GET /healthz`` — liveness, calls in progress (streams past ``start``) and
   the answering worker's process id.
 * ``GET /readyz`` — readiness for a load balancer: 200 while a new call would
@@ -50,7 +52,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.applications import Starlette
@@ -66,6 +68,7 @@ from voicerail.errors import StoreError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.handoff.summary import handoff_from_events
 from voicerail.server.admission import OverflowPolicy
+from voicerail.server.browser_calls import browser_call_routes
 from voicerail.server.handoff import HandoffDesk, HandoffSettings, handoff_routes
 from voicerail.server.limits import BodyLimitMiddleware, ServerLimits
 from voicerail.server.login_throttle import LoginThrottle
@@ -104,6 +107,8 @@ class ServerSettings:
             of the others. A server alone hangs up instead (its drain would refuse
             the stream, and Twilio would ask again).
         telnyx_public_key: base64 Ed25519 key; Telnyx webhooks are verified when set.
+        browser_calls: serve the browser call page at ``/call`` (``server/browser_calls.py``);
+            behind the dashboard's login when access is configured.
     """
 
     twilio_auth_token: str | None = None
@@ -116,6 +121,7 @@ class ServerSettings:
     handoff: HandoffSettings | None = None
     other_workers: bool = False
     telnyx_public_key: str | None = None
+    browser_calls: bool = False
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -329,6 +335,14 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     routes += pay_routes(
         runtime, signed_form, lambda r, form, n: stream_twiml(r, stream_parameters(form, n))
     )
+    operations = settings.operations
+    if settings.browser_calls:
+        routes += browser_call_routes(run_stream, public_url=settings.public_url)
+        access = operations.access
+        if "/call" not in access.protected_prefixes:  # browser_calls.py rule 1
+            prefixes = (*access.protected_prefixes, "/call")
+            access = replace(access, protected_prefixes=prefixes)
+            operations = replace(operations, access=access)
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
     app.state.handoff_desk = desk
     app.state.calls = active  # read by the SIGTERM drain (server/drain.py)
@@ -339,7 +353,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         window_s=limits.login_window_s,
         lockout_s=limits.login_lockout_s,
     )
-    mount_operations(app, runtime, settings.operations, login_throttle=throttle)
+    mount_operations(app, runtime, operations, login_throttle=throttle)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=limits.max_body_bytes,

@@ -10,7 +10,8 @@ Rules:
    ``X-API-Key: <api key>``, or the session cookie that ``POST /login`` sets.
    Telephony webhooks and media streams are not protected here: Twilio signs them.
 3. Refusals: API and metrics requests get 401 with ``WWW-Authenticate: Bearer``;
-   dashboard pages redirect to ``/login``.
+   dashboard pages and the browser call page (``/call``, when served) redirect
+   to ``/login``; a WebSocket is closed with 1008.
 4. The session cookie is ``<expiry>.<HMAC-SHA256>`` keyed by the configured
    secrets, so changing the key or password ends every session. Comparisons are
    constant-time (``hmac.compare_digest``).
@@ -95,9 +96,14 @@ class AccessSettings:
         return any(hmac.compare_digest(secret.encode(), c.encode()) for c in candidates)
 
 
+def is_loopback(host: str) -> bool:
+    """True for a bind address only this machine can reach."""
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
 def exposure_warning(host: str, access: AccessSettings) -> str | None:
     """A warning when operations data would be served beyond loopback without access."""
-    if host in LOOPBACK_HOSTS or host.startswith("127.") or access.enabled:
+    if is_loopback(host) or access.enabled:
         return None
     return (
         f"serving on {host} without an API key: the dashboard and API show call data to "
@@ -132,7 +138,7 @@ class AccessMiddleware:
             await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
             return
         response: Response
-        if scope["path"].startswith("/dashboard") and scope["method"] in ("GET", "HEAD"):
+        if _is_page(scope["path"]) and scope["method"] in ("GET", "HEAD"):
             target = scope["path"]
             if scope.get("query_string"):
                 target += "?" + scope["query_string"].decode("latin-1")
@@ -161,6 +167,11 @@ class AccessMiddleware:
             return False
         morsel = cookies.get(COOKIE)
         return morsel is not None and self.access.valid_cookie(morsel.value, self.now())
+
+
+def _is_page(path: str) -> bool:
+    """A page a person opens (redirected to the login), not an API or metrics path."""
+    return any(path == p or path.startswith(p + "/") for p in ("/dashboard", "/call"))
 
 
 def _login_page(next_path: str, error: str = "") -> str:

@@ -131,6 +131,11 @@ class CallSession:
         self._clock = runtime.clock
         self._stream_guard = StreamGuard(limits or StreamLimits(), self._clock.monotonic())
         self.transport: MediaTransport = transport if transport is not None else TwilioTransport()
+        # A transport that shows the call to its caller (the browser page) sees the
+        # recorded events; what it queues goes out within a tick.
+        self._observe: Callable[[Event], None] | None = getattr(
+            self.transport, "observe_event", None
+        )
         self.dialog: Dialog = runtime.agent.new_dialog(self.call_id)
         self._turn_deadline_s: float | None = None
         self.stt: SpeechToText = runtime.stt
@@ -550,6 +555,8 @@ class CallSession:
                 self._on_protocol_error(expired)
                 return
             await self._apply(self.turns.handle(tp.Tick(), self._clock.monotonic()))
+            if self._observe is not None and self.transport.sending:
+                await self._playout.flush()
 
     # -- actions ---------------------------------------------------------------
 
@@ -932,4 +939,7 @@ class CallSession:
             **fields,
         )
         screen = getattr(self.dialog, "screen_event", None)  # compliance/: redaction
-        return self.rt.events.append(screen(event) if screen is not None else event)
+        recorded = self.rt.events.append(screen(event) if screen is not None else event)
+        if self._observe is not None:
+            self._observe(recorded)  # the browser page's transcript (wire/browser.py)
+        return recorded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
@@ -43,4 +44,45 @@ def recorded_prompt(name: str) -> Path:
     path = ASTERISK_SOUNDS / f"{name}.wav"
     if not path.exists():
         raise FileNotFoundError(f"{path} missing (apt-get install asterisk-core-sounds-en-wav)")
+    return path
+
+
+def caller_script_wav(
+    lines: Sequence[str],
+    path: Path,
+    *,
+    lead_s: float,
+    pause_s: float,
+    tail_s: float,
+    sample_rate_hz: int = 16000,
+) -> Path:
+    """A whole caller script in one WAV, for a microphone that cannot wait for the
+    agent (Chromium's fake capture device plays a file, looping).
+
+    Args:
+        lines: what the caller says, in order (synthesized as by
+            :func:`synthesize_caller_wav`, cached beside ``path``).
+        path: the WAV to write (16-bit mono at ``sample_rate_hz``).
+        lead_s: silence before the first line (the agent's greeting), seconds.
+        pause_s: silence after each line (longer than the agent's reply), seconds.
+        tail_s: silence at the end, longer than the call's last reply and hang-up.
+        sample_rate_hz: the file's rate.
+
+    Raises:
+        FileNotFoundError: flite is not installed.
+    """
+    from voicerail.audio.resample import StreamResampler, read_wav_mono, write_wav
+
+    def silence(seconds: float) -> bytes:
+        return b"\x00\x00" * int(sample_rate_hz * seconds)
+
+    parts = [silence(lead_s)]
+    for index, line in enumerate(lines):
+        wav = synthesize_caller_wav(line, path.parent / f"{path.stem}-line-{index}.wav")
+        pcm, rate_hz = read_wav_mono(wav)
+        resampler = StreamResampler(rate_hz, sample_rate_hz)
+        parts += [resampler.process(pcm), resampler.flush(), silence(pause_s)]
+    parts.append(silence(tail_s))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, b"".join(parts), sample_rate_hz)
     return path

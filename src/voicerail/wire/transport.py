@@ -36,6 +36,9 @@ Rules every implementation keeps:
    on them.
 4. ``data_to_send`` returns text frames (``str``) and binary frames
    (``bytes``) in order.
+5. Optional: a transport that shows the call to its caller (the browser page,
+   ``wire/browser.py``) defines ``observe_event(event)``; the driver then hands
+   it every event as recorded, and writes what it queued within a tick.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ TransportEvent = CallAnswered | AudioReceived | DigitPressed | PlaybackMarked | 
 class MediaTransport(Protocol):
     """One call's media connection, without I/O (see the module rules)."""
 
-    #: The provider's name: ``"twilio"``, ``"telnyx"``, ``"plivo"``, ``"vonage"``.
+    #: The provider's name: ``"twilio"``, ``"telnyx"``, ``"plivo"``, ``"vonage"``,
+    #: ``"browser"``.
     name: str
 
     @property
