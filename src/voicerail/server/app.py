@@ -65,6 +65,7 @@ from voicerail.server.login_throttle import LoginThrottle
 from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.server.provider_routes import provider_routes
+from voicerail.server.sip_server import SipEndpoint, SipSettings
 from voicerail.session.driver import CallSession
 from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime
@@ -94,6 +95,7 @@ class ServerSettings:
             of the others. A server alone hangs up instead (its drain would refuse
             the stream, and Twilio would ask again).
         telnyx_public_key: base64 Ed25519 key; Telnyx webhooks are verified when set.
+        sip: answer SIP calls over UDP too (``server/sip_server.py``) when set.
     """
 
     twilio_auth_token: str | None = None
@@ -105,6 +107,7 @@ class ServerSettings:
     handoff: HandoffSettings | None = None
     other_workers: bool = False
     telnyx_public_key: str | None = None
+    sip: SipSettings | None = None
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -310,7 +313,11 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     )
     if desk is not None:
         routes += handoff_routes(desk, signed_form)
-    app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
+    sip_endpoint = None
+    if settings.sip is not None:
+        sip_endpoint = SipEndpoint(runtime, settings.sip, refuse_at_webhook)
+    app = Starlette(routes=routes, lifespan=_sampling_load(runtime, sip_endpoint))
+    app.state.sip = sip_endpoint
     app.state.handoff_desk = desk
     app.state.calls = active  # read by the SIGTERM drain (server/drain.py)
     limits = settings.limits
@@ -329,15 +336,20 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     return app
 
 
-def _sampling_load(runtime: Runtime) -> Callable[[Starlette], Any]:
-    """A lifespan that samples event-loop lag and CPU while the app runs."""
+def _sampling_load(runtime: Runtime, sip: SipEndpoint | None = None) -> Callable[[Starlette], Any]:
+    """A lifespan that samples event-loop lag and CPU while the app runs, and
+    runs the SIP endpoint when there is one."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if sip is not None:
+            await sip.start()
         task = asyncio.create_task(runtime.load.run(), name="load-sampler")
         try:
             yield
         finally:
+            if sip is not None:
+                await sip.aclose()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
