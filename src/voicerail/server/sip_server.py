@@ -239,7 +239,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         if not decision.admit:
             if self._refuse is not None:
                 self._refuse(invite.call_id, decision.reason)
-            if decision.reason == "capacity" or decision.reason is None:
+            if decision.reason is None or decision.reason.startswith("full"):
                 self._respond(invite, addr, 486, "Busy Here")
             else:
                 response = sip.response_to(invite.headers, 503, "Service Unavailable")

@@ -138,7 +138,8 @@ def parse(datagram: bytes) -> SipMessage:
         raise MalformedMessage(f"header bytes are not utf-8 at offset {exc.start} (§7.3)") from None
     lines = text.replace("\r\n", "\n").split("\n")
     start = lines[0].strip()
-    message = _start_line(start)
+    looks_like_request = not start.startswith("SIP/")
+    message = SipMessage()
     current: str | None = None
     for line in lines[1:]:
         if not line:
@@ -152,10 +153,17 @@ def parse(datagram: bytes) -> SipMessage:
             raise MalformedMessage(
                 f"header line {line[:40]!r} has no 'name: value' form (§7.3.1)",
                 headers=message.headers,
-                is_request=message.is_request,
+                is_request=looks_like_request,
             )
         current = _COMPACT.get(name, name)
         message.add(current, value.strip())
+    try:
+        first = _start_line(start)
+    except MalformedMessage as exc:
+        exc.headers = message.headers  # rule 2: what was read answers the 400
+        raise
+    first.headers = message.headers
+    message = first
     if not sep and not message.headers:
         raise MalformedMessage("no header section (§7)", is_request=message.is_request)
     _check(message)
