@@ -95,7 +95,8 @@ class _Call:
         self.local_tag = local_tag
         self.remote_tag = sip.header_param(invite.header("from"), "tag") or ""
         self.remote_target = sip.uri_of(invite.header("contact") or invite.header("from"))
-        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue(_MAX_QUEUED)
+        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self.rtp_queued = 0
         self.transport: SipTransport | None = None
         self.media: asyncio.DatagramTransport | None = None
         self.media_peer: Address | None = None
@@ -110,13 +111,18 @@ class _Call:
         self.pending: dict[int, asyncio.Future[int]] = {}  # our requests by CSeq
 
     def feed(self, item: str | bytes | None) -> None:
-        try:
-            self.queue.put_nowait(item)
-        except asyncio.QueueFull:
-            pass  # a flood of RTP: drop datagrams rather than memory (rule 1)
+        """Queue an RTP datagram or a note; RTP beyond ``_MAX_QUEUED`` is dropped
+        (a flood costs that call its audio, never memory; notes are never dropped)."""
+        if isinstance(item, bytes):
+            if self.rtp_queued >= _MAX_QUEUED:
+                return
+            self.rtp_queued += 1
+        self.queue.put_nowait(item)
 
     async def incoming(self) -> AsyncIterator[str | bytes]:
         while (item := await self.queue.get()) is not None:
+            if isinstance(item, bytes):
+                self.rtp_queued -= 1
             yield item
 
 
@@ -205,9 +211,9 @@ class SipEndpoint(asyncio.DatagramProtocol):
             else:
                 self._on_reinvite(call, request, addr)
         elif method == "ACK":
-            if call is not None and request.cseq[0] == call.invite.cseq[0]:
-                if call.final is not None and call.final.status == 200:
-                    call.answered.set()
+            acked = call is not None and request.cseq[0] == call.invite.cseq[0]
+            if acked and call is not None and call.final is not None and call.final.status == 200:
+                call.answered.set()
         elif method == "CANCEL":
             self._on_cancel(call, request, addr)
         elif method == "BYE":
