@@ -204,7 +204,7 @@ def _check(message: SipMessage) -> None:
             headers=message.headers,
             is_request=message.is_request,
         )
-    if message.is_request and method.strip().upper() != message.method and message.method != "ACK":
+    if message.is_request and method.strip().upper() != message.method:
         raise MalformedMessage(
             f"cseq method {method.strip()!r} does not match request method "
             f"{message.method!r} (§8.1.1.5)",
