@@ -41,6 +41,8 @@ class ToneTTS:
 
 @dataclass
 class KeyDialog:
+    handoff: bool = False
+
     async def start(self) -> AgentReply:
         return AgentReply("Hello.")
 
@@ -48,7 +50,7 @@ class KeyDialog:
         return AgentReply("Yes.")
 
     async def on_dtmf(self, digits: str) -> AgentReply:
-        return AgentReply("Goodbye.", end_call=True)
+        return AgentReply("Goodbye.", end_call=True, handoff=self.handoff)
 
     async def on_silence(self, count: int, final: bool = False) -> AgentReply:
         return AgentReply("Still there?")
@@ -60,10 +62,11 @@ class KeyDialog:
 @dataclass
 class KeyAgent:
     name: str = "keys"
+    handoff: bool = False
     dialogs: list[KeyDialog] = field(default_factory=list)
 
     def new_dialog(self, call_id: str) -> KeyDialog:
-        self.dialogs.append(KeyDialog())
+        self.dialogs.append(KeyDialog(self.handoff))
         return self.dialogs[-1]
 
 
@@ -138,9 +141,9 @@ class Uac:
         return ok
 
 
-def _runtime(tmp_path: Path, max_calls: int = 10) -> Runtime:
+def _runtime(tmp_path: Path, max_calls: int = 10, handoff: bool = False) -> Runtime:
     return Runtime(
-        agent=KeyAgent(),
+        agent=KeyAgent(handoff=handoff),
         stt=QuietSTT(),
         tts=ToneTTS(),
         events=SQLiteEventStore(tmp_path / "events.sqlite3"),
@@ -149,8 +152,11 @@ def _runtime(tmp_path: Path, max_calls: int = 10) -> Runtime:
     )
 
 
-async def _endpoint(runtime: Runtime, ring_s: float = 0.0) -> SipEndpoint:
-    endpoint = SipEndpoint(runtime, SipSettings(host="127.0.0.1", port=0, ring_s=ring_s))
+async def _endpoint(
+    runtime: Runtime, ring_s: float = 0.0, handoff_number: str | None = None
+) -> SipEndpoint:
+    settings = SipSettings(host="127.0.0.1", port=0, ring_s=ring_s, handoff_number=handoff_number)
+    endpoint = SipEndpoint(runtime, settings)
     await endpoint.start()
     return endpoint
 
@@ -250,3 +256,44 @@ async def test_a_malformed_request_gets_400_and_the_call_in_progress_goes_on(tmp
     finally:
         uac.close()
         await endpoint.aclose()
+
+
+async def _request_of(uac: Uac, method: str) -> sip.SipMessage:
+    while (message := await uac.receive()).method != method:
+        pass
+    return message
+
+
+async def test_a_handoff_is_a_refer_to_the_handoff_number_then_bye(tmp_path):
+    """RFC 3515: REFER with Refer-To the handoff number, answered 202, then BYE."""
+    endpoint = await _endpoint(_runtime(tmp_path, handoff=True), handoff_number="+15550100")
+    uac = await Uac(endpoint.address, "call-r").open()
+    try:
+        answer = rtp.parse_offer((await uac.invite()).body)
+        await asyncio.wait_for(uac.media.queue.get(), DEADLINE_S)  # the greeting plays
+        event = rtp.RtpPacket(101, 7, 4000, 42, bytes([1, 0x8A, 3, 32])).serialize()
+        uac.media_t.sendto(event, (answer.address, answer.port))
+        refer = await _request_of(uac, "REFER")
+        assert refer.header("refer-to") == f"<sip:+15550100@127.0.0.1:{uac.port}>"
+        assert sip.header_param(refer.header("from"), "tag") == uac.to_tag
+        reply = sip.response_to(refer.headers, 202, "Accepted").serialize()
+        uac.sig_t.sendto(reply, endpoint.address)
+        bye = await _request_of(uac, "BYE")
+        assert bye.cseq[0] > refer.cseq[0]
+    finally:
+        uac.close()
+        await endpoint.aclose()
+
+
+async def test_closing_the_endpoint_hangs_up_its_calls_with_bye(tmp_path):
+    endpoint = await _endpoint(_runtime(tmp_path))
+    uac = await Uac(endpoint.address, "call-s").open()
+    try:
+        await uac.invite()
+        await asyncio.wait_for(uac.media.queue.get(), DEADLINE_S)
+        closing = asyncio.create_task(endpoint.aclose())
+        bye = await _request_of(uac, "BYE")
+        uac.sig_t.sendto(sip.response_to(bye.headers, 200, "OK").serialize(), endpoint.address)
+        await asyncio.wait_for(closing, DEADLINE_S)
+    finally:
+        uac.close()

@@ -315,7 +315,7 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
         routes += handoff_routes(desk, signed_form)
     sip_endpoint = None
     if settings.sip is not None:
-        sip_endpoint = SipEndpoint(runtime, settings.sip, refuse_at_webhook)
+        sip_endpoint = SipEndpoint(runtime, settings.sip, refuse_at_webhook, active)
     app = Starlette(routes=routes, lifespan=_sampling_load(runtime, sip_endpoint))
     app.state.sip = sip_endpoint
     app.state.handoff_desk = desk

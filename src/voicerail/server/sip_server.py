@@ -98,6 +98,7 @@ class _Call:
         self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
         self.rtp_queued = 0
         self.transport: SipTransport | None = None
+        self.session: CallSession | None = None
         self.media: asyncio.DatagramTransport | None = None
         self.media_peer: Address | None = None
         self.on_hold = False
@@ -133,12 +134,19 @@ class SipEndpoint(asyncio.DatagramProtocol):
         runtime: the server's shared parts (admission, clock, agent).
         settings: where to bind and how to answer.
         refuse: records a call refused by admission (Call-ID, reason).
+        active: the server's live sessions by id (``server/app.py``), so that the
+            drain ends SIP calls too; a private dict when None.
     """
 
     def __init__(
-        self, runtime: Runtime, settings: SipSettings, refuse: Refuse | None = None
+        self,
+        runtime: Runtime,
+        settings: SipSettings,
+        refuse: Refuse | None = None,
+        active: dict[int, CallSession] | None = None,
     ) -> None:
         self.rt = runtime
+        self._active: dict[int, CallSession] = active if active is not None else {}
         self.settings = settings
         self._refuse = refuse
         self._calls: dict[str, _Call] = {}
@@ -165,14 +173,22 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self.address = transport.get_extra_info("sockname")[:2]
         log.info("sip endpoint listening on udp %s:%d", *self.address)
 
-    async def aclose(self) -> None:
-        """Hang up every call (BYE) and close the sockets."""
+    async def aclose(self, deadline_s: float = 5.0) -> None:
+        """End every call as a shutdown (each sends its BYE), wait up to
+        ``deadline_s`` of the clock for them, cancel the rest, close the sockets."""
         for call in list(self._calls.values()):
-            call.feed(HUNG_UP)
-            call.feed(None)
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+            if call.session is not None:
+                call.session.shut_down()
+            else:
+                call.cancelled = True  # still ringing or waiting for its ACK
+        if self._tasks:
+            waiting = asyncio.gather(*self._tasks, return_exceptions=True)
+            try:
+                await self.rt.clock.wait_for(asyncio.shield(waiting), deadline_s)
+            except TimeoutError:
+                for task in list(self._tasks):
+                    task.cancel()
+                await waiting
         if self._socket is not None:
             self._socket.close()
 
@@ -337,7 +353,12 @@ class SipEndpoint(asyncio.DatagramProtocol):
             session = CallSession(
                 self.rt, _discard, _no_close, self.settings.limits, transport=call.transport
             )
-            record = await session.run(call.incoming())
+            call.session = session
+            self._active[id(session)] = session  # seen by /healthz and the SIGTERM drain
+            try:
+                record = await session.run(call.incoming())
+            finally:
+                self._active.pop(id(session), None)
             if not call.hung_up_by_caller:
                 if record.data.get("handoff") and self.settings.handoff_number:
                     await self._refer(call, self.settings.handoff_number)
@@ -415,7 +436,8 @@ class SipEndpoint(asyncio.DatagramProtocol):
         return None
 
     async def _refer(self, call: _Call, number: str) -> None:
-        peer_host = call.remote_target.split("@", 1)[-1].split(";", 1)[0]
+        # The caller's domain (its From URI's host): where a trunk routes the number.
+        peer_host = sip.uri_of(call.invite.header("from")).split("@", 1)[-1]
         status = await self._request(call, "REFER", {"refer-to": f"<sip:{number}@{peer_host}>"})
         log.info(
             "sip call %s: refer to the handoff number answered %s", call.invite.call_id, status
