@@ -60,14 +60,19 @@ def _sip_calls(base_url: str) -> list[dict[str, Any]]:
 
 
 def _caller_wav(work_dir: Path) -> Path:
-    """The demo caller's turns in one 8 kHz WAV, each after a silence (GAPS_S)."""
+    """The demo caller's turns in one 8 kHz WAV, each after a silence (GAPS_S)
+    and padded to whole 20 ms frames."""
     parts = []
     for index, ((kind, content), gap_s) in enumerate(zip(DEMO_SCRIPT, GAPS_S, strict=True)):
         if kind == "recorded":
             path = recorded_prompt(content)
         else:
             path = synthesize_caller_wav(content, work_dir / f"turn-{index}.wav")
-        parts += [b"\0\0" * int(8000 * gap_s), load_pcm8k(path)]
+        pcm = load_pcm8k(path)
+        # Each turn starts on a 20 ms frame, as the simulated callers send it: the
+        # embedded Whisper hears a turn shifted by a few ms differently.
+        pcm += b"\0" * (-len(pcm) % 320)
+        parts += [b"\0\0" * int(8000 * gap_s), pcm]
     parts.append(b"\0\0" * 8000 * 20)  # the agent hangs up during this
     out = work_dir / "caller.wav"
     with wave.open(str(out), "wb") as wav:
