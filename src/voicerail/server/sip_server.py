@@ -214,6 +214,10 @@ class SipEndpoint(asyncio.DatagramProtocol):
                     sip.response_to(message.headers, 400, f"Bad Request ({exc.message[:120]})"),
                     addr,
                 )
+        except Exception:  # task boundary: one request fails, the endpoint goes on
+            log.exception("sip: %s from %s:%d failed", message.method or "response", *addr)
+            if message.is_request and message.method != "ACK":
+                self._send(sip.response_to(message.headers, 500, "Server Internal Error"), addr)
 
     def _on_request(self, request: sip.SipMessage, addr: Address) -> None:
         call = self._calls.get(request.call_id)
@@ -279,12 +283,14 @@ class SipEndpoint(asyncio.DatagramProtocol):
         task.add_done_callback(self._tasks.discard)
 
     def _on_reinvite(self, call: _Call, request: sip.SipMessage, addr: Address) -> None:
+        if call.media is None or call.final is None:  # our own INVITE answer is pending
+            self._respond(request, addr, 491, "Request Pending", tag=call.local_tag)  # §14.1
+            return
         offer = rtp.parse_offer(request.body)  # ProtocolError: 400, the dialog goes on
         call.on_hold = offer.on_hold
         if not offer.on_hold:
             call.media_peer = (offer.address, offer.port)
         call.sdp_version += 1
-        assert call.media is not None
         local = call.media.get_extra_info("sockname")
         body = rtp.answer_sdp(
             offer, call.local_host, local[1], id(call) & 0xFFFFFFF, call.sdp_version
