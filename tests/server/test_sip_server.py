@@ -223,6 +223,42 @@ async def test_a_reinvite_to_hold_is_answered_recvonly_and_bye_ends_the_call(tmp
         await endpoint.aclose()
 
 
+async def test_an_offerless_reinvite_gets_our_offer_and_its_ack_the_answer(tmp_path):
+    """RFC 3261 §14.2: the 200 offers PCMU and telephone-event; the ACK's SDP is applied."""
+    endpoint = await _endpoint(_runtime(tmp_path))
+    uac = await Uac(endpoint.address, "call-o").open()
+    try:
+        await uac.invite()
+        uac.request("INVITE", 2)
+        offer = rtp.parse_offer((await uac.until_status(200)).body)
+        assert offer.payload_types == (0, 101) and offer.direction == "sendrecv"
+        uac.request("ACK", 2, uac.offer("inactive"))
+        uac.request("OPTIONS", 3)
+        await uac.until_status(200)
+        [call] = endpoint._calls.values()
+        assert call.on_hold
+        uac.request("BYE", 4)
+        await uac.until_status(200)
+    finally:
+        uac.close()
+        await endpoint.aclose()
+
+
+async def test_a_retransmitted_invite_while_ringing_gets_the_180_again(tmp_path):
+    endpoint = await _endpoint(_runtime(tmp_path), ring_s=5.0)
+    uac = await Uac(endpoint.address, "call-t").open()
+    try:
+        uac.request("INVITE", 1, uac.offer())
+        await uac.until_status(180)
+        uac.request("INVITE", 1, uac.offer())
+        assert (await uac.receive()).status == 180
+        uac.request("CANCEL", 1)
+        await uac.until_status(487)
+    finally:
+        uac.close()
+        await endpoint.aclose()
+
+
 async def test_a_full_server_answers_486(tmp_path):
     endpoint = await _endpoint(_runtime(tmp_path, max_calls=0))
     uac = await Uac(endpoint.address, "call-f").open()

@@ -36,95 +36,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from voicerail.errors import ProtocolError
+from voicerail.server.sip_call import (
+    Address,
+    SipCall,
+    SipMedia,
+    SipSettings,
+    discard,
+    local_host,
+    no_close,
+    with_tag,
+)
 from voicerail.session.driver import CallSession
 from voicerail.session.runtime import Runtime
 from voicerail.wire import rtp, sip
 from voicerail.wire.sip_transport import ANSWERED, HUNG_UP, PLAYED, SipTransport
-from voicerail.wire.stream_limits import StreamLimits
 
 log = logging.getLogger(__name__)
 
 T1_S = 0.5
 T2_S = 4.0
 FRAME_S = 0.02
-_MAX_QUEUED = 500  # inbound items per call (10 s of RTP); beyond, datagrams are dropped
 _ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, REFER, NOTIFY, INFO"
 
 Refuse = Callable[[str | None, str | None], None]
-Address = tuple[str, int]
-
-
-@dataclass(frozen=True)
-class SipSettings:
-    """Where and how the SIP endpoint answers.
-
-    Attributes:
-        host: the address to bind (signaling and RTP) and to put in SDP and Contact.
-        port: the signaling UDP port (5060 by convention; 0 picks one).
-        ring_s: seconds between 180 Ringing and 200 OK (a CANCEL may come then).
-        handoff_number: the number a handoff is transferred to with REFER.
-        limits: the media stream's deadlines (``wire/stream_limits.py``).
-    """
-
-    host: str = "127.0.0.1"
-    port: int = 5060
-    ring_s: float = 0.2
-    handoff_number: str | None = None
-    limits: StreamLimits = field(default_factory=StreamLimits)
-
-
-class _Media(asyncio.DatagramProtocol):
-    def __init__(self, call: _Call) -> None:
-        self.call = call
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:
-        self.call.feed(data)
-
-
-class _Call:
-    """One dialog: its INVITE, tags, media socket, transport and session."""
-
-    def __init__(self, invite: sip.SipMessage, peer: Address, local_tag: str) -> None:
-        self.invite = invite
-        self.peer = peer
-        self.local_tag = local_tag
-        self.remote_tag = sip.header_param(invite.header("from"), "tag") or ""
-        self.remote_target = sip.uri_of(invite.header("contact") or invite.header("from"))
-        self.queue: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self.rtp_queued = 0
-        self.transport: SipTransport | None = None
-        self.session: CallSession | None = None
-        self.media: asyncio.DatagramTransport | None = None
-        self.media_peer: Address | None = None
-        self.on_hold = False
-        self.answered = asyncio.Event()  # the ACK of our 200 arrived
-        self.cancelled = False
-        self.hung_up_by_caller = False
-        self.final: sip.SipMessage | None = None  # the INVITE's final response
-        self.sdp_version = 1
-        self.local_host = "127.0.0.1"  # our address as the caller reaches it (SDP, Contact)
-        self.local_cseq = random.randint(1, 10_000)
-        self.pending: dict[int, asyncio.Future[int]] = {}  # our requests by CSeq
-
-    def feed(self, item: str | bytes | None) -> None:
-        """Queue an RTP datagram or a note; RTP beyond ``_MAX_QUEUED`` is dropped
-        (a flood costs that call its audio, never memory; notes are never dropped)."""
-        if isinstance(item, bytes):
-            if self.rtp_queued >= _MAX_QUEUED:
-                return
-            self.rtp_queued += 1
-        self.queue.put_nowait(item)
-
-    async def incoming(self) -> AsyncIterator[str | bytes]:
-        while (item := await self.queue.get()) is not None:
-            if isinstance(item, bytes):
-                self.rtp_queued -= 1
-            yield item
 
 
 class SipEndpoint(asyncio.DatagramProtocol):
@@ -149,7 +86,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         self._active: dict[int, CallSession] = active if active is not None else {}
         self.settings = settings
         self._refuse = refuse
-        self._calls: dict[str, _Call] = {}
+        self._calls: dict[str, SipCall] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._socket: asyncio.DatagramTransport | None = None
         self.address: Address = (settings.host, settings.port)
@@ -226,14 +163,21 @@ class SipEndpoint(asyncio.DatagramProtocol):
             if call is None:
                 self._on_invite(request, addr)
             elif request.cseq == call.invite.cseq:
-                if call.final is not None:  # a retransmission: the same answer (§17.2.1)
-                    self._send(call.final, addr)
+                # A retransmission: the same answer, or the last 1xx (§17.2.1).
+                last = call.final or call.provisional
+                if last is not None:
+                    self._send(last, addr)
             else:
                 self._on_reinvite(call, request, addr)
         elif method == "ACK":
-            acked = call is not None and request.cseq[0] == call.invite.cseq[0]
-            if acked and call is not None and call.final is not None and call.final.status == 200:
-                call.answered.set()
+            if call is None:
+                return
+            if request.cseq[0] == call.invite.cseq[0]:
+                if call.final is not None and call.final.status == 200:
+                    call.answered.set()
+            elif call.answer_in_ack and request.body:
+                call.answer_in_ack = False
+                self._apply_remote_sdp(call, rtp.parse_offer(request.body))
         elif method == "CANCEL":
             self._on_cancel(call, request, addr)
         elif method == "BYE":
@@ -274,22 +218,28 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 response.add("retry-after", "5")
                 self._send(response, addr)
             return
-        call = _Call(invite, addr, f"{random.getrandbits(48):012x}")
-        call.local_host = _local_host(self.address[0], addr[0])
+        call = SipCall(invite, addr, f"{random.getrandbits(48):012x}")
+        call.local_host = local_host(self.address[0], addr[0])
+        call.event_payload_type = offer.event_payload_type
         self._calls[invite.call_id] = call
         self._respond(invite, addr, 100, "Trying")
         task = asyncio.create_task(self._run_call(call, offer), name=f"sip-{invite.call_id[:16]}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _on_reinvite(self, call: _Call, request: sip.SipMessage, addr: Address) -> None:
+    def _on_reinvite(self, call: SipCall, request: sip.SipMessage, addr: Address) -> None:
         if call.media is None or call.final is None:  # our own INVITE answer is pending
             self._respond(request, addr, 491, "Request Pending", tag=call.local_tag)  # §14.1
             return
-        offer = rtp.parse_offer(request.body)  # ProtocolError: 400, the dialog goes on
-        call.on_hold = offer.on_hold
-        if not offer.on_hold:
-            call.media_peer = (offer.address, offer.port)
+        if not request.body:
+            # An offerless re-INVITE (§14.2): the 200 carries our offer, the ACK the answer.
+            event_pt = call.event_payload_type
+            pts = (rtp.PCMU,) if event_pt is None else (rtp.PCMU, event_pt)
+            offer = rtp.AudioOffer(call.local_host, 0, pts, event_pt, "sendrecv")
+            call.answer_in_ack = True
+        else:
+            offer = rtp.parse_offer(request.body)  # ProtocolError: 400, the dialog goes on
+            self._apply_remote_sdp(call, offer)
         call.sdp_version += 1
         local = call.media.get_extra_info("sockname")
         body = rtp.answer_sdp(
@@ -300,7 +250,14 @@ class SipEndpoint(asyncio.DatagramProtocol):
             return
         self._send(self._ok_with_sdp(call, request, body), addr)
 
-    def _on_cancel(self, call: _Call | None, cancel: sip.SipMessage, addr: Address) -> None:
+    @staticmethod
+    def _apply_remote_sdp(call: SipCall, offer: rtp.AudioOffer) -> None:
+        """Hold stops our RTP; otherwise it goes to the (new) address (rule 4)."""
+        call.on_hold = offer.on_hold
+        if not offer.on_hold:
+            call.media_peer = (offer.address, offer.port)
+
+    def _on_cancel(self, call: SipCall | None, cancel: sip.SipMessage, addr: Address) -> None:
         if call is None:
             self._respond(cancel, addr, 481, "Call/Transaction Does Not Exist")
             return
@@ -323,18 +280,21 @@ class SipEndpoint(asyncio.DatagramProtocol):
 
     # -- one call ----------------------------------------------------------------
 
-    async def _run_call(self, call: _Call, offer: rtp.AudioOffer) -> None:
+    async def _run_call(self, call: SipCall, offer: rtp.AudioOffer) -> None:
         clock = self.rt.clock
         loop = asyncio.get_running_loop()
         pacer: asyncio.Task[None] | None = None
         try:
             media, _ = await loop.create_datagram_endpoint(
-                lambda: _Media(call), local_addr=(self.address[0], 0)
+                lambda: SipMedia(call), local_addr=(self.address[0], 0)
             )
             call.media = media
             call.media_peer = (offer.address, offer.port)
             call.on_hold = offer.on_hold
-            self._respond(call.invite, call.peer, 180, "Ringing", tag=call.local_tag)
+            call.provisional = sip.response_to(
+                call.invite.headers, 180, "Ringing", to_tag=call.local_tag
+            )
+            self._send(call.provisional, call.peer)
             await clock.sleep(self.settings.ring_s)
             if call.cancelled:
                 return
@@ -357,7 +317,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 self._pace(call), name=f"sip-pace-{call.invite.call_id[:16]}"
             )
             session = CallSession(
-                self.rt, _discard, _no_close, self.settings.limits, transport=call.transport
+                self.rt, discard, no_close, self.settings.limits, transport=call.transport
             )
             call.session = session
             self._active[id(session)] = session  # seen by /healthz and the SIGTERM drain
@@ -378,7 +338,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 call.media.close()
             self._calls.pop(call.invite.call_id, None)
 
-    async def _deliver_ok(self, call: _Call) -> bool:
+    async def _deliver_ok(self, call: SipCall) -> bool:
         """Send the 200 until its ACK, T1 doubling to T2, for 64·T1 (rule 3)."""
         clock = self.rt.clock
         interval_s, waited_s = T1_S, 0.0
@@ -393,7 +353,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
                 interval_s = min(2 * interval_s, T2_S)
         return False
 
-    async def _pace(self, call: _Call) -> None:
+    async def _pace(self, call: SipCall) -> None:
         """One RTP packet per 20 ms of the clock (rule 5)."""
         clock = self.rt.clock
         assert call.transport is not None and call.media is not None
@@ -412,7 +372,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             if marked:
                 call.feed(PLAYED)
 
-    async def _request(self, call: _Call, method: str, extra: dict[str, str]) -> int | None:
+    async def _request(self, call: SipCall, method: str, extra: dict[str, str]) -> int | None:
         """Send an in-dialog request; its final status, or None after 32 s (§17.1.2.2)."""
         call.local_cseq += 1
         request = sip.SipMessage(method=method, uri=call.remote_target)
@@ -421,7 +381,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
             "via", f"SIP/2.0/UDP {host}:{port};branch=z9hG4bK{random.getrandbits(64):x};rport"
         )
         request.add("max-forwards", "70")
-        request.add("from", _with_tag(call.invite.header("to"), call.local_tag))
+        request.add("from", with_tag(call.invite.header("to"), call.local_tag))
         request.add("to", call.invite.header("from"))
         request.add("call-id", call.invite.call_id)
         request.add("cseq", f"{call.local_cseq} {method}")
@@ -441,7 +401,7 @@ class SipEndpoint(asyncio.DatagramProtocol):
         call.pending.pop(call.local_cseq, None)
         return None
 
-    async def _refer(self, call: _Call, number: str) -> None:
+    async def _refer(self, call: SipCall, number: str) -> None:
         # The caller's domain (its From URI's host): where a trunk routes the number.
         peer_host = sip.uri_of(call.invite.header("from")).split("@", 1)[-1]
         status = await self._request(call, "REFER", {"refer-to": f"<sip:{number}@{peer_host}>"})
@@ -449,12 +409,12 @@ class SipEndpoint(asyncio.DatagramProtocol):
             "sip call %s: refer to the handoff number answered %s", call.invite.call_id, status
         )
 
-    async def _hang_up(self, call: _Call) -> None:
+    async def _hang_up(self, call: SipCall) -> None:
         await self._request(call, "BYE", {})
 
     # -- signaling out -----------------------------------------------------------
 
-    def _ok_with_sdp(self, call: _Call, request: sip.SipMessage, body: bytes) -> sip.SipMessage:
+    def _ok_with_sdp(self, call: SipCall, request: sip.SipMessage, body: bytes) -> sip.SipMessage:
         response = sip.response_to(request.headers, 200, "OK", to_tag=call.local_tag)
         host, port = call.local_host, self.address[1]
         response.add("contact", f"<sip:agent@{host}:{port}>")
@@ -476,25 +436,3 @@ class SipEndpoint(asyncio.DatagramProtocol):
     def _send(self, message: sip.SipMessage, addr: Address) -> None:
         if self._socket is not None:
             self._socket.sendto(message.serialize(), addr)
-
-
-def _local_host(bound: str, peer: str) -> str:
-    """The address to advertise: the bound one, or for a wildcard bind the local
-    address the kernel routes to ``peer`` from (SDP ``c=0.0.0.0`` would mean hold)."""
-    if bound not in ("0.0.0.0", ""):
-        return bound
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.connect((peer, 9))  # no packet is sent: connect() on UDP only routes
-        return str(probe.getsockname()[0])
-
-
-def _with_tag(value: str, tag: str) -> str:
-    return value if sip.header_param(value, "tag") else f"{value};tag={tag}"
-
-
-async def _discard(frame: str | bytes) -> None:
-    """The session's socket writer: SIP media goes out through the pacer instead."""
-
-
-async def _no_close(code: int, reason: str) -> None:
-    """The session's closer: the endpoint sends BYE or REFER after the session ends."""
