@@ -20,7 +20,9 @@ Rules:
 4. BYE from the caller ends the call (200); the agent ending the call sends BYE,
    or REFER to the handoff number when the call ended in a handoff (RFC 3515),
    then BYE. A re-INVITE is answered 200 with a new SDP version: hold (sendonly
-   or inactive) stops our RTP, a new address or port redirects it.
+   or inactive) stops our RTP, a new address or port redirects it; one without
+   an offer gets ours and its ACK's answer is applied (§14.2). A re-INVITE
+   before our 200 was acknowledged gets 491 (§14.1).
 5. Agent audio is paced here, one 20 ms RTP packet per tick of the runtime's
    clock; a late tick skips ahead instead of bursting.
 6. Every wait is on the runtime's clock and has a deadline.
@@ -28,7 +30,9 @@ Rules:
 Not done: registering with a registrar (REGISTER, digest auth), TCP/TLS and
 SRTP, PRACK (RFC 3262), and NOTIFY progress of a REFER (the BYE follows its
 202 or a deadline). A held caller who sends no RTP for the stream limits'
-``media_silence_s`` is ended as a silent stream.
+``media_silence_s`` is ended as a silent stream. RTP is taken from any source
+address (no latching to the SDP's); NAT traversal (ICE, rport in responses) is
+not done.
 """
 
 from __future__ import annotations
