@@ -9,7 +9,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := espeak-ng flite sox asterisk-core-sounds-en-wav asterisk-core-sounds-en \
                 pocketsphinx-testdata postgresql chromium chromium-driver iproute2 \
-                redis-server nginx
+                redis-server nginx baresip-core sip-tester
 # Packages whose declared dependencies would pull torch: their files are all we need
 # (pipecat-ai: only its smart-turn-v3.2-cpu.onnx end-of-turn model is used). Without
 # silero-vad, faster-whisper's own Silero file is used (audio/vad.py).

@@ -169,6 +169,12 @@ def _parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="server processes on the one port"
     )
     serve.add_argument(
+        "--sip",
+        default=None,
+        metavar="HOST:PORT",
+        help="also answer SIP calls over UDP at HOST:PORT (one worker only)",
+    )
+    serve.add_argument(
         "--redis-url",
         default=None,
         help="call state in Redis, redis://HOST:PORT/DB ($VOICERAIL_REDIS_URL)",
@@ -309,6 +315,9 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
     sock = _listen(args.host, args.port)
     try:
         _check_redis(args)
+        if args.sip and args.workers > 1:
+            # Datagrams of one dialog must reach one process; SO_REUSEPORT would not.
+            raise SystemExit("voicerail: --sip serves from one worker; drop --workers")
         if args.workers == 1:
             return _serve_on(args, data_dir, sock)
         from voicerail.compliance.pay_http import check_workers
@@ -319,6 +328,18 @@ def _serve(args: argparse.Namespace, argv: list[str]) -> int:
         return _supervise(args, argv, data_dir, sock)
     finally:
         sock.close()
+
+
+def _sip_settings(bind: str | None, handoff_number: str | None) -> Any:
+    """``--sip HOST:PORT`` as :class:`SipSettings`, or None without the flag."""
+    if not bind:
+        return None
+    from voicerail.server.sip_server import SipSettings
+
+    host, _, port = bind.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise SystemExit(f"voicerail: --sip expects HOST:PORT, got {bind!r}")
+    return SipSettings(host=host, port=int(port), handoff_number=handoff_number)
 
 
 def _database_url(args: argparse.Namespace) -> str | None:
@@ -606,6 +627,7 @@ def _serve_on(
         ),
         other_workers=supervised,
         browser_calls=args.browser_calls,
+        sip=_sip_settings(args.sip, args.handoff_number),
     )
     app = create_app(runtime, settings)
     _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)

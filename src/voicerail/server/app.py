@@ -76,6 +76,7 @@ from voicerail.server.operations import OperationsSettings, mount_operations
 from voicerail.server.params import BadParameter, parse_calls_query
 from voicerail.server.provider_routes import provider_routes
 from voicerail.server.proxy import ForwardedHeadersMiddleware, TrustedProxies
+from voicerail.server.sip_server import SipEndpoint, SipSettings
 from voicerail.session.driver import CallSession
 from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime
@@ -109,6 +110,7 @@ class ServerSettings:
         telnyx_public_key: base64 Ed25519 key; Telnyx webhooks are verified when set.
         browser_calls: serve the browser call page at ``/call`` (``server/browser_calls.py``);
             behind the dashboard's login when access is configured.
+        sip: answer SIP calls over UDP too (``server/sip_server.py``) when set.
     """
 
     twilio_auth_token: str | None = None
@@ -122,6 +124,7 @@ class ServerSettings:
     other_workers: bool = False
     telnyx_public_key: str | None = None
     browser_calls: bool = False
+    sip: SipSettings | None = None
 
 
 def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Starlette:
@@ -343,7 +346,11 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
             prefixes = (*access.protected_prefixes, "/call")
             access = replace(access, protected_prefixes=prefixes)
             operations = replace(operations, access=access)
-    app = Starlette(routes=routes, lifespan=_sampling_load(runtime))
+    sip_endpoint = None
+    if settings.sip is not None:
+        sip_endpoint = SipEndpoint(runtime, settings.sip, refuse_at_webhook, active)
+    app = Starlette(routes=routes, lifespan=_sampling_load(runtime, sip_endpoint))
+    app.state.sip = sip_endpoint
     app.state.handoff_desk = desk
     app.state.calls = active  # read by the SIGTERM drain (server/drain.py)
     limits = settings.limits
@@ -364,15 +371,20 @@ def create_app(runtime: Runtime, settings: ServerSettings | None = None) -> Star
     return app
 
 
-def _sampling_load(runtime: Runtime) -> Callable[[Starlette], Any]:
-    """A lifespan that samples event-loop lag and CPU while the app runs."""
+def _sampling_load(runtime: Runtime, sip: SipEndpoint | None = None) -> Callable[[Starlette], Any]:
+    """A lifespan that samples event-loop lag and CPU while the app runs, and
+    runs the SIP endpoint when there is one."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if sip is not None:
+            await sip.start()
         task = asyncio.create_task(runtime.load.run(), name="load-sampler")
         try:
             yield
         finally:
+            if sip is not None:
+                await sip.aclose()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

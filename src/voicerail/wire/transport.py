@@ -1,9 +1,10 @@
 """The seam between a call and the way it arrives: :class:`MediaTransport`.
 
 A transport is a sans-I/O protocol object for one media connection (a Twilio,
-Telnyx or Plivo media stream, a Vonage WebSocket; later a browser page or a SIP
-dialog). The call driver (``session/driver.py``) knows only this interface; the
-server feeds it the socket's frames and writes what it hands back.
+Telnyx or Plivo media stream, a Vonage WebSocket, a SIP call's RTP in
+``wire/sip_transport.py``; later a browser page). The call driver
+(``session/driver.py``) knows only this interface; the server feeds it the
+socket's frames and writes what it hands back.
 
 What a transport gives the call, as :data:`TransportEvent` values:
 
@@ -108,7 +109,7 @@ class MediaTransport(Protocol):
     """One call's media connection, without I/O (see the module rules)."""
 
     #: The provider's name: ``"twilio"``, ``"telnyx"``, ``"plivo"``, ``"vonage"``,
-    #: ``"browser"``.
+    #: ``"browser"``, ``"sip"``.
     name: str
 
     @property
