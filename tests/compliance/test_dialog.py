@@ -204,7 +204,8 @@ class _Slot:
 
 
 class _Spec:
-    slots = {"who": _Slot("name"), "day": _Slot("day")}
+    def __init__(self) -> None:
+        self.slots = {"who": _Slot("name"), "day": _Slot("day")}
 
 
 class AskingDialog(QuietDialog):
