@@ -443,25 +443,6 @@ def _deployment_fallbacks(path: Path | None) -> str:
     return deployment_compliance(path).handoff_fallbacks or ""
 
 
-def _add_review_page(app: Any, runtime: Any, options: ServeOptions) -> None:
-    """The dashboard's review page (``compliance/review_http.py``): the QA sample with
-    the deployment file's sampling rules and the agent file's success labels."""
-    import time
-
-    from voicerail.compliance.policy import (
-        SamplingPolicy,
-        deployment_compliance,
-        policy_of_agent_file,
-    )
-    from voicerail.compliance.review_http import ReviewPage, review_routes
-
-    sampling = deployment_compliance(options.providers_path).sampling or SamplingPolicy()
-    success = policy_of_agent_file(options.agent_path).evaluation.success
-    page = ReviewPage(lambda: runtime.events, time.time, options.data_dir / "audit.sqlite3",
-                      sampling, dict(success))  # fmt: skip
-    app.router.routes.extend(review_routes(page))
-
-
 def _schedule_retention(app: Any, options: ServeOptions, *, first_worker: bool) -> None:
     """The deployment file's retention, run hourly by one worker (``compliance/scheduler.py``);
     reads of call data and configuration changes go to the audit log (``audit_http.py``)."""
@@ -614,7 +595,9 @@ def _serve_on(
     app = create_app(runtime, settings)
     _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)
     if operations.dashboard:
-        _add_review_page(app, runtime, options)
+        from voicerail.compliance.review_http import add_review_page
+
+        add_review_page(app, runtime, options)
     config = uvicorn.Config(
         app,
         host=args.host,

@@ -137,3 +137,18 @@ def test_the_body_escapes_and_shows_an_empty_window():
     assert "c&lt;1&gt;" in body and "ok (&lt;b&gt;)" in body and "812 ms" in body
     assert 'value="ok" selected' in body
     assert "No call to review" in review_body([], 7, "tok")
+
+
+def test_serve_adds_the_page_with_the_deployment_sampling_and_the_agent_labels(tmp_path):
+    from voicerail.compliance import review_http
+    from voicerail.config import ServeOptions
+
+    examples = Path(__file__).parents[2] / "examples"
+    options = ServeOptions(agent_path=examples / "clinic.yaml", data_dir=tmp_path,
+                           providers_path=examples / "voicerail.yaml")  # fmt: skip
+    app = Starlette()
+    page = review_http.add_review_page(app, object(), options)
+    assert [r.path for r in app.router.routes] == [
+        "/dashboard/review", "/dashboard/review/{call_id}/label"]  # fmt: skip
+    assert page.sampling.percent_of_rest == 5 and page.success["human"] == "handoff"
+    assert page.audit_path == tmp_path / "audit.sqlite3"

@@ -182,6 +182,27 @@ def review_routes(page: ReviewPage) -> list[Route]:
     ]
 
 
+def add_review_page(app: Any, runtime: Any, options: Any) -> ReviewPage:
+    """Add the routes to ``voicerail serve``'s app: the runtime's event store, the
+    deployment file's sampling rules (``compliance.sampling``, else the defaults), the
+    agent file's success labels, and ``DATA_DIR/audit.sqlite3``; returns the page's
+    settings.
+
+    Raises:
+        ConfigError: the agent or deployment file's compliance section is invalid.
+    """
+    import time
+
+    from voicerail.compliance.policy import deployment_compliance, policy_of_agent_file
+
+    sampling = deployment_compliance(options.providers_path).sampling or SamplingPolicy()
+    success = policy_of_agent_file(options.agent_path).evaluation.success
+    page = ReviewPage(lambda: runtime.events, time.time, options.data_dir / "audit.sqlite3",
+                      sampling, dict(success))  # fmt: skip
+    app.router.routes.extend(review_routes(page))
+    return page
+
+
 def _label_form(call_id: str, current: str | None, token: str) -> str:
     options = "".join(
         f'<option value="{name}"{" selected" if name == current else ""}>{name}</option>'
