@@ -208,6 +208,14 @@ def test_with_fake_providers_timing_is_reported_not_judged():
     assert "1 calls failed timing checks alone" in by_name["pass_k"].evidence
 
 
+def test_a_handoff_call_late_only_still_exercises_its_path_with_fake_providers():
+    report = good_report()
+    keypad = report["calls"][-1]
+    keypad.update(passed=False, failures=[{"check": "audio_gap", "message": "1 gaps"}])
+    assert failed(CLINIC, [fake(report)])["handoff"] == []
+    assert [n for n, _ in failed(CLINIC, [report])["handoff"]] == ["paths_exercised"]
+
+
 def test_timing_is_judged_with_real_providers_or_when_asked():
     real = failed(CLINIC, [slow_report()])["conversation"]
     assert [name for name, _ in real] == ["pass_k", "latency_p95"]

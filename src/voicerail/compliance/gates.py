@@ -281,9 +281,10 @@ def handoff_gate(g: GateInputs) -> list[Check]:
         where, text = "handoff.intents", handoff.get("text")
     checks = [Check("path_exists", bool(kinds), f"paths: {', '.join(kinds) or 'none'}",
                     "" if kinds else g.at(where))]  # fmt: skip
+    timing = _judges_timing(g)
     handed = [
         c for r in g.reports for c in r.get("calls", [])
-        if c.get("outcome") == "handoff" and c.get("passed")
+        if c.get("outcome") == "handoff" and _passed(c, timing)
     ]  # fmt: skip
     exercised = {
         "keypad" if any(t.get("kind") == "dtmf" for t in c.get("turns", [])) else "spoken"
