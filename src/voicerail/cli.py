@@ -631,6 +631,10 @@ def _serve_on(
     )
     app = create_app(runtime, settings)
     _schedule_retention(app, options, first_worker=not supervised or worker_index() == 0)
+    if operations.dashboard:
+        from voicerail.compliance.review_http import add_review_page
+
+        add_review_page(app, runtime, options)
     config = uvicorn.Config(
         app,
         host=args.host,

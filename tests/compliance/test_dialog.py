@@ -196,3 +196,72 @@ async def test_the_llm_gets_redacted_text_when_the_policy_says_so():
     call = CompliantAgent(QuietAgent(), load_policy({"redaction": {"llm": True}})).new_dialog("c9")
     recorded, heard = call.screen_transcript("my name is Ada Lovelace")
     assert heard == recorded == f"my name is {NAME_MARKER}"
+
+
+class _Slot:
+    def __init__(self, kind: str) -> None:
+        self.type = kind
+
+
+class _Spec:
+    def __init__(self) -> None:
+        self.slots = {"who": _Slot("name"), "day": _Slot("day")}
+
+
+class AskingDialog(QuietDialog):
+    """A flow-like dialog: asks for the ``who`` slot (type name), then the day."""
+
+    spec = _Spec()
+
+    async def start(self) -> AgentReply:
+        return AgentReply("Hello. Who am I speaking with?", data={"awaiting": "who"})
+
+    async def on_user_turn(self, text: str, confidence: float | None) -> AgentReply:
+        return AgentReply("Which day?", data={"awaiting": "day"})
+
+    def snapshot(self, *, free_text: bool = True) -> dict[str, object]:
+        return {}
+
+    def restore(self, snapshot: dict[str, object]) -> None:
+        pass
+
+
+class AskingAgent:
+    name = "asking"
+
+    def new_dialog(self, call_id: str) -> AskingDialog:
+        return AskingDialog()
+
+
+async def test_a_bare_name_answering_a_pending_name_slot_is_not_recorded():
+    call = CompliantAgent(AskingAgent(), load_policy({})).new_dialog("c10")
+    await call.start()
+    recorded, heard = call.screen_transcript("Ada Lovelace.")
+    assert recorded == f"{NAME_MARKER}." and heard == "Ada Lovelace."  # the flow still gets it
+    await call.on_user_turn(heard, 0.9)  # now the day slot is pending
+    assert call.screen_transcript("Ada Lovelace.")[0] == "Ada Lovelace."
+
+
+async def test_the_pending_name_survives_a_resume():
+    first = CompliantAgent(AskingAgent(), load_policy({})).new_dialog("c11")
+    await first.start()
+    second = CompliantAgent(AskingAgent(), load_policy({})).new_dialog("c11")
+    second.restore(first.snapshot())
+    assert second.screen_transcript("Grace Hopper")[0] == NAME_MARKER
+
+
+async def test_an_llm_reply_asking_for_the_name_redacts_the_bare_answer_for_the_llm_too():
+    class Asking(QuietDialog):
+        async def start(self) -> AgentReply:
+            return AgentReply("Hi, this is an AI assistant. What's your full name, please?")
+
+    class Factory:
+        name = "llm-like"
+
+        def new_dialog(self, call_id: str) -> Asking:
+            return Asking()
+
+    call = CompliantAgent(Factory(), load_policy({"redaction": {"llm": True}})).new_dialog("c12")
+    await call.start()
+    assert call.screen_transcript("um, ada lovelace") == (f"um, {NAME_MARKER}",) * 2
+    assert call.screen_transcript("I don't know")[0] == "I don't know"

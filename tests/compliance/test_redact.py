@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from voicerail.compliance.redact import DOB_MARKER, EMAIL_MARKER, NAME_MARKER, redact_personal
+from voicerail.compliance.redact import (
+    DOB_MARKER,
+    EMAIL_MARKER,
+    NAME_MARKER,
+    redact_expected_name,
+    redact_personal,
+)
 
 
 @pytest.mark.parametrize(
@@ -52,3 +58,21 @@ def test_a_name_followed_by_more_words_keeps_the_words():
     assert redact_personal("my name is ada and I want a visit") == (
         f"my name is {NAME_MARKER} and I want a visit"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Ada Lovelace.", "[redacted:name]."),
+        ("ada lovelace", "[redacted:name]"),
+        ("Sure, Grace Brewster Hopper.", "Sure, [redacted:name]."),
+        ("it's Ada", "it's [redacted:name]"),
+        ("Ada Lovelace, and Tuesday please", "[redacted:name], and Tuesday please"),
+        ("I don't know", "I don't know"),
+        ("can you repeat that", "can you repeat that"),
+        ("Tuesday", "Tuesday"),
+        ("I'd like to book for Tuesday at three", "I'd like to book for Tuesday at three"),
+    ],
+)
+def test_a_bare_name_is_redacted_when_one_was_asked_for(text: str, expected: str) -> None:
+    assert redact_expected_name(text) == expected

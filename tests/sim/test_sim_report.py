@@ -142,3 +142,28 @@ def test_pass_k_counts_a_scenario_only_when_every_run_passed():
     assert result["scenarios"]["book"] == {"runs": 4, "passed": 3, "pass_k": False}
     assert result["scenarios"]["hours"] == {"runs": 1, "passed": 1, "pass_k": True}
     assert pass_k([]) == {"share": None, "scenarios": {}}
+
+
+def test_the_report_names_fake_providers_and_renders_a_gates_section() -> None:
+    """A report carries whether its server had fake providers; with ``gates`` in it the
+    HTML has one row per check, a failed one with its fix."""
+    from voicerail.sim.report import render_html
+
+    report = build_report(synthetic_run(), suite="demo")
+    assert report["target"]["fake_providers"] is False
+    assert "id='gates'" not in render_html(report)
+    report["gates"] = {
+        "context": {"passed": True, "checks": [{"check": "classified", "passed": True,
+                    "evidence": "ok", "fix": "", "judged": True}]},
+        "conversation": {"passed": False, "checks": [
+            {"check": "pass_k", "passed": False, "evidence": "pass^k 0.50 <b>",
+             "fix": "agent.yaml: compliance.gates.pass_k_bar", "judged": True},
+            {"check": "latency_p95", "passed": True, "evidence": "p95 900 ms",
+             "fix": "", "judged": False}]},
+        "passed": False,
+    }  # fmt: skip
+    page = render_html(report)
+    assert "<h2>Go-live gates</h2>" in page and "id='gates-verdict'><span class='fail'>" in page
+    assert "agent.yaml: compliance.gates.pass_k_bar" in page and "&lt;b&gt;" in page
+    assert "<td>latency_p95</td><td><span>reported</span>" in page
+    assert page.split("id='gates'>")[1].split("</table>")[0].count("<tr><td>") == 3

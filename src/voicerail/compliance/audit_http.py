@@ -70,8 +70,7 @@ class AuditAccessMiddleware:
         await self.app(scope, receive, recording_send)
         if status and status[0] < 400:
             action, target = matched
-            client = scope.get("client") or ("?", 0)
-            actor = f"{_actor(scope)}:{client[0]}"
+            actor = actor_of(scope)
             await asyncio.to_thread(self._write, actor, action, target, status[0])
 
     def _write(self, actor: str, action: str, target: str, status: int) -> None:
@@ -93,11 +92,16 @@ def _match(path: str) -> tuple[str, str] | None:
     return None
 
 
-def _actor(scope: Any) -> str:
+def actor_of(scope: Any) -> str:
+    """Who a request is, for an audit entry: ``api``, ``dashboard`` or ``anonymous``,
+    then ``:`` and the client address (rule 1)."""
     headers = {k.decode("latin-1").lower() for k, _ in scope.get("headers", [])}
     if "authorization" in headers or "x-api-key" in headers:
-        return "api"
-    return "dashboard" if "cookie" in headers else "anonymous"
+        who = "api"
+    else:
+        who = "dashboard" if "cookie" in headers else "anonymous"
+    client = scope.get("client") or ("?", 0)
+    return f"{who}:{client[0]}"
 
 
 def record_config(audit: AuditLog, files: Sequence[Path], *, actor: str, at_wall: float) -> int:

@@ -33,7 +33,10 @@ Rules:
    the dialog collected in this call (a reply's ``pii`` keys with "name" in
    them), which no pattern would find in "So that's Monday for Ada Lovelace".
    The slot values themselves stay in their own ``pii`` keys: the dashboard's
-   marked field, removed by retention and erasure.
+   marked field, removed by retention and erasure. While the dialog is asking
+   for a name (a flow's pending slot of type ``name``, ``data["awaiting"]``, or
+   a reply that asks "your name?"), the next transcript is screened by
+   ``redact.py`` rule 5 too, so a bare "Ada Lovelace." is not recorded.
 7. A call resumed in another stream (``state/resume.py``) keeps the wrapper's
    state: it travels in the inner dialog's snapshot under :data:`SNAPSHOT_KEY`
    (the pause, its attempts, the names of rule 6, ``conduct.py`` rule 6). The
@@ -63,7 +66,7 @@ from voicerail.compliance.conduct import CallConduct
 from voicerail.compliance.pci import CardEntry, CardToken, LocalTokenizer, Tokenizer
 from voicerail.compliance.pci import redact_spoken_card as _redact_card
 from voicerail.compliance.policy import CompliancePolicy
-from voicerail.compliance.redact import NAME_MARKER, redact_personal
+from voicerail.compliance.redact import NAME_MARKER, redact_expected_name, redact_personal
 from voicerail.dialog.base import (
     TEXT_NOT_KEPT,
     AgentReply,
@@ -167,6 +170,7 @@ class CompliantDialog:
         self._attempts = 0
         self._spoken_in_pause = 0
         self._known: set[str] = set()  # names collected in this call (rule 6)
+        self._asking_name = False  # the last reply asked for a name (rule 6)
         # Rule 8: None, "pending" (the call is going to <Pay>) or <Pay>'s result.
         self._pay: str | dict[str, Any] | None = None
 
@@ -199,10 +203,13 @@ class CompliantDialog:
         """``(to_record, for_dialog)`` for one final transcript (pci.py rule 3, redact.py)."""
         safe = _redact_card(text, paused=self.paused)
         redaction = self.agent.policy.redaction
-        recorded = redact_personal(safe) if redaction.transcripts else safe
+        redacted = redact_personal(safe)
+        if self._asking_name:
+            redacted = redact_expected_name(redacted)
+        recorded = redacted if redaction.transcripts else safe
         if not self.conduct.retain:  # no recording consent (conduct.py rule 2)
             recorded = NOT_RETAINED
-        return recorded, (redact_personal(safe) if redaction.llm else safe)
+        return recorded, (redacted if redaction.llm else safe)
 
     def screen_event(self, event: Event) -> Event:
         """Rule 6: ``event`` with personal data redacted from its free-text ``pii``
@@ -284,6 +291,7 @@ class CompliantDialog:
             "known": sorted(self._known) if retain else [],
             "conduct": self.conduct.snapshot(),
             "pay": self._pay,
+            "asking_name": self._asking_name,
         }
         if not retain:
             body["free_text"] = False
@@ -314,6 +322,7 @@ class CompliantDialog:
             self._entry = CardEntry() if paused else None  # pci.py rule 1: keys never stored
             self._attempts, self._spoken_in_pause, self._known = attempts, spoken, known
             self._pay = pay
+            self._asking_name = bool(own.get("asking_name", False))
         inner(body)
 
     async def resume(self) -> AgentReply:
@@ -342,6 +351,7 @@ class CompliantDialog:
         """Rule 1 (the pause starts when ``reply`` asks for a card) after the
         disclosure and the guard (``conduct.py``)."""
         self._learn(reply)
+        self._asking_name = _asks_for_name(self.inner, reply)
         if not first:
             said = reply.text
             reply = self.conduct.after(reply, caller_text)
@@ -389,6 +399,29 @@ class CompliantDialog:
         if card.accepted:
             data["card_token"] = card.token
         return self._after(replace(reply, data=data, pii={**reply.pii, "card_last4": card.last4}))
+
+
+_ASKS_NAME = re.compile(
+    r"\b(?:your|the caller's|the patient's)\s+(?:full\s+|first\s+|last\s+)?name\b[^.!?]*\?",
+    re.IGNORECASE,
+)
+
+
+def _asks_for_name(inner: Any, reply: AgentReply) -> bool:
+    """Rule 6: the reply leaves the dialog waiting for a name.
+
+    A flow says which slot it waits for (``data["awaiting"]``, ``dialog/flows.py``);
+    its type is read from the flow's spec. Any dialog (an LLM) whose reply asks
+    "what is your name?" is taken at its word.
+    """
+    awaiting = reply.data.get("awaiting")
+    if isinstance(awaiting, str):
+        slots = getattr(getattr(inner, "spec", None), "slots", None)
+        slot = slots.get(awaiting) if isinstance(slots, dict) else None
+        kind = getattr(slot, "type", None)
+        if kind == "name" or (kind is None and "name" in awaiting.lower()):
+            return True
+    return bool(_ASKS_NAME.search(reply.text))
 
 
 def with_pay_result(snapshot: dict[str, Any], card: CardToken) -> dict[str, Any] | None:

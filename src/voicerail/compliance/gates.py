@@ -13,7 +13,15 @@ What each gate asks (the issue's list, and how it is decided here):
   actions always do; an LLM agent's write tools must be ones that do).
 - conversation: there is a simulation; pass^k (a scenario passes only if every
   run of it passed, as in τ-bench) over the scenarios reaches the bar; turn
-  latency p95 at the ear is under the budget; a barge-in (the agent's audio was
+  latency p95 at the ear is under the agent's target (``compliance.gates.
+  latency_p95_ms``), judged only when the reports come from the real providers:
+  with the simulator's fake providers (``target.fake_providers`` in the report)
+  the figure measures the fakes' simulated delays and the machine's load, not
+  the agent, so it is reported against the target and not judged (a CI runner
+  under load must not fail a correct agent). For the same reason a call whose
+  only failed checks are timing ones (:data:`TIMING_CHECKS`: a turn over the
+  scenario's ``max_turn_latency_ms``, gaps in the agent's audio) counts as
+  passed for pass^k then, and the evidence says how many did; a barge-in (the agent's audio was
   cleared) and a silence scenario were run and passed; no contamination.
 - handoff: a path to a human exists (flow: handoff intents or a keypad key; LLM:
   ``transfer_to_human``); each kind of path (spoken, keypad) was exercised by a
@@ -48,6 +56,8 @@ SENSITIVE_FIELDS = re.compile(
 OUTBOX_TOOLS = frozenset({"book_appointment"})
 #: LLM tools that write, whatever the route.
 WRITE_TOOLS = frozenset({"book_appointment", "cancel_appointment"})
+#: Simulator checks about timing, not behaviour (``sim/checks.py``).
+TIMING_CHECKS = frozenset({"latency", "audio_gap"})
 _CARD_WORDS = re.compile(r"\b(?:card number|credit card|debit card|payment|pay)\b", re.I)
 
 
@@ -60,16 +70,18 @@ class Check:
         passed: whether it holds.
         evidence: what was found, with the numbers.
         fix: ``FILE: field`` to change when it fails ("" when it passed).
+        judged: False when the figure is only reported (it passes whatever it is).
     """
 
     name: str
     passed: bool
     evidence: str
     fix: str = ""
+    judged: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return {"check": self.name, "passed": self.passed, "evidence": self.evidence,
-                "fix": self.fix}  # fmt: skip
+                "fix": self.fix, "judged": self.judged}  # fmt: skip
 
 
 @dataclass
@@ -85,6 +97,9 @@ class GateInputs:
         reports: simulation reports (``report.json`` contents).
         audit: ``(entries, problems)`` of the audit log; None when there is none.
         fallbacks_error: why the deployment's handoff fallbacks do not parse.
+        judge_timing: judge the latency budget and the scenarios' timing checks
+            (True), only report them (False), or judge them unless a report comes
+            from fake providers (None).
     """
 
     agent_path: str
@@ -95,6 +110,7 @@ class GateInputs:
     reports: list[dict[str, Any]] = field(default_factory=list)
     audit: tuple[int, list[str]] | None = None
     fallbacks_error: str | None = None
+    judge_timing: bool | None = None
 
     @property
     def is_llm(self) -> bool:
@@ -162,12 +178,30 @@ def context_gate(g: GateInputs) -> list[Check]:
     return checks
 
 
-def _scenario_runs(reports: list[dict[str, Any]]) -> dict[str, list[bool]]:
+def _judges_timing(g: GateInputs) -> bool:
+    if g.judge_timing is not None:
+        return g.judge_timing
+    return not any((r.get("target") or {}).get("fake_providers") for r in g.reports)
+
+
+def _passed(call: dict[str, Any], judge_timing: bool) -> bool:
+    """The call passed, or (timing not judged) failed timing checks alone."""
+    if call.get("passed"):
+        return True
+    failures = call.get("failures") or []
+    return (
+        not judge_timing
+        and bool(failures)
+        and all(f.get("check") in TIMING_CHECKS for f in failures)
+    )
+
+
+def _scenario_runs(reports: list[dict[str, Any]], judge_timing: bool) -> dict[str, list[bool]]:
     runs: dict[str, list[bool]] = defaultdict(list)
     for report in reports:
         for call in report.get("calls", []):
             if call.get("refused") is None:
-                runs[str(call.get("scenario"))].append(bool(call.get("passed")))
+                runs[str(call.get("scenario"))].append(_passed(call, judge_timing))
     return runs
 
 
@@ -175,9 +209,11 @@ def conversation_gate(g: GateInputs) -> list[Check]:
     if not g.reports:
         return [Check("simulation", False, "no simulation report",
                       g.at("compliance.gates.suites (or --simulation REPORT.json)"))]  # fmt: skip
-    from voicerail.sim.stats import percentile
 
-    runs = _scenario_runs(g.reports)
+    timing = _judges_timing(g)
+    calls = [c for r in g.reports for c in r.get("calls", [])]
+    runs = _scenario_runs(g.reports, timing)
+    late = sum(1 for c in calls if not c.get("passed") and _passed(c, timing))
     passing = sorted(s for s, r in runs.items() if r and all(r))
     share = len(passing) / len(runs) if runs else 0.0
     failing = [f"{s} ({sum(r)}/{len(r)} runs)" for s, r in sorted(runs.items()) if not all(r)]
@@ -186,28 +222,21 @@ def conversation_gate(g: GateInputs) -> list[Check]:
         Check("simulation", True, f"{len(g.reports)} reports, {len(runs)} scenarios"),
         Check("pass_k", bool(runs) and share >= bar,
               f"pass^k {share:.2f} (bar {bar:.2f})"
-              + (f"; failing: {', '.join(failing)}" if failing else ""),
+              + (f"; failing: {', '.join(failing)}" if failing else "")
+              + (f"; {late} calls failed timing checks alone (not judged)" if late else ""),
               "" if share >= bar else g.at("compliance.gates.pass_k_bar (or fix the scenarios)")),
     ]  # fmt: skip
     latencies = [
         ms for r in g.reports for c in r.get("calls", []) for ms in c.get("latencies_ms", [])
     ]
-    budget = g.policy.gates.latency_p95_ms
-    p95 = percentile(latencies, 95) if latencies else None
-    checks.append(
-        Check("latency_p95", p95 is not None and p95 <= budget,
-              f"p95 {p95:.0f} ms at the ear (budget {budget:.0f} ms, {len(latencies)} turns)"
-              if p95 is not None else "no turn latencies in the reports",
-              "" if p95 is not None and p95 <= budget else g.at("compliance.gates.latency_p95_ms"))
-    )  # fmt: skip
-    calls = [c for r in g.reports for c in r.get("calls", [])]
+    checks.append(_latency_check(g, latencies, timing))
     for name, test in (
         ("barge_in_scenario", lambda c: bool(c.get("clears_at"))),
         ("silence_scenario", lambda c: any(t.get("kind") == "silence" for t in c.get("turns", []))),
     ):
         ran = [c for c in calls if test(c)]
-        ok = bool(ran) and all(c.get("passed") for c in ran)
-        passed = sum(1 for c in ran if c.get("passed"))
+        passed = sum(1 for c in ran if _passed(c, timing))
+        ok = bool(ran) and passed == len(ran)
         checks.append(
             Check(name, ok, f"{passed}/{len(ran)} such calls passed",
                   "" if ok else g.at("compliance.gates.suites: add a passing one"))
@@ -218,6 +247,25 @@ def conversation_gate(g: GateInputs) -> list[Check]:
     fix = "" if findings == 0 else "the simulation report: contamination"
     checks.append(Check("no_contamination", findings == 0, f"{findings} findings", fix))
     return checks
+
+
+def _latency_check(g: GateInputs, latencies: list[float], judged: bool) -> Check:
+    from voicerail.sim.stats import percentile
+
+    budget = g.policy.gates.latency_p95_ms
+    p95 = percentile(latencies, 95) if latencies else None
+    fake = sum(1 for r in g.reports if (r.get("target") or {}).get("fake_providers"))
+    if p95 is None:
+        evidence = "no turn latencies in the reports"
+    else:
+        evidence = f"p95 {p95:.0f} ms at the ear (target {budget:.0f} ms, {len(latencies)} turns)"
+    if not judged:
+        why = f"{fake} of {len(g.reports)} reports from fake providers" if fake else "asked"
+        within = "within" if p95 is not None and p95 <= budget else "over"
+        return Check("latency_p95", True, f"{evidence}: {within} target; reported, not judged "
+                     f"({why}; judge with --providers embedded)", judged=False)  # fmt: skip
+    ok = p95 is not None and p95 <= budget
+    return Check("latency_p95", ok, evidence, "" if ok else g.at("compliance.gates.latency_p95_ms"))
 
 
 def handoff_gate(g: GateInputs) -> list[Check]:
@@ -233,9 +281,10 @@ def handoff_gate(g: GateInputs) -> list[Check]:
         where, text = "handoff.intents", handoff.get("text")
     checks = [Check("path_exists", bool(kinds), f"paths: {', '.join(kinds) or 'none'}",
                     "" if kinds else g.at(where))]  # fmt: skip
+    timing = _judges_timing(g)
     handed = [
         c for r in g.reports for c in r.get("calls", [])
-        if c.get("outcome") == "handoff" and c.get("passed")
+        if c.get("outcome") == "handoff" and _passed(c, timing)
     ]  # fmt: skip
     exercised = {
         "keypad" if any(t.get("kind") == "dtmf" for t in c.get("turns", [])) else "spoken"

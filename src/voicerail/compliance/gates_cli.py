@@ -4,17 +4,38 @@
 
     voicerail gates --agent AGENT.yaml [--config voicerail.yaml]
                     [--simulation REPORT.json ...] [--data-dir DIR] [--json]
+                    [--providers fake|embedded] [--judge-timing] [--report DIR]
 
 Without ``--simulation`` it runs the suites the agent file names
 (``compliance.gates.suites``) with ``voicerail simulate --serve AGENT``, each
 within ``--suite-timeout`` seconds. Exit status: 0 every gate passed, 1 a gate
 failed, 2 a file could not be read or is invalid (the message names it).
+
+CI mode is the default: the suites run against the simulator's fake providers
+(``--providers fake``: the real server, VAD, codecs and dialog, with cloud-like
+fake speech providers that hear exactly what the caller said), so what the
+conversation gate judges is the agent's behaviour (the scenarios' outcomes,
+bookings, phrases, barge-in, handoffs), which does not depend on the machine.
+Latency at the ear is then the fakes' simulated delays plus the machine's load:
+it is reported against the agent's target (``compliance.gates.latency_p95_ms``)
+and not judged, nor are the scenarios' timing checks (a turn over its
+``max_turn_latency_ms``, gaps in the agent's audio: ``gates.py``, the
+conversation gate). ``--providers embedded``
+runs the suites on the embedded speech models (minutes of model loading and
+CPU-bound recognition on 2 cores) and judges timing too; so do ``--simulation``
+reports from real providers, and ``--judge-timing`` forces it.
+
+``--report DIR`` keeps each suite's simulate report (``DIR/<suite>/report.json``
+and ``report.html``) with a "Go-live gates" section holding every gate's checks,
+and writes ``DIR/gates.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +60,20 @@ def add_gates_parser(sub: Any) -> None:
     gates.add_argument("--data-dir", type=Path, default=None, help="to verify its audit log")
     gates.add_argument("--suite-timeout", type=float, default=600.0, metavar="SECONDS")
     gates.add_argument("--json", action="store_true", help="an object keyed by gate name")
+    gates.add_argument(
+        "--providers",
+        choices=["fake", "embedded"],
+        default="fake",
+        help="run the suites on the simulator's fake providers (CI, the default) "
+        "or the embedded speech models",
+    )
+    gates.add_argument(
+        "--judge-timing",
+        action="store_true",
+        help="judge latency and the scenarios' timing checks even with fake providers",
+    )
+    gates.add_argument("--report", type=Path, default=None, metavar="DIR",
+                       help="keep the suites' reports, with a gates section")  # fmt: skip
 
 
 def load_inputs(args: argparse.Namespace) -> GateInputs:
@@ -62,7 +97,9 @@ def load_inputs(args: argparse.Namespace) -> GateInputs:
             fallbacks_error = str(exc)
     reports = [_report(p) for p in args.simulation]
     if not args.simulation and policy.gates.suites:
-        reports = run_suites(args.agent, policy.gates.suites, args.suite_timeout)
+        reports = run_suites(
+            args.agent, policy.gates.suites, args.suite_timeout, providers=args.providers
+        )
     audit = None
     if args.data_dir is not None and (args.data_dir / "audit.sqlite3").exists():
         from voicerail.compliance.audit import AuditLog
@@ -82,6 +119,7 @@ def load_inputs(args: argparse.Namespace) -> GateInputs:
         reports=reports,
         audit=audit,
         fallbacks_error=fallbacks_error,
+        judge_timing=True if args.judge_timing else None,
     )
 
 
@@ -121,8 +159,11 @@ def _report(path: Path) -> dict[str, Any]:
     return report
 
 
-def run_suites(agent: Path, suites: list[str], timeout_s: float) -> list[dict[str, Any]]:
-    """Run each suite against a server for ``agent``; their reports.
+def run_suites(
+    agent: Path, suites: list[str], timeout_s: float, *, providers: str = "fake"
+) -> list[dict[str, Any]]:
+    """Run each suite against a server for ``agent`` with ``providers`` (``fake`` or
+    ``embedded``, ``voicerail simulate --providers``); their reports.
 
     Raises:
         ConfigError: a suite did not produce a report in time.
@@ -132,7 +173,8 @@ def run_suites(agent: Path, suites: list[str], timeout_s: float) -> list[dict[st
         path = (agent.parent / suite).resolve()
         with tempfile.TemporaryDirectory(prefix="voicerail-gates-") as out:
             command = [sys.executable, "-m", "voicerail.cli", "simulate", str(path),
-                       "--serve", str(agent), "--report", out, "--no-progress"]  # fmt: skip
+                       "--serve", str(agent), "--providers", providers, "--report", out,
+                       "--no-progress"]  # fmt: skip
             try:
                 done = subprocess.run(command, timeout=timeout_s, capture_output=True, check=False)
             except subprocess.TimeoutExpired as exc:
@@ -158,7 +200,7 @@ def render(results: dict[str, list[Check]]) -> str:
         ok = all(c.passed for c in checks)
         lines.append(f"{'PASS' if ok else 'FAIL'} {gate}")
         for c in checks:
-            mark = "ok  " if c.passed else "FAIL"
+            mark = "info" if not c.judged else "ok  " if c.passed else "FAIL"
             lines.append(f"  {mark} {c.name}: {c.evidence}")
             if not c.passed:
                 lines.append(f"       fix: {c.fix}")
@@ -176,11 +218,51 @@ def as_json(results: dict[str, list[Check]]) -> dict[str, Any]:
     return body
 
 
+def write_reports(directory: Path, reports: list[dict[str, Any]], gates: dict[str, Any]) -> None:
+    """``--report DIR``: each suite's report with the gates section, and ``gates.json``."""
+    from voicerail.sim.report import write_report
+
+    directory.mkdir(parents=True, exist_ok=True)
+    for index, report in enumerate(reports):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(report.get("suite") or f"suite-{index}"))
+        write_report({**report, "gates": gates}, directory / name)
+    (directory / "gates.json").write_text(json.dumps(gates, indent=2), encoding="utf-8")
+
+
 def run_gates(args: argparse.Namespace) -> int:
     """Execute ``voicerail gates``; returns the exit status (errors propagate as ConfigError)."""
-    results = check_all(load_inputs(args))
+    inputs = load_inputs(args)
+    results = check_all(inputs)
+    if args.report is not None:
+        write_reports(args.report, inputs.reports, as_json(results))
     if args.json:
         print(json.dumps(as_json(results), indent=2))
     else:
         print(render(results))
     return 0 if all(c.passed for checks in results.values() for c in checks) else 1
+
+
+def gates_html(gates: dict[str, Any]) -> str:
+    """The gates section: ``voicerail gates --json``'s object (``compliance/gates_cli.py``)
+    as one row per check, each failed one with the file and field to fix."""
+    verdict = "<span class='pass'>PASSED</span>" if gates.get("passed") else (
+        "<span class='fail'>FAILED</span>")  # fmt: skip
+    lines = [f"<p id='gates-verdict'>{verdict}</p>", "<table id='gates'><tr><th>gate</th>"
+             "<th>check</th><th>result</th><th>evidence</th><th>fix</th></tr>"]  # fmt: skip
+    for gate, body in gates.items():
+        if not isinstance(body, dict):
+            continue
+        for check in body.get("checks", []):
+            if not check.get("judged", True):
+                result = "<span>reported</span>"
+            elif check.get("passed"):
+                result = "<span class='pass'>pass</span>"
+            else:
+                result = "<span class='fail'>fail</span>"
+            lines.append(
+                f"<tr><td>{html.escape(gate)}</td><td>{html.escape(str(check.get('check')))}</td>"
+                f"<td>{result}</td><td>{html.escape(str(check.get('evidence', '')))}</td>"
+                f"<td>{html.escape(str(check.get('fix', '')))}</td></tr>"
+            )
+    lines.append("</table>")
+    return "\n".join(lines)

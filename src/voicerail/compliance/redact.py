@@ -24,9 +24,15 @@ Rules (applied in this order, each on the previous one's output):
    ("L O V E"). STT capitalizes names; the cue keeps "I'm Going" out when the
    next word is a common word (:data:`_NOT_NAMES`).
 
-What is not caught: a bare name with no cue ("Ada Lovelace." as a whole turn),
-which NER would find. The flow engine's ``name`` slot keeps such answers out
-of events already (they go only to ``pii``).
+5. A bare name with no cue ("Ada Lovelace." as a whole turn) only when the
+   dialog is asking for a name (:func:`redact_expected_name`; the compliance
+   wrapper knows from the flow's pending slot or the agent's question,
+   ``dialog.py`` rule 6): the whole turn when it is one to three words and
+   none of them is a common word, else a leading run of capitalized words
+   before a comma or stop ("Ada Lovelace, and Tuesday please").
+
+What is not caught: a bare name the dialog did not ask for, which NER would
+find.
 """
 
 from __future__ import annotations
@@ -126,6 +132,53 @@ def redact_personal(text: str) -> str:
     text = _NAME.sub(_name, text)
     text = _STRONG_NAME.sub(_strong_name, text)
     return _SPELLED.sub(lambda m: NAME_MARKER + (" " if m.group(0)[-1].isspace() else ""), text)
+
+
+_FILLER = r"(?:uh|um|er|erm|yes|yeah|yep|sure|okay|ok|right|so|it's|its|it is|that's|that is)"
+_BARE_NAME = re.compile(
+    rf"^(?P<lead>\s*(?:(?i:{_FILLER})[\s,]+)*)"
+    r"(?P<name>[^\W\d_][\w'’-]*(?:\s+[^\W\d_][\w'’-]*){0,2})(?P<tail>[\s.!,]*)$"
+)
+_LEADING_NAME = re.compile(
+    rf"^(?P<lead>\s*(?:(?i:{_FILLER})[\s,]+)*)"
+    r"(?P<name>[A-Z][a-z'’-]+(?:\s+[A-Z][a-z'’-]+){0,2})(?=\s*[,.;])"
+)
+# Words that make a short answer something other than a name ("I don't know").
+_NOT_BARE = (
+    frozenset(
+        # a word list reads better as one string
+        """i me my you your we he she they what why who how which when where sorry pardon
+    don't dont know can't cant won't wont rather not no nope none repeat again please
+    thanks thank hello hi hey bye goodbye human person agent operator representative
+    is are was be do does did have has need want wait hold minute moment""".split()  # noqa: SIM905
+    )
+    | _NOT_NAMES
+)
+
+
+def redact_expected_name(text: str) -> str:
+    """Rule 5: ``text`` (an answer to "what is your name?") with the bare name redacted.
+
+    Call it only when the dialog asked for a name; other text is returned unchanged
+    by :func:`redact_personal`'s rules, not this one.
+
+    >>> redact_expected_name("Ada Lovelace.")
+    '[redacted:name].'
+    >>> redact_expected_name("I don't know")
+    "I don't know"
+    """
+    bare = _BARE_NAME.match(text)
+    if bare is not None:
+        words = bare.group("name").lower().split()
+        if not any(w in _NOT_BARE for w in words):
+            return bare.group("lead") + NAME_MARKER + bare.group("tail")
+        return text
+    leading = _LEADING_NAME.match(text)
+    if leading is not None and not any(
+        w in _NOT_BARE for w in leading.group("name").lower().split()
+    ):
+        return leading.group("lead") + NAME_MARKER + text[leading.end() :]
+    return text
 
 
 _DIGIT_WORDS = re.compile(

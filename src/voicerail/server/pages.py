@@ -102,6 +102,7 @@ def page(title: str, body: str, active: str) -> HTMLResponse:
         for key, href, label in (
             ("overview", "/dashboard", "Overview"),
             ("calls", "/dashboard/calls", "Calls"),
+            ("review", "/dashboard/review", "Review"),  # compliance/review_http.py
         )
     )
     return HTMLResponse(

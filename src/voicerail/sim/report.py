@@ -45,6 +45,8 @@ def build_report(run: RunResult, *, suite: str = "suite") -> dict[str, Any]:
             "label": run.target.label,
             "pid": run.target.pid,
             "has_api": run.target.has_api,
+            # The instrumented fake server: its latencies are the fakes' (gates.py).
+            "fake_providers": run.target.has_sim_stats,
         },
         "options": {
             "calls": len(run.plans),
@@ -446,6 +448,10 @@ def render_html(report: dict[str, Any]) -> str:
             "<h2>Per-call timelines</h2>",
             f"<img id='timelines' alt='per-call timelines' src='{timelines}'>",
         ]
+    if report.get("gates"):
+        from voicerail.compliance.gates_cli import gates_html
+
+        parts += ["<h2>Go-live gates</h2>", gates_html(report["gates"])]
     parts += ["<h2>Calls</h2>", _calls_table(report), "</body></html>"]
     return "\n".join(parts)
 
