@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
 from typing import Any
@@ -53,21 +52,20 @@ import numpy as np
 
 from voicerail.audio import endpointing
 from voicerail.compliance.dialog import plain_key
-from voicerail.dialog.base import AgentReply, Dialog
+from voicerail.dialog.base import Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
+from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.inbound import InboundAudio
-from voicerail.session.phrase_cache import HOLDING_PHRASE
-from voicerail.session.playback import PlaybackTracker
+from voicerail.session.jobs import DialogJobs
 from voicerail.session.playout import Playout, SendFrame
 from voicerail.session.resume import Resumed, StreamRegistry, admit_stream, take_over
 from voicerail.session.runtime import Runtime, current_call_id
+from voicerail.session.speaking import Speaker
 from voicerail.session.speculation import SpeculativeSTT
-from voicerail.session.speech_io import SpeechToTextResult, synthesize_ulaw, transcribe
-from voicerail.session.text import split_for_speech
+from voicerail.session.speech_io import SpeechToTextResult
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import SessionState
 from voicerail.turns import outcome as outcomes
@@ -136,6 +134,8 @@ class CallSession:
         self.stt: SpeechToText = runtime.stt
         self.tts: TextToSpeech = runtime.tts
         self._bind_providers()
+        self._jobs = DialogJobs(self)
+        self._speaker = Speaker(self)
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
         self._inbound = InboundAudio(
@@ -148,7 +148,7 @@ class CallSession:
                 # A turn the model ends must find its transcript already under way.
                 speculate_after_s = min(speculate_after_s, cfg.turn_check_after_s)
             self._speculation = SpeculativeSTT(
-                self._transcribe_span,
+                self._jobs.transcribe_span,
                 after_s=speculate_after_s,
                 allowed=lambda: not runtime.load.busy(),
             )
@@ -168,8 +168,6 @@ class CallSession:
             lead_s=cfg.playback_lead_s,
             frames_per_message=cfg.frames_per_media,
         )
-        self._playback: PlaybackTracker | None = None
-        self._playback_done = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._unanswered_text = ""
@@ -181,8 +179,6 @@ class CallSession:
         self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
-        self._holding: asyncio.Task[None] | None = None
-        self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self._recorder: CallStateRecorder | None = None  # state once per turn (state/)
         self._caller_text = ""  # the turn's caller text, for the recorder
         self.record = CallRecord(
@@ -220,8 +216,7 @@ class CallSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._holding is not None:
-            self._holding.cancel()
+        self._speaker.cancel_holding()
         if self._admitted and not self._taken_over:
             # A taken-over stream's call goes on in the stream that replaced it.
             self.rt.load.call_ended(self.call_id)
@@ -359,7 +354,7 @@ class CallSession:
             if probabilities:
                 self._on_speech_probabilities(probabilities, now)
         elif isinstance(message, PlaybackMarked):
-            self._on_mark(message.name, now)
+            self._speaker.on_mark(message.name, now)
         elif isinstance(message, CallAnswered):
             self._stream_guard.receive_start(now)
             await self._on_start(message)
@@ -424,7 +419,7 @@ class CallSession:
                 self.rt.state, first, self._clock.wall, on_conflict=self.take_over
             )
         self._on_stream_started(start)
-        self._start_job(self._greet())
+        self._start_job(self._jobs.greet())
 
     def _on_stream_started(self, start: CallAnswered) -> None:
         self._emit(
@@ -465,7 +460,7 @@ class CallSession:
         data = resumed.event_data(worker, self._turn_index)
         self._emit(EventKind.CALL_RESUMED, Stage.TELEPHONY, data=data)
         self._on_stream_started(start)
-        self._start_job(self._greet_resumed())
+        self._start_job(self._jobs.greet_resumed())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
         """Batched VAD results, in order, each with its frame's arrival time."""
@@ -531,17 +526,6 @@ class CallSession:
         event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
         self._apply_now(self.turns.handle(event, self._clock.monotonic()))
 
-    def _on_mark(self, name: str, now: float) -> None:
-        tracker = self._playback
-        segment = tracker.on_mark(name, now) if tracker is not None else None
-        self._emit(
-            EventKind.MARK_PLAYED,
-            Stage.TELEPHONY,
-            data={"mark": name, "current": segment is not None},
-        )
-        if tracker is not None and tracker.all_heard:
-            self._playback_done.set()
-
     async def _tick(self) -> None:
         while True:
             await self._clock.sleep(TICK_S)
@@ -563,20 +547,20 @@ class CallSession:
             if isinstance(action, tp.EndUserTurn):
                 self._turn_ended_at_s = self._clock.monotonic()
                 self._turn_deadline_s = self._turn_ended_at_s + self.rt.turn_budget_s
-                self._start_job(self._answer(action))
-                self._arm_holding_phrase()
+                self._start_job(self._jobs.answer(action))
+                self._speaker.arm_holding_phrase()
             elif isinstance(action, tp.BargeIn):
-                await self._barge_in()
+                await self._speaker.barge_in()
             elif isinstance(action, tp.CancelReply):
                 self._cancel_job()
             elif isinstance(action, tp.Reprompt):
-                self._start_job(self._reprompt(action.count))
+                self._start_job(self._jobs.reprompt(action.count))
             elif isinstance(action, tp.DeliverDtmf):
                 self._turn_ended_at_s = self._clock.monotonic()
-                self._start_job(self._reply_to_dtmf(action.digit))
+                self._start_job(self._jobs.reply_to_dtmf(action.digit))
             elif isinstance(action, tp.EndCall):
                 if action.reason == "silence":
-                    self._start_job(self._say_goodbye_after_silence())
+                    self._start_job(self._jobs.say_goodbye_after_silence())
                 else:
                     self._end("caller")
 
@@ -585,9 +569,7 @@ class CallSession:
         self._job = asyncio.get_running_loop().create_task(self._guard(coro))
 
     def _cancel_job(self) -> None:
-        if self._holding is not None:  # the reply it stood in for is gone
-            self._holding.cancel()
-            self._holding = None
+        self._speaker.cancel_holding()  # the reply it stood in for is gone
         if self._job is not None and not self._job.done():
             self._job.cancel()
         self._job = None
@@ -610,306 +592,6 @@ class CallSession:
         except Exception as exc:  # task boundary: record, fail this call only
             log.exception("call %s: agent job failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
-
-    def _arm_holding_phrase(self) -> None:
-        """Play the holding phrase if this turn's reply is late (``holding_after_s``)."""
-        after_s = self.rt.audio.holding_after_s
-        if after_s is None or self.rt.phrases is None:
-            return
-        audio = self.rt.phrases.get_quietly(HOLDING_PHRASE)
-        if audio is None:
-            return
-        turn_ended_at_s = self._turn_ended_at_s
-
-        async def hold() -> None:
-            await self._clock.sleep(after_s)
-            self._holding = None
-            if self._turn_ended_at_s != turn_ended_at_s or not self._playout.sending:
-                return  # the reply started, or another turn began
-            generation = self._playout.generation
-            self._playout.queue_audio(generation, audio)
-            self._playout.queue_mark(generation, f"hold{self._turn_index}")
-            self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
-
-        self._holding = asyncio.get_running_loop().create_task(hold())
-
-    async def _barge_in(self) -> None:
-        now = self._clock.monotonic()
-        tracker, self._playback = self._playback, None
-        self._cancel_job()
-        await self._playout.cut()
-        heard = tracker.heard_text(now) if tracker is not None else ""
-        full = tracker.full_text if tracker is not None else ""
-        self.dialog.on_agent_heard(heard, full)
-        if self._recorder is not None:
-            self._recorder.heard(heard)
-        self._emit(
-            EventKind.BARGE_IN,
-            Stage.TELEPHONY,
-            data={"heard_words": len(heard.split()), "full_words": len(full.split())},
-            pii={"heard_text": heard, "full_text": full},
-        )
-
-    # -- agent jobs ------------------------------------------------------------
-
-    async def _greet(self) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.start()
-        self._record_decision(reply, started, reason="greeting")
-        await self._speak(reply)
-
-    async def _greet_resumed(self) -> None:
-        started = self._clock.monotonic()
-        resume = getattr(self.dialog, "resume", None)
-        reply = await resume() if resume is not None else await self.dialog.start()
-        self._record_decision(reply, started, reason="resumed")
-        await self._speak(reply)
-
-    async def _answer(self, turn: tp.EndUserTurn) -> None:
-        self._turn_index += 1
-        decided_by, endpoint_wait_s, turn_probability = self._last_end
-        spec = self._speculation
-        # How late the end is seen against the caller's audio clock: 0 when every
-        # frame is read on arrival (up to a frame and a VAD window of rounding).
-        due = self._inbound.origin_s + turn.speech_end_s + endpoint_wait_s
-        inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
-        if inbound_lag_s is not None:
-            self.rt.load.observe_inbound_lag(inbound_lag_s)
-        self._emit(
-            EventKind.USER_TURN_ENDED,
-            Stage.VAD,
-            data={
-                "turn": self._turn_index,
-                "speech_start_s": turn.speech_start_s,
-                "speech_end_s": turn.speech_end_s,
-                "endpoint_wait_s": round(endpoint_wait_s, 4),
-                "ended_by": decided_by,
-                "turn_probability": turn_probability,
-                "turn_model_s": None
-                if self._turn_model_s is None
-                else round(self._turn_model_s, 4),
-                "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
-                # per call so far: STT speculations started, and used by the turn
-                # ends before this one
-                "speculations": None if spec is None else [spec.started, spec.used],
-            },
-        )
-        self._turn_model_s = None  # each turn reports its own model checks only
-        waited_from = self._clock.monotonic()
-        task = None
-        if self._speculation is not None:
-            task = self._speculation.take(turn.speech_start_s, turn.speech_end_s)
-        if task is not None and task.cancelled():
-            task = None
-        try:
-            if task is not None:
-                result = await task
-            else:
-                result = await self._transcribe_span(turn.speech_start_s, turn.speech_end_s)
-        except ProviderError as exc:
-            # No recognizer answered in time: the caller is asked again, as for an
-            # unintelligible turn, instead of losing the call.
-            self._emit(
-                EventKind.TRANSCRIPT_FINAL,
-                Stage.STT,
-                provider=exc.provider,
-                outcome="error",
-                error_class=str(exc.error_class),
-                data={"turn": self._turn_index, "error": str(exc)},
-            )
-            reply = await self.dialog.on_user_turn("", None)
-            self._record_decision(reply, self._clock.monotonic(), reason="stt_failed")
-            await self._speak(reply)
-            return
-        text, confidence = self._record_transcript(
-            result, speculative=task is not None, waited_s=self._clock.monotonic() - waited_from
-        )
-        if not text:
-            await self._apply(self.turns.handle(tp.TurnDiscarded(), self._clock.monotonic()))
-            return
-        text = f"{self._unanswered_text} {text}".strip()
-        self._unanswered_text = text
-        self._caller_text = text
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_user_turn(text, confidence)
-        self._record_decision(reply, started, reason="user_turn")
-        await self._speak(reply)
-
-    async def _transcribe_span(
-        self, speech_start_s: float, speech_end_s: float
-    ) -> SpeechToTextResult:
-        """Run STT on the call audio between two stream times (plus pre-roll)."""
-        preroll_s = self.rt.audio.preroll_s
-        start_s = max(0.0, speech_start_s - preroll_s)
-        pcm16k = self._inbound.pcm16k(start_s, speech_end_s + preroll_s)
-        return await transcribe(self.stt, pcm16k, self._clock)
-
-    def _record_transcript(
-        self, result: SpeechToTextResult, *, speculative: bool, waited_s: float
-    ) -> tuple[str, float | None]:
-        final = result.final
-        text = final.text.strip() if final is not None else ""
-        confidence = final.confidence if final is not None else None
-        # compliance/dialog.py: spoken cards and personal data redacted before recording.
-        screen = getattr(self.dialog, "screen_transcript", None)
-        recorded, text = screen(text) if screen is not None else (text, text)
-        self._emit(
-            EventKind.TRANSCRIPT_FINAL,
-            Stage.STT,
-            provider=final.usage.provider if final and final.usage else self.stt.name,
-            model=final.usage.model if final and final.usage else self.stt.model,
-            latency_s=result.elapsed_s,
-            outcome="ok",
-            data={
-                "turn": self._turn_index,
-                "confidence": confidence,
-                "num_words": len(text.split()),
-                "audio_s": result.audio_s,
-                "speculative": speculative,
-                "wait_after_turn_end_s": waited_s,
-            },
-            pii={"text": recorded},
-        )
-        return text, confidence
-
-    async def _reprompt(self, count: int) -> None:
-        self._emit(EventKind.REPROMPTED, Stage.DIALOG, data={"count": count})
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_silence(count)
-        self._record_decision(reply, started, reason="silence")
-        await self._speak(reply)
-
-    async def _say_goodbye_after_silence(self) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_silence(self.turns.state.reprompts + 1, final=True)
-        self._record_decision(reply, started, reason="silence_hangup")
-        await self._speak(reply, end_reason="silence")
-
-    async def _reply_to_dtmf(self, digit: str) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_dtmf(digit)
-        self._record_decision(reply, started, reason="dtmf")
-        await self._speak(reply)
-
-    def _record_decision(self, reply: AgentReply, started_s: float, *, reason: str) -> None:
-        data: dict[str, Any] = {
-            "reason": reason,
-            "intent": reply.intent,
-            "node": reply.node,
-            "end_call": reply.end_call,
-            "handoff": reply.handoff,
-            **reply.data,
-        }
-        self._emit(
-            EventKind.DIALOG_DECIDED,
-            Stage.DIALOG,
-            latency_s=self._clock.monotonic() - started_s,
-            outcome=str(reply.outcome) if reply.outcome else None,
-            data=data,
-            pii={"agent_text": reply.text, **reply.pii},
-        )
-        if reply.booking_id:
-            self.record.data["booking_id"] = reply.booking_id
-            self._emit(EventKind.BOOKING_WRITTEN, Stage.CRM, data={"booking_id": reply.booking_id})
-        if reply.handoff:
-            self._emit(
-                EventKind.HANDOFF_REQUESTED,
-                Stage.HANDOFF,
-                data={"intent": reply.intent, "node": reply.node},
-            )
-            self.record.data["handoff"] = True
-        self._outcome = outcomes.decide(self._outcome, reply.outcome)
-        self._record_state(reply)
-
-    def _record_state(self, reply: AgentReply) -> None:
-        """Hand this turn to the state recorder (written in the background)."""
-        if self._recorder is None:
-            return
-        snapshot = getattr(self.dialog, "snapshot", None)  # a dialog that can be restored
-        self._recorder.turn(
-            caller_text=self._caller_text,
-            agent_text=reply.text,
-            outcome=str(self._outcome) if self._outcome is not None else None,
-            booking_id=self.record.data.get("booking_id"),
-            dialog=snapshot() if snapshot is not None else None,
-            providers={"stt": self.stt.name, "tts": self.tts.name},
-        )
-        self._caller_text = ""
-
-    # -- speaking --------------------------------------------------------------
-
-    async def _speak(self, reply: AgentReply, *, end_reason: str | None = None) -> None:
-        """Synthesize ``reply`` sentence by sentence, queue it, wait until heard."""
-        now = self._clock.monotonic()
-        tracker = PlaybackTracker(now)
-        self._playback = tracker
-        self._playback_done = asyncio.Event()
-        generation = self._playout.generation
-        self._reply_index += 1
-        first_audio = True
-        phrases = self.rt.phrases
-        texts = split_for_speech(
-            reply.text,
-            self.rt.audio.first_clause_min_words,
-            ready=(lambda sentence: sentence in phrases)
-            if phrases is not None
-            else lambda s: False,
-        )
-        for index, sentence in enumerate(texts):
-            started = self._clock.monotonic()
-            num_bytes = 0
-            try:
-                pieces = synthesize_ulaw(sentence, self.tts, self.rt.phrases)
-                async with closing_stream(pieces):
-                    async for frames in pieces:
-                        if first_audio:
-                            first_audio = False
-                            self._on_first_audio(started)
-                        self._playout.queue_audio(generation, frames)
-                        num_bytes += len(frames)
-            except ProviderError as exc:
-                # No TTS could speak this sentence: the call goes on without it
-                # (an accepted call is never failed by a provider); the caller
-                # hears the rest of the reply, and the event says what was lost.
-                self._emit(
-                    EventKind.PROVIDER_ATTEMPTED,
-                    Stage.TTS,
-                    provider=exc.provider,
-                    outcome="error",
-                    error_class=str(exc.error_class),
-                    data={"error": str(exc), "sentence_skipped": index},
-                )
-                log.warning("call %s: sentence %d not spoken: %s", self.call_id, index, exc)
-            mark = f"r{self._reply_index}.s{index}"
-            tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
-            self._playout.queue_mark(generation, mark)
-        tracker.finished_queueing = True
-        if tracker.all_heard:
-            self._playback_done.set()
-        await self._playback_done.wait()
-        await self._apply(self.turns.handle(tp.AgentFinishedSpeaking(), self._clock.monotonic()))
-        if end_reason is not None:
-            self._end(end_reason, close_code=1000)
-        elif reply.end_call:
-            self._end("agent", close_code=1000)
-        elif reply.data.get("pci") == "twilio_pay":  # compliance/pay_http.py: the call goes
-            self.take_over()  # to Twilio's <Pay> and comes back to a new stream
-
-    def _on_first_audio(self, synth_started_s: float) -> None:
-        now = self._clock.monotonic()
-        self._unanswered_text = ""
-        since_turn = now - self._turn_ended_at_s if self._turn_ended_at_s is not None else None
-        self._emit(
-            EventKind.TTS_FIRST_AUDIO,
-            Stage.TTS,
-            provider=self.tts.name,
-            model=self.tts.model,
-            latency_s=now - synth_started_s,
-            data={"turn": self._turn_index, "since_turn_end_s": since_turn},
-        )
-        self._turn_ended_at_s = None
-        self._turn_deadline_s = None  # later sentences play while they are synthesized
-        self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
 
     # -- events ----------------------------------------------------------------
 
