@@ -60,15 +60,14 @@ from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.inbound import InboundAudio
 from voicerail.session.jobs import DialogJobs
+from voicerail.session.lifecycle import CallLifecycle
 from voicerail.session.playout import Playout, SendFrame
-from voicerail.session.resume import Resumed, StreamRegistry, admit_stream, take_over
+from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speaking import Speaker
 from voicerail.session.speculation import SpeculativeSTT
 from voicerail.session.speech_io import SpeechToTextResult
 from voicerail.state.recorder import CallStateRecorder
-from voicerail.state.session import SessionState
-from voicerail.turns import outcome as outcomes
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 from voicerail.wire.transport import (
@@ -91,8 +90,6 @@ TICK_S = 0.05
 #: How far the VAD may lag the received audio (a window, a frame and some batching)
 #: for an end-of-turn model's answer still to end the turn early.
 _VAD_BEHIND_S = 0.1
-#: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -136,6 +133,7 @@ class CallSession:
         self._bind_providers()
         self._jobs = DialogJobs(self)
         self._speaker = Speaker(self)
+        self._lifecycle = CallLifecycle(self)
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
         self._inbound = InboundAudio(
@@ -222,7 +220,7 @@ class CallSession:
             self.rt.load.call_ended(self.call_id)
         if self._streams is not None:
             self._streams.ended(self.transport.call_ref, self)
-        self._finish()
+        self._lifecycle.finish()
         if self._recorder is not None:
             await self._recorder.aclose()
         if self._close_code is not None:
@@ -270,47 +268,6 @@ class CallSession:
         call (rule 5)."""
         return self._admitted
 
-    def _finish(self) -> None:
-        if self._taken_over and self.started:
-            log.info("call %s: stream replaced by a newer one", self.call_id)
-            return
-        if not self.started:
-            # Not a call (rule 5): nothing recorded; one line says why it closed.
-            log.info(
-                "media stream %s closed before 'start' (%s): %s",
-                self.call_id,
-                self._ended_by,
-                self._error or "no error",
-            )
-            return
-        outcome = outcomes.final(error=self._error, decided=self._outcome, ended_by=self._ended_by)
-        # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
-        if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
-            call_ended(str(outcome), self._turn_index)
-        now = self._clock.wall()
-        self._emit(
-            EventKind.CALL_ENDED,
-            Stage.TELEPHONY,
-            outcome=str(outcome),
-            data={"ended_by": self._ended_by, "error": self._error, "turns": self._turn_index},
-        )
-        data = dict(self.record.data)
-        data["turns"] = self._turn_index
-        self.record = CallRecord(
-            call_id=self.call_id,
-            agent=self.record.agent,
-            started_at=self.record.started_at,
-            ended_at=now,
-            outcome=str(outcome),
-            error=self._error,
-            call_sid=self.transport.call_ref,
-            stream_sid=self.transport.stream_ref,
-            data=data,
-        )
-        self.rt.events.save_call(self.record)
-        if outcome is Outcome.FAILED:
-            log.warning("call %s failed (%s): %s", self.call_id, self._ended_by, self._error)
-
     # -- inbound ---------------------------------------------------------------
 
     async def _read(self, incoming: AsyncIterable[str | bytes]) -> None:
@@ -357,7 +314,7 @@ class CallSession:
             self._speaker.on_mark(message.name, now)
         elif isinstance(message, CallAnswered):
             self._stream_guard.receive_start(now)
-            await self._on_start(message)
+            await self._lifecycle.start(message)
         elif isinstance(message, DigitPressed):
             # compliance/dialog.py: during a PCI pause the key goes to the card entry only;
             # no key is recorded (16 events with a digit each would rebuild a card).
@@ -368,99 +325,6 @@ class CallSession:
         elif isinstance(message, CallHungUp):
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
-
-    async def _on_start(self, start: CallAnswered) -> None:
-        # Admission (session/load.py): a stream the webhook announced holds a slot
-        # under its CallSid; one beyond capacity is refused before it is a call,
-        # unless it carries on an accepted call (session/resume.py).
-        decision = await admit_stream(self.rt, start.call_ref or None)
-        if self._done.is_set():
-            return  # the socket closed while the state was read
-        if not decision.admit:
-            reason = f"refused: {decision.reason}"
-            self._emit(
-                EventKind.CALL_REFUSED,
-                Stage.TELEPHONY,
-                outcome="refused",
-                data={"where": "stream", "reason": decision.reason},
-                pii={"call_sid": start.call_ref},
-            )
-            log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
-            self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
-            return
-        if self._streams is not None:
-            self._streams.started(start.call_ref, self)
-        resumed = await take_over(self.rt, start.call_ref)
-        if self._done.is_set():
-            return  # the socket closed while the state was read
-        self._admitted = True
-        if resumed is not None:
-            self._on_resumed_start(start, resumed)
-            return
-        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
-        self.record = CallRecord(
-            call_id=self.call_id,
-            agent=self.record.agent,
-            started_at=self._clock.wall(),
-            call_sid=start.call_ref,
-            stream_sid=start.stream_ref,
-            data={
-                "custom_parameters": sorted(start.custom_parameters),
-                "worker": str(self.rt.worker),  # for state/lost_calls.py
-                "worker_pid": self.rt.worker.pid,
-                "transport": self.transport.name,
-            },
-        )
-        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
-        self.rt.events.save_call(self.record)
-        if self.rt.state is not None:
-            first = SessionState(self.call_id, call_sid=start.call_ref, worker=str(self.rt.worker))
-            self._recorder = CallStateRecorder(
-                self.rt.state, first, self._clock.wall, on_conflict=self.take_over
-            )
-        self._on_stream_started(start)
-        self._start_job(self._jobs.greet())
-
-    def _on_stream_started(self, start: CallAnswered) -> None:
-        self._emit(
-            EventKind.STREAM_STARTED,
-            Stage.TELEPHONY,
-            data={
-                "stream_sid": start.stream_ref,
-                "tracks": list(start.tracks),
-                "encoding": start.encoding,
-                "sample_rate_hz": start.sample_rate_hz,
-                "transport": self.transport.name,
-                "worker_pid": self.rt.worker.pid,
-            },
-            pii={"call_sid": start.call_ref, "custom_parameters": dict(start.custom_parameters)},
-        )
-        # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
-        if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
-            caller_known(start.caller)
-
-    def _on_resumed_start(self, start: CallAnswered, resumed: Resumed) -> None:
-        """Carry the call on (``session/resume.py``): its id, dialog, turns, outcome
-        and booking; the caller hears a recap instead of the greeting."""
-        state = resumed.state
-        self.call_id = state.call_id
-        current_call_id.set(self.call_id)  # tasks started from here on
-        self.dialog = resumed.dialog
-        self._bind_providers()
-        self._turn_index = max(0, len(state.turns) - 1)
-        self._outcome = Outcome(state.outcome) if state.outcome else None
-        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
-        worker = self.rt.worker
-        self.record = resumed.record(start.stream_ref, self.rt.agent.name, worker)
-        self.rt.events.save_call(self.record)
-        assert self.rt.state is not None  # take_over() resumes only with a state store
-        self._recorder = CallStateRecorder(
-            self.rt.state, state, self._clock.wall, on_conflict=self.take_over
-        )
-        data = resumed.event_data(worker, self._turn_index)
-        self._emit(EventKind.CALL_RESUMED, Stage.TELEPHONY, data=data)
-        self._on_stream_started(start)
-        self._start_job(self._jobs.greet_resumed())
 
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
         """Batched VAD results, in order, each with its frame's arrival time."""
