@@ -45,19 +45,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
-import numpy as np
-
-from voicerail.audio import endpointing
 from voicerail.compliance.dialog import plain_key
 from voicerail.dialog.base import Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
 from voicerail.providers.base import SpeechToText, TextToSpeech
-from voicerail.session.end_of_turn import EndOfTurnCheck
 from voicerail.session.inbound import InboundAudio
 from voicerail.session.jobs import DialogJobs
 from voicerail.session.lifecycle import CallLifecycle
@@ -65,8 +61,7 @@ from voicerail.session.playout import Playout, SendFrame
 from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime, current_call_id
 from voicerail.session.speaking import Speaker
-from voicerail.session.speculation import SpeculativeSTT
-from voicerail.session.speech_io import SpeechToTextResult
+from voicerail.session.turn_ends import TurnEnds
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
@@ -87,9 +82,6 @@ log = logging.getLogger(__name__)
 #: The call's audio rate (transports convert to and from it).
 TWILIO_RATE_HZ = CALL_RATE_HZ
 TICK_S = 0.05
-#: How far the VAD may lag the received audio (a window, a frame and some batching)
-#: for an end-of-turn model's answer still to end the turn early.
-_VAD_BEHIND_S = 0.1
 
 
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -139,26 +131,7 @@ class CallSession:
         self._inbound = InboundAudio(
             runtime.vad_model, cfg, on_scores=self._on_vad_scores, on_error=self._on_vad_error
         )
-        self._speculation: SpeculativeSTT[SpeechToTextResult] | None = None
-        if cfg.speculative_stt_after_s is not None:
-            speculate_after_s = cfg.speculative_stt_after_s
-            if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
-                # A turn the model ends must find its transcript already under way.
-                speculate_after_s = min(speculate_after_s, cfg.turn_check_after_s)
-            self._speculation = SpeculativeSTT(
-                self._jobs.transcribe_span,
-                after_s=speculate_after_s,
-                allowed=lambda: not runtime.load.busy(),
-            )
-        self._end_of_turn: EndOfTurnCheck | None = None
-        if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
-            self._end_of_turn = EndOfTurnCheck(
-                self._turn_probability, self._on_turn_complete, check_after_s=cfg.turn_check_after_s
-            )
-        # How the last turn end was decided: by "silence" or the "model", the wait
-        # from the end of speech (stream seconds), and the model's probability.
-        self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
-        self._turn_model_s: float | None = None  # the last model check's time, seconds
+        self._turn_ends = TurnEnds(self)
         self._playout = Playout(
             self.transport,
             send_text,
@@ -205,10 +178,7 @@ class CallSession:
         ]
         await self._done.wait()
         self._inbound.close()
-        if self._speculation is not None:
-            self._speculation.cancel()
-        if self._end_of_turn is not None:
-            self._end_of_turn.cancel()
+        self._turn_ends.cancel()
         if self._job is not None:
             tasks.append(self._job)
         for task in tasks:
@@ -309,7 +279,7 @@ class CallSession:
             # received seconds; the earliest frame relative to that fixes the origin.
             probabilities = self._inbound.receive(pcm, now)  # batched: _on_vad_scores
             if probabilities:
-                self._on_speech_probabilities(probabilities, now)
+                self._turn_ends.receive_probabilities(probabilities, now)
         elif isinstance(message, PlaybackMarked):
             self._speaker.on_mark(message.name, now)
         elif isinstance(message, CallAnswered):
@@ -332,7 +302,7 @@ class CallSession:
             return
         try:
             for probability, arrived in scores:
-                self._on_speech_probabilities((probability,), arrived)
+                self._turn_ends.receive_probabilities((probability,), arrived)
         except Exception as exc:  # callback boundary: fail this call only
             log.exception("call %s: turn taking failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
@@ -340,55 +310,6 @@ class CallSession:
     def _on_vad_error(self, error: BaseException) -> None:
         log.error("call %s: vad batch failed: %s", self.call_id, error)
         self._end("error", error=f"vad failed: {type(error).__name__}: {error}", close_code=1011)
-
-    def _on_speech_probabilities(self, probabilities: Sequence[float], now: float) -> None:
-        endpointer = self._inbound.endpointer
-        for probability in probabilities:
-            for change in endpointer.process(probability):
-                if isinstance(change, endpointing.SpeechStarted):
-                    self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})
-                    self._apply_now(self.turns.handle(tp.SpeechStarted(), now))
-                else:
-                    self._last_end = ("silence", change.at_s - change.speech_end_s, None)
-                    event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
-                    self._apply_now(self.turns.handle(event, now))
-            if self._speculation is not None:
-                self._speculation.observe(
-                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
-                )
-            if self._end_of_turn is not None:
-                self._end_of_turn.observe(
-                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
-                )
-
-    async def _turn_probability(self, speech_start_s: float, pause_start_s: float) -> float:
-        """The end-of-turn model's view of the utterance from its start to now."""
-        assert self.rt.turn_model is not None
-        started = self._clock.monotonic()
-        start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
-        pcm16k = self._inbound.pcm16k(start_s)
-        probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
-        self._turn_model_s = self._clock.monotonic() - started
-        return probability
-
-    def _on_turn_complete(
-        self, speech_start_s: float, pause_start_s: float, probability: float
-    ) -> None:
-        """The model says the caller finished: end the turn where the pause began."""
-        endpointer = self._inbound.endpointer
-        if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
-            return  # the caller spoke again, or the window already ended the turn
-        if self._inbound.received_s - endpointer.now_s > _VAD_BEHIND_S:
-            # Audio arrived that the VAD has not scored yet (a loaded server): the
-            # caller may already be speaking again, so the window decides instead.
-            # Under load this had split "next Tuesday | at three" into two turns.
-            return
-        change = endpointer.end_now()
-        if change is None or self._done.is_set():
-            return
-        self._last_end = ("model", change.at_s - change.speech_end_s, probability)
-        event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
-        self._apply_now(self.turns.handle(event, self._clock.monotonic()))
 
     async def _tick(self) -> None:
         while True:

@@ -65,8 +65,8 @@ class DialogJobs:
 
     async def answer(self, turn: tp.EndUserTurn) -> None:
         self.call._turn_index += 1
-        decided_by, endpoint_wait_s, turn_probability = self.call._last_end
-        spec = self.call._speculation
+        decided_by, endpoint_wait_s, turn_probability = self.call._turn_ends.last_end
+        spec = self.call._turn_ends.speculation
         # How late the end is seen against the caller's audio clock: 0 when every
         # frame is read on arrival (up to a frame and a VAD window of rounding).
         due = self.call._inbound.origin_s + turn.speech_end_s + endpoint_wait_s
@@ -84,19 +84,19 @@ class DialogJobs:
                 "ended_by": decided_by,
                 "turn_probability": turn_probability,
                 "turn_model_s": None
-                if self.call._turn_model_s is None
-                else round(self.call._turn_model_s, 4),
+                if self.call._turn_ends.turn_model_s is None
+                else round(self.call._turn_ends.turn_model_s, 4),
                 "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
                 # per call so far: STT speculations started, and used by the turn
                 # ends before this one
                 "speculations": None if spec is None else [spec.started, spec.used],
             },
         )
-        self.call._turn_model_s = None  # each turn reports its own model checks only
+        self.call._turn_ends.turn_model_s = None  # each turn reports its own model checks only
         waited_from = self._clock.monotonic()
         task = None
-        if self.call._speculation is not None:
-            task = self.call._speculation.take(turn.speech_start_s, turn.speech_end_s)
+        if self.call._turn_ends.speculation is not None:
+            task = self.call._turn_ends.speculation.take(turn.speech_start_s, turn.speech_end_s)
         if task is not None and task.cancelled():
             task = None
         try:
