@@ -1,16 +1,17 @@
 """The call driver: runs one call's turn loop over a media transport.
 
-(Over 800 lines: it is the one place where a call's tasks, sends and events
-meet. Issue 15 moved out what does one thing alone: the transport seam
+It coordinates pieces that each do one thing (issue 15 §1): the transport seam
 (``wire/transport.py``: Twilio, Telnyx, Plivo, Vonage), inbound audio
-(``session/inbound.py``: media clock, VAD, endpointer, ring), outbound pacing
-(``session/playout.py``), what was heard (``session/playback.py``), the STT and
-TTS calls of a turn (``session/speech_io.py``) and the outcome rules
-(``turns/outcome.py``); resume keeps its reads and rules in
-``session/resume.py``. What is left is the coordination: stream start, resume
-and admission, turn ends to dialog jobs, replies to sentences and marks, and the
-events; the next split is the dialog jobs (greet, answer, reprompt, DTMF) with
-their decision records into ``session/jobs.py``.)
+(``session/inbound.py``: media clock, VAD, endpointer, ring), turn starts and
+ends (``session/turn_ends.py``: endpointer, speculative STT, end-of-turn model),
+the dialog jobs and their decision records (``session/jobs.py``), speaking a
+reply (``session/speaking.py``: sentences, marks, holding phrase, barge-in),
+outbound pacing (``session/playout.py``), what was heard
+(``session/playback.py``), the STT and TTS calls (``session/speech_io.py``), a
+call's start and end record (``session/lifecycle.py``, with resume in
+``session/resume.py``) and the outcome rules (``turns/outcome.py``). What is
+left here is the coordination: the call's tasks, transport events to pieces,
+policy actions to jobs, the call's end, and the events.
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
@@ -20,7 +21,7 @@ turn-taking policy decides, and the driver executes the actions it is handed
 Rules:
 
 1. One :class:`CallSession` per call; it owns that call's transport, inbound
-   audio, playout, dialog and playback tracker. Nothing is shared between
+   audio, playout, dialog and the pieces above. Nothing is shared between
    calls except the :class:`~voicerail.session.runtime.Runtime`.
 2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
    time; starting one cancels the previous.
