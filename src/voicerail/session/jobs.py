@@ -51,12 +51,15 @@ class DialogJobs:
         self._clock = call.rt.clock
 
     async def greet(self) -> None:
+        """Greet the caller (``DialogDecided`` reason ``greeting``) and speak it."""
         started = self._clock.monotonic()
         reply = await self.call.dialog.start()
         self.record_decision(reply, started, reason="greeting")
         await self.call._speaker.speak(reply)
 
     async def greet_resumed(self) -> None:
+        """Recap for a resumed call (reason ``resumed``): the dialog's ``resume()``
+        when it has one, else its greeting."""
         started = self._clock.monotonic()
         resume = getattr(self.call.dialog, "resume", None)
         reply = await resume() if resume is not None else await self.call.dialog.start()
@@ -64,6 +67,9 @@ class DialogJobs:
         await self.call._speaker.speak(reply)
 
     async def answer(self, turn: tp.EndUserTurn) -> None:
+        """Answer one caller turn: record its end, transcribe it (the speculative
+        transcript when it covers the turn), ask the dialog, speak the reply.
+        A turn with no words is discarded; an STT failure is asked again (rule 1)."""
         self.call._turn_index += 1
         decided_by, endpoint_wait_s, turn_probability = self.call._turn_ends.last_end
         spec = self.call._turn_ends.speculation
@@ -119,7 +125,7 @@ class DialogJobs:
             self.record_decision(reply, self._clock.monotonic(), reason="stt_failed")
             await self.call._speaker.speak(reply)
             return
-        text, confidence = self.record_transcript(
+        text, confidence = self._record_transcript(
             result, speculative=task is not None, waited_s=self._clock.monotonic() - waited_from
         )
         if not text:
@@ -138,13 +144,19 @@ class DialogJobs:
     async def transcribe_span(
         self, speech_start_s: float, speech_end_s: float
     ) -> SpeechToTextResult:
-        """Run STT on the call audio between two stream times (plus pre-roll)."""
+        """Run STT on the call audio between two stream times (seconds of the
+        call's stream, plus pre-roll); also the speculative transcript's job
+        (``session/turn_ends.py``).
+
+        Raises:
+            ProviderError: no STT answered.
+        """
         preroll_s = self.call.rt.audio.preroll_s
         start_s = max(0.0, speech_start_s - preroll_s)
         pcm16k = self.call._inbound.pcm16k(start_s, speech_end_s + preroll_s)
         return await transcribe(self.call.stt, pcm16k, self._clock)
 
-    def record_transcript(
+    def _record_transcript(
         self, result: SpeechToTextResult, *, speculative: bool, waited_s: float
     ) -> tuple[str, float | None]:
         final = result.final
@@ -173,6 +185,7 @@ class DialogJobs:
         return text, confidence
 
     async def reprompt(self, count: int) -> None:
+        """Ask again after the ``count``-th silence (``Reprompted``, reason ``silence``)."""
         self.call._emit(EventKind.REPROMPTED, Stage.DIALOG, data={"count": count})
         started = self._clock.monotonic()
         reply = await self.call.dialog.on_silence(count)
@@ -180,18 +193,24 @@ class DialogJobs:
         await self.call._speaker.speak(reply)
 
     async def say_goodbye_after_silence(self) -> None:
+        """Say the dialog's goodbye after the last reprompt, then end the call
+        (``ended_by: silence``)."""
         started = self._clock.monotonic()
         reply = await self.call.dialog.on_silence(self.call.turns.state.reprompts + 1, final=True)
         self.record_decision(reply, started, reason="silence_hangup")
         await self.call._speaker.speak(reply, end_reason="silence")
 
     async def reply_to_dtmf(self, digit: str) -> None:
+        """Answer a key the caller pressed (reason ``dtmf``)."""
         started = self._clock.monotonic()
         reply = await self.call.dialog.on_dtmf(digit)
         self.record_decision(reply, started, reason="dtmf")
         await self.call._speaker.speak(reply)
 
     def record_decision(self, reply: AgentReply, started_s: float, *, reason: str) -> None:
+        """Record a reply as ``DialogDecided`` (``latency_s`` since ``started_s``,
+        the call's monotonic clock), its booking and handoff, the outcome it
+        decides, and hand the turn to the state recorder."""
         data: dict[str, Any] = {
             "reason": reason,
             "intent": reply.intent,

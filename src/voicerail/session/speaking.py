@@ -70,6 +70,8 @@ class Speaker:
             self.holding = None
 
     def on_mark(self, name: str, now: float) -> None:
+        """Record a mark echo at ``now`` (monotonic seconds): ``MarkPlayed``, and
+        the end of the reply's playback when it was its last mark."""
         tracker = self.playback
         segment = tracker.on_mark(name, now) if tracker is not None else None
         self.call._emit(
@@ -105,6 +107,9 @@ class Speaker:
         self.holding = asyncio.get_running_loop().create_task(hold())
 
     async def barge_in(self) -> None:
+        """The caller spoke over the agent: drop the job and the queued audio
+        (``clear``), tell the dialog and the state recorder what was heard,
+        record ``BargeIn`` (rule 4)."""
         now = self._clock.monotonic()
         tracker, self.playback = self.playback, None
         self.call._cancel_job()
@@ -147,7 +152,7 @@ class Speaker:
                     async for frames in pieces:
                         if first_audio:
                             first_audio = False
-                            self.on_first_audio(started)
+                            self._on_first_audio(started)
                         self.call._playout.queue_audio(generation, frames)
                         num_bytes += len(frames)
             except ProviderError as exc:
@@ -180,7 +185,7 @@ class Speaker:
         elif reply.data.get("pci") == "twilio_pay":  # compliance/pay_http.py: the call goes
             self.call.take_over()  # to Twilio's <Pay> and comes back to a new stream
 
-    def on_first_audio(self, synth_started_s: float) -> None:
+    def _on_first_audio(self, synth_started_s: float) -> None:
         now = self._clock.monotonic()
         self.call._unanswered_text = ""
         since_turn = (
