@@ -13,7 +13,7 @@ import numpy as np
 
 from voicerail.dialog.base import AgentReply
 from voicerail.errors import ErrorClass, ProviderError
-from voicerail.events.model import EventKind
+from voicerail.events.model import EventKind, Outcome
 from voicerail.events.store import SQLiteEventStore
 from voicerail.providers.base import (
     STTCapabilities,
@@ -151,7 +151,15 @@ class Call:
         return record
 
 
-def start_call(tmp_path, *, tts: Any = None, router: Router | None = None, **kw: Any) -> Call:
+def start_call(
+    tmp_path,
+    *,
+    tts: Any = None,
+    router: Router | None = None,
+    audio: AudioConfig = AUDIO,
+    turn_model: Any = None,
+    **kw: Any,
+) -> Call:
     clock = AutoClock()
     store = SQLiteEventStore(tmp_path / "events.sqlite3")
     runtime = Runtime(
@@ -160,8 +168,9 @@ def start_call(tmp_path, *, tts: Any = None, router: Router | None = None, **kw:
         tts=tts or ToneTTS(),
         events=store,
         clock=clock,
-        audio=AUDIO,
+        audio=audio,
         router=router,
+        turn_model=turn_model,
     )
     transport = FakeTransport(**kw)
     closed: list[tuple[int, str]] = []
@@ -279,3 +288,99 @@ def test_a_failing_tts_fails_over_to_the_next_provider(tmp_path):
     assert failed_over.provider == "backup"
     assert call.events(EventKind.PROVIDER_ATTEMPTED)[0].error_class == str(ErrorClass.TRANSIENT)
     assert call.kinds().count(EventKind.TTS_FIRST_AUDIO) == 1  # the caller heard the greeting
+
+
+# -- the pieces the driver coordinates (session/jobs.py, speaking.py, turn_ends.py)
+
+
+def test_a_decision_records_its_booking_handoff_and_outcome(tmp_path):
+    async def main() -> tuple[Any, Call]:
+        call = start_call(tmp_path)
+        await call.until(EventKind.TTS_FIRST_AUDIO)
+        reply = AgentReply("Booked.", booking_id="B-7", handoff=True, outcome=Outcome.COMPLETED)
+        call.session._jobs.record_decision(reply, call.clock.monotonic(), reason="user_turn")
+        call.transport.push(CallHungUp())
+        return await call.end(), call
+
+    record, call = run_virtual(main())
+    assert call.events(EventKind.DIALOG_DECIDED)[-1].data["reason"] == "user_turn"
+    assert [e.data for e in call.events(EventKind.BOOKING_WRITTEN)] == [{"booking_id": "B-7"}]
+    assert len(call.events(EventKind.HANDOFF_REQUESTED)) == 1
+    assert record.data["booking_id"] == "B-7" and record.data["handoff"] is True
+    assert record.outcome == "completed"  # decided by the reply, kept at hang-up
+
+
+def test_each_sentence_of_a_reply_is_followed_by_its_own_mark(tmp_path):
+    async def main() -> tuple[Any, Call]:
+        call = start_call(tmp_path)
+        await call.until(EventKind.TTS_FIRST_AUDIO)
+        call.session._speaker.on_mark("not-ours", call.clock.monotonic())
+        call.transport.push(DigitPressed("5"))  # "You pressed 5. Goodbye.", then hang up
+        return await call.end(), call
+
+    record, call = run_virtual(main())
+    sent_marks = [name for kind, name in call.transport.sent if kind == "mark"]
+    # Reply 2 (the DTMF reply) has two sentences (session/speaking.py rule 1), and
+    # the call ends only once both were heard (rule 2).
+    assert sent_marks[-2:] == ["r2.s0", "r2.s1"] and record.outcome == "completed"
+    played = {e.data["mark"]: e.data["current"] for e in call.events(EventKind.MARK_PLAYED)}
+    assert played["r2.s0"] is True and played["r2.s1"] is True
+    assert played["not-ours"] is False
+
+
+class SureTurnModel:
+    async def probability_async(self, pcm16: Any) -> float:
+        return 1.0
+
+
+def _session(tmp_path, audio: AudioConfig, turn_model: Any = None) -> CallSession:
+    async def send(frame: str | bytes) -> None:
+        raise AssertionError("unused")
+
+    async def close(code: int, reason: str) -> None:
+        raise AssertionError("unused")
+
+    runtime = Runtime(
+        agent=ScriptAgent(),
+        stt=HeardSTT(),
+        tts=ToneTTS(),
+        events=SQLiteEventStore(tmp_path / "events.sqlite3"),
+        clock=AutoClock(),
+        audio=audio,
+        turn_model=turn_model,
+    )
+    return CallSession(runtime, send, close, transport=FakeTransport())
+
+
+def test_speculation_starts_by_the_models_check_when_that_is_sooner(tmp_path):
+    audio = AudioConfig(speculative_stt_after_s=0.3, turn_check_after_s=0.1)
+
+    async def main() -> tuple[Any, Any]:
+        return (
+            _session(tmp_path, audio, SureTurnModel())._turn_ends,
+            _session(tmp_path, audio)._turn_ends,
+        )
+
+    with_model, without_model = run_virtual(main())
+    assert with_model.speculation is not None and with_model.speculation.after_s == 0.1
+    assert with_model.end_of_turn is not None
+    assert without_model.speculation is not None and without_model.speculation.after_s == 0.3
+    assert without_model.end_of_turn is None
+
+
+def test_a_turn_ended_by_the_model_says_so(tmp_path):
+    async def main() -> Call:
+        audio = AudioConfig(speculative_stt_after_s=None, turn_check_after_s=0.1)
+        call = start_call(tmp_path, audio=audio, turn_model=SureTurnModel())
+        await call.until(EventKind.TTS_FIRST_AUDIO)
+        await call.clock.sleep(1.0)
+        call.caller.say(1.0)
+        await call.until(EventKind.USER_TURN_ENDED)
+        call.transport.push(CallHungUp())
+        await call.end()
+        return call
+
+    call = run_virtual(main())
+    [ended] = call.events(EventKind.USER_TURN_ENDED)
+    assert ended.data["ended_by"] == "model" and ended.data["turn_probability"] == 1.0
+    assert ended.data["endpoint_wait_s"] < AUDIO.endpoint_silence_s

@@ -1,16 +1,17 @@
 """The call driver: runs one call's turn loop over a media transport.
 
-(Over 800 lines: it is the one place where a call's tasks, sends and events
-meet. Issue 15 moved out what does one thing alone: the transport seam
+It coordinates pieces that each do one thing (issue 15 §1): the transport seam
 (``wire/transport.py``: Twilio, Telnyx, Plivo, Vonage), inbound audio
-(``session/inbound.py``: media clock, VAD, endpointer, ring), outbound pacing
-(``session/playout.py``), what was heard (``session/playback.py``), the STT and
-TTS calls of a turn (``session/speech_io.py``) and the outcome rules
-(``turns/outcome.py``); resume keeps its reads and rules in
-``session/resume.py``. What is left is the coordination: stream start, resume
-and admission, turn ends to dialog jobs, replies to sentences and marks, and the
-events; the next split is the dialog jobs (greet, answer, reprompt, DTMF) with
-their decision records into ``session/jobs.py``.)
+(``session/inbound.py``: media clock, VAD, endpointer, ring), turn starts and
+ends (``session/turn_ends.py``: endpointer, speculative STT, end-of-turn model),
+the dialog jobs and their decision records (``session/jobs.py``), speaking a
+reply (``session/speaking.py``: sentences, marks, holding phrase, barge-in),
+outbound pacing (``session/playout.py``), what was heard
+(``session/playback.py``), the STT and TTS calls (``session/speech_io.py``), a
+call's start and end record (``session/lifecycle.py``, with resume in
+``session/resume.py``) and the outcome rules (``turns/outcome.py``). What is
+left here is the coordination: the call's tasks, transport events to pieces,
+policy actions to jobs, the call's end, and the events.
 
 It is the only place where the pure parts meet I/O, and it is boring on
 purpose: the wire codec parses, the audio pipeline detects speech, the
@@ -20,7 +21,7 @@ turn-taking policy decides, and the driver executes the actions it is handed
 Rules:
 
 1. One :class:`CallSession` per call; it owns that call's transport, inbound
-   audio, playout, dialog and playback tracker. Nothing is shared between
+   audio, playout, dialog and the pieces above. Nothing is shared between
    calls except the :class:`~voicerail.session.runtime.Runtime`.
 2. At most one agent job (greeting, answer, reprompt, DTMF reply) runs at a
    time; starting one cancels the previous.
@@ -44,33 +45,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import uuid
-from collections.abc import AsyncIterable, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any
 
-import numpy as np
-
-from voicerail.audio import endpointing
 from voicerail.compliance.dialog import plain_key
-from voicerail.dialog.base import AgentReply, Dialog
+from voicerail.dialog.base import Dialog
 from voicerail.errors import ProtocolError, ProviderError, StreamLimitExceeded
 from voicerail.events.model import Event, EventKind, Outcome, Stage
 from voicerail.events.store import CallRecord
-from voicerail.providers.base import SpeechToText, TextToSpeech, closing_stream
-from voicerail.session.end_of_turn import EndOfTurnCheck
+from voicerail.providers.base import SpeechToText, TextToSpeech
 from voicerail.session.inbound import InboundAudio
-from voicerail.session.phrase_cache import HOLDING_PHRASE
-from voicerail.session.playback import PlaybackTracker
+from voicerail.session.jobs import DialogJobs
+from voicerail.session.lifecycle import CallLifecycle
 from voicerail.session.playout import Playout, SendFrame
-from voicerail.session.resume import Resumed, StreamRegistry, admit_stream, take_over
+from voicerail.session.resume import StreamRegistry
 from voicerail.session.runtime import Runtime, current_call_id
-from voicerail.session.speculation import SpeculativeSTT
-from voicerail.session.speech_io import SpeechToTextResult, synthesize_ulaw, transcribe
-from voicerail.session.text import split_for_speech
+from voicerail.session.speaking import Speaker
+from voicerail.session.turn_ends import TurnEnds
 from voicerail.state.recorder import CallStateRecorder
-from voicerail.state.session import SessionState
-from voicerail.turns import outcome as outcomes
 from voicerail.turns import policy as tp
 from voicerail.wire.stream_limits import StreamGuard, StreamLimits
 from voicerail.wire.transport import (
@@ -90,11 +83,6 @@ log = logging.getLogger(__name__)
 #: The call's audio rate (transports convert to and from it).
 TWILIO_RATE_HZ = CALL_RATE_HZ
 TICK_S = 0.05
-#: How far the VAD may lag the received audio (a window, a frame and some batching)
-#: for an end-of-turn model's answer still to end the turn early.
-_VAD_BEHIND_S = 0.1
-#: WebSocket close code "Try Again Later" (RFC 6455 §7.4.1, IANA registry).
-CLOSE_TRY_AGAIN_LATER = 1013
 
 
 CloseSocket = Callable[[int, str], Awaitable[None]]
@@ -141,31 +129,15 @@ class CallSession:
         self.stt: SpeechToText = runtime.stt
         self.tts: TextToSpeech = runtime.tts
         self._bind_providers()
+        self._jobs = DialogJobs(self)
+        self._speaker = Speaker(self)
+        self._lifecycle = CallLifecycle(self)
         self.turns = tp.TurnTaking(runtime.turns, self._clock.monotonic())
         cfg = runtime.audio
         self._inbound = InboundAudio(
             runtime.vad_model, cfg, on_scores=self._on_vad_scores, on_error=self._on_vad_error
         )
-        self._speculation: SpeculativeSTT[SpeechToTextResult] | None = None
-        if cfg.speculative_stt_after_s is not None:
-            speculate_after_s = cfg.speculative_stt_after_s
-            if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
-                # A turn the model ends must find its transcript already under way.
-                speculate_after_s = min(speculate_after_s, cfg.turn_check_after_s)
-            self._speculation = SpeculativeSTT(
-                self._transcribe_span,
-                after_s=speculate_after_s,
-                allowed=lambda: not runtime.load.busy(),
-            )
-        self._end_of_turn: EndOfTurnCheck | None = None
-        if runtime.turn_model is not None and cfg.turn_check_after_s is not None:
-            self._end_of_turn = EndOfTurnCheck(
-                self._turn_probability, self._on_turn_complete, check_after_s=cfg.turn_check_after_s
-            )
-        # How the last turn end was decided: by "silence" or the "model", the wait
-        # from the end of speech (stream seconds), and the model's probability.
-        self._last_end: tuple[str, float, float | None] = ("silence", cfg.endpoint_silence_s, None)
-        self._turn_model_s: float | None = None  # the last model check's time, seconds
+        self._turn_ends = TurnEnds(self)
         self._playout = Playout(
             self.transport,
             send_text,
@@ -173,8 +145,6 @@ class CallSession:
             lead_s=cfg.playback_lead_s,
             frames_per_message=cfg.frames_per_media,
         )
-        self._playback: PlaybackTracker | None = None
-        self._playback_done = asyncio.Event()
         self._job: asyncio.Task[None] | None = None
         self._done = asyncio.Event()
         self._unanswered_text = ""
@@ -186,8 +156,6 @@ class CallSession:
         self._close_reason: str | None = None  # the peer's own fault, told to the peer
         self._turn_index = 0
         self._admitted = False  # a stream started and was admitted: this is a call
-        self._holding: asyncio.Task[None] | None = None
-        self._reply_index = 0  # mark names are unique per call: r{reply}.s{sentence}
         self._recorder: CallStateRecorder | None = None  # state once per turn (state/)
         self._caller_text = ""  # the turn's caller text, for the recorder
         self.record = CallRecord(
@@ -216,23 +184,19 @@ class CallSession:
         ]
         await self._done.wait()
         self._inbound.close()
-        if self._speculation is not None:
-            self._speculation.cancel()
-        if self._end_of_turn is not None:
-            self._end_of_turn.cancel()
+        self._turn_ends.cancel()
         if self._job is not None:
             tasks.append(self._job)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self._holding is not None:
-            self._holding.cancel()
+        self._speaker.cancel_holding()
         if self._admitted and not self._taken_over:
             # A taken-over stream's call goes on in the stream that replaced it.
             self.rt.load.call_ended(self.call_id)
         if self._streams is not None:
             self._streams.ended(self.transport.call_ref, self)
-        self._finish()
+        self._lifecycle.finish()
         if self._recorder is not None:
             await self._recorder.aclose()
         if self._close_code is not None:
@@ -280,47 +244,6 @@ class CallSession:
         call (rule 5)."""
         return self._admitted
 
-    def _finish(self) -> None:
-        if self._taken_over and self.started:
-            log.info("call %s: stream replaced by a newer one", self.call_id)
-            return
-        if not self.started:
-            # Not a call (rule 5): nothing recorded; one line says why it closed.
-            log.info(
-                "media stream %s closed before 'start' (%s): %s",
-                self.call_id,
-                self._ended_by,
-                self._error or "no error",
-            )
-            return
-        outcome = outcomes.final(error=self._error, decided=self._outcome, ended_by=self._ended_by)
-        # A dialog with a CRM queues its call-end writes (summary, disposition, lead).
-        if (call_ended := getattr(self.dialog, "on_call_ended", None)) is not None:
-            call_ended(str(outcome), self._turn_index)
-        now = self._clock.wall()
-        self._emit(
-            EventKind.CALL_ENDED,
-            Stage.TELEPHONY,
-            outcome=str(outcome),
-            data={"ended_by": self._ended_by, "error": self._error, "turns": self._turn_index},
-        )
-        data = dict(self.record.data)
-        data["turns"] = self._turn_index
-        self.record = CallRecord(
-            call_id=self.call_id,
-            agent=self.record.agent,
-            started_at=self.record.started_at,
-            ended_at=now,
-            outcome=str(outcome),
-            error=self._error,
-            call_sid=self.transport.call_ref,
-            stream_sid=self.transport.stream_ref,
-            data=data,
-        )
-        self.rt.events.save_call(self.record)
-        if outcome is Outcome.FAILED:
-            log.warning("call %s failed (%s): %s", self.call_id, self._ended_by, self._error)
-
     # -- inbound ---------------------------------------------------------------
 
     async def _read(self, incoming: AsyncIterable[str | bytes]) -> None:
@@ -362,12 +285,12 @@ class CallSession:
             # received seconds; the earliest frame relative to that fixes the origin.
             probabilities = self._inbound.receive(pcm, now)  # batched: _on_vad_scores
             if probabilities:
-                self._on_speech_probabilities(probabilities, now)
+                self._turn_ends.receive_probabilities(probabilities, now)
         elif isinstance(message, PlaybackMarked):
-            self._on_mark(message.name, now)
+            self._speaker.on_mark(message.name, now)
         elif isinstance(message, CallAnswered):
             self._stream_guard.receive_start(now)
-            await self._on_start(message)
+            await self._lifecycle.start(message)
         elif isinstance(message, DigitPressed):
             # compliance/dialog.py: during a PCI pause the key goes to the card entry only;
             # no key is recorded (16 events with a digit each would rebuild a card).
@@ -379,106 +302,13 @@ class CallSession:
             self._stream_guard.receive_stop()
             await self._apply(self.turns.handle(tp.CallerHungUp(), now))
 
-    async def _on_start(self, start: CallAnswered) -> None:
-        # Admission (session/load.py): a stream the webhook announced holds a slot
-        # under its CallSid; one beyond capacity is refused before it is a call,
-        # unless it carries on an accepted call (session/resume.py).
-        decision = await admit_stream(self.rt, start.call_ref or None)
-        if self._done.is_set():
-            return  # the socket closed while the state was read
-        if not decision.admit:
-            reason = f"refused: {decision.reason}"
-            self._emit(
-                EventKind.CALL_REFUSED,
-                Stage.TELEPHONY,
-                outcome="refused",
-                data={"where": "stream", "reason": decision.reason},
-                pii={"call_sid": start.call_ref},
-            )
-            log.warning("call %s: stream refused (%s)", self.call_id, decision.reason)
-            self._end(reason, close_code=CLOSE_TRY_AGAIN_LATER)
-            return
-        if self._streams is not None:
-            self._streams.started(start.call_ref, self)
-        resumed = await take_over(self.rt, start.call_ref)
-        if self._done.is_set():
-            return  # the socket closed while the state was read
-        self._admitted = True
-        if resumed is not None:
-            self._on_resumed_start(start, resumed)
-            return
-        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
-        self.record = CallRecord(
-            call_id=self.call_id,
-            agent=self.record.agent,
-            started_at=self._clock.wall(),
-            call_sid=start.call_ref,
-            stream_sid=start.stream_ref,
-            data={
-                "custom_parameters": sorted(start.custom_parameters),
-                "worker": str(self.rt.worker),  # for state/lost_calls.py
-                "worker_pid": self.rt.worker.pid,
-                "transport": self.transport.name,
-            },
-        )
-        self._emit(EventKind.CALL_STARTED, Stage.TELEPHONY)
-        self.rt.events.save_call(self.record)
-        if self.rt.state is not None:
-            first = SessionState(self.call_id, call_sid=start.call_ref, worker=str(self.rt.worker))
-            self._recorder = CallStateRecorder(
-                self.rt.state, first, self._clock.wall, on_conflict=self.take_over
-            )
-        self._on_stream_started(start)
-        self._start_job(self._greet())
-
-    def _on_stream_started(self, start: CallAnswered) -> None:
-        self._emit(
-            EventKind.STREAM_STARTED,
-            Stage.TELEPHONY,
-            data={
-                "stream_sid": start.stream_ref,
-                "tracks": list(start.tracks),
-                "encoding": start.encoding,
-                "sample_rate_hz": start.sample_rate_hz,
-                "transport": self.transport.name,
-                "worker_pid": self.rt.worker.pid,
-            },
-            pii={"call_sid": start.call_ref, "custom_parameters": dict(start.custom_parameters)},
-        )
-        # A dialog with a CRM starts the caller lookup now; the greeting does not wait.
-        if (caller_known := getattr(self.dialog, "caller_known", None)) is not None:
-            caller_known(start.caller)
-
-    def _on_resumed_start(self, start: CallAnswered, resumed: Resumed) -> None:
-        """Carry the call on (``session/resume.py``): its id, dialog, turns, outcome
-        and booking; the caller hears a recap instead of the greeting."""
-        state = resumed.state
-        self.call_id = state.call_id
-        current_call_id.set(self.call_id)  # tasks started from here on
-        self.dialog = resumed.dialog
-        self._bind_providers()
-        self._turn_index = max(0, len(state.turns) - 1)
-        self._outcome = Outcome(state.outcome) if state.outcome else None
-        self.rt.load.call_started(self.call_id, reservation=start.call_ref or None)
-        worker = self.rt.worker
-        self.record = resumed.record(start.stream_ref, self.rt.agent.name, worker)
-        self.rt.events.save_call(self.record)
-        assert self.rt.state is not None  # take_over() resumes only with a state store
-        self._recorder = CallStateRecorder(
-            self.rt.state, state, self._clock.wall, on_conflict=self.take_over
-        )
-        data = resumed.event_data(worker, self._turn_index)
-        self._emit(EventKind.CALL_RESUMED, Stage.TELEPHONY, data=data)
-        self._on_stream_started(start)
-        self._start_job(self._greet_resumed())
-
     def _on_vad_scores(self, scores: list[tuple[float, float]]) -> None:
         """Batched VAD results, in order, each with its frame's arrival time."""
         if self._done.is_set():
             return
         try:
             for probability, arrived in scores:
-                self._on_speech_probabilities((probability,), arrived)
+                self._turn_ends.receive_probabilities((probability,), arrived)
         except Exception as exc:  # callback boundary: fail this call only
             log.exception("call %s: turn taking failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
@@ -486,66 +316,6 @@ class CallSession:
     def _on_vad_error(self, error: BaseException) -> None:
         log.error("call %s: vad batch failed: %s", self.call_id, error)
         self._end("error", error=f"vad failed: {type(error).__name__}: {error}", close_code=1011)
-
-    def _on_speech_probabilities(self, probabilities: Sequence[float], now: float) -> None:
-        endpointer = self._inbound.endpointer
-        for probability in probabilities:
-            for change in endpointer.process(probability):
-                if isinstance(change, endpointing.SpeechStarted):
-                    self._emit(EventKind.USER_TURN_STARTED, Stage.VAD, data={"at_s": change.at_s})
-                    self._apply_now(self.turns.handle(tp.SpeechStarted(), now))
-                else:
-                    self._last_end = ("silence", change.at_s - change.speech_end_s, None)
-                    event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
-                    self._apply_now(self.turns.handle(event, now))
-            if self._speculation is not None:
-                self._speculation.observe(
-                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
-                )
-            if self._end_of_turn is not None:
-                self._end_of_turn.observe(
-                    endpointer.speech_start_s, endpointer.pause_start_s, endpointer.now_s
-                )
-
-    async def _turn_probability(self, speech_start_s: float, pause_start_s: float) -> float:
-        """The end-of-turn model's view of the utterance from its start to now."""
-        assert self.rt.turn_model is not None
-        started = self._clock.monotonic()
-        start_s = max(0.0, speech_start_s - self.rt.audio.preroll_s)
-        pcm16k = self._inbound.pcm16k(start_s)
-        probability = await self.rt.turn_model.probability_async(np.frombuffer(pcm16k, dtype="<i2"))
-        self._turn_model_s = self._clock.monotonic() - started
-        return probability
-
-    def _on_turn_complete(
-        self, speech_start_s: float, pause_start_s: float, probability: float
-    ) -> None:
-        """The model says the caller finished: end the turn where the pause began."""
-        endpointer = self._inbound.endpointer
-        if endpointer.speech_start_s != speech_start_s or endpointer.pause_start_s != pause_start_s:
-            return  # the caller spoke again, or the window already ended the turn
-        if self._inbound.received_s - endpointer.now_s > _VAD_BEHIND_S:
-            # Audio arrived that the VAD has not scored yet (a loaded server): the
-            # caller may already be speaking again, so the window decides instead.
-            # Under load this had split "next Tuesday | at three" into two turns.
-            return
-        change = endpointer.end_now()
-        if change is None or self._done.is_set():
-            return
-        self._last_end = ("model", change.at_s - change.speech_end_s, probability)
-        event = tp.SpeechEnded(change.speech_start_s, change.speech_end_s)
-        self._apply_now(self.turns.handle(event, self._clock.monotonic()))
-
-    def _on_mark(self, name: str, now: float) -> None:
-        tracker = self._playback
-        segment = tracker.on_mark(name, now) if tracker is not None else None
-        self._emit(
-            EventKind.MARK_PLAYED,
-            Stage.TELEPHONY,
-            data={"mark": name, "current": segment is not None},
-        )
-        if tracker is not None and tracker.all_heard:
-            self._playback_done.set()
 
     async def _tick(self) -> None:
         while True:
@@ -570,20 +340,20 @@ class CallSession:
             if isinstance(action, tp.EndUserTurn):
                 self._turn_ended_at_s = self._clock.monotonic()
                 self._turn_deadline_s = self._turn_ended_at_s + self.rt.turn_budget_s
-                self._start_job(self._answer(action))
-                self._arm_holding_phrase()
+                self._start_job(self._jobs.answer(action))
+                self._speaker.arm_holding_phrase()
             elif isinstance(action, tp.BargeIn):
-                await self._barge_in()
+                await self._speaker.barge_in()
             elif isinstance(action, tp.CancelReply):
                 self._cancel_job()
             elif isinstance(action, tp.Reprompt):
-                self._start_job(self._reprompt(action.count))
+                self._start_job(self._jobs.reprompt(action.count))
             elif isinstance(action, tp.DeliverDtmf):
                 self._turn_ended_at_s = self._clock.monotonic()
-                self._start_job(self._reply_to_dtmf(action.digit))
+                self._start_job(self._jobs.reply_to_dtmf(action.digit))
             elif isinstance(action, tp.EndCall):
                 if action.reason == "silence":
-                    self._start_job(self._say_goodbye_after_silence())
+                    self._start_job(self._jobs.say_goodbye_after_silence())
                 else:
                     self._end("caller")
 
@@ -592,9 +362,7 @@ class CallSession:
         self._job = asyncio.get_running_loop().create_task(self._guard(coro))
 
     def _cancel_job(self) -> None:
-        if self._holding is not None:  # the reply it stood in for is gone
-            self._holding.cancel()
-            self._holding = None
+        self._speaker.cancel_holding()  # the reply it stood in for is gone
         if self._job is not None and not self._job.done():
             self._job.cancel()
         self._job = None
@@ -617,306 +385,6 @@ class CallSession:
         except Exception as exc:  # task boundary: record, fail this call only
             log.exception("call %s: agent job failed", self.call_id)
             self._end("error", error=f"{type(exc).__name__}: {exc}", close_code=1011)
-
-    def _arm_holding_phrase(self) -> None:
-        """Play the holding phrase if this turn's reply is late (``holding_after_s``)."""
-        after_s = self.rt.audio.holding_after_s
-        if after_s is None or self.rt.phrases is None:
-            return
-        audio = self.rt.phrases.get_quietly(HOLDING_PHRASE)
-        if audio is None:
-            return
-        turn_ended_at_s = self._turn_ended_at_s
-
-        async def hold() -> None:
-            await self._clock.sleep(after_s)
-            self._holding = None
-            if self._turn_ended_at_s != turn_ended_at_s or not self._playout.sending:
-                return  # the reply started, or another turn began
-            generation = self._playout.generation
-            self._playout.queue_audio(generation, audio)
-            self._playout.queue_mark(generation, f"hold{self._turn_index}")
-            self._emit(EventKind.HOLDING_PHRASE_PLAYED, Stage.TTS, data={"turn": self._turn_index})
-
-        self._holding = asyncio.get_running_loop().create_task(hold())
-
-    async def _barge_in(self) -> None:
-        now = self._clock.monotonic()
-        tracker, self._playback = self._playback, None
-        self._cancel_job()
-        await self._playout.cut()
-        heard = tracker.heard_text(now) if tracker is not None else ""
-        full = tracker.full_text if tracker is not None else ""
-        self.dialog.on_agent_heard(heard, full)
-        if self._recorder is not None:
-            self._recorder.heard(heard)
-        self._emit(
-            EventKind.BARGE_IN,
-            Stage.TELEPHONY,
-            data={"heard_words": len(heard.split()), "full_words": len(full.split())},
-            pii={"heard_text": heard, "full_text": full},
-        )
-
-    # -- agent jobs ------------------------------------------------------------
-
-    async def _greet(self) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.start()
-        self._record_decision(reply, started, reason="greeting")
-        await self._speak(reply)
-
-    async def _greet_resumed(self) -> None:
-        started = self._clock.monotonic()
-        resume = getattr(self.dialog, "resume", None)
-        reply = await resume() if resume is not None else await self.dialog.start()
-        self._record_decision(reply, started, reason="resumed")
-        await self._speak(reply)
-
-    async def _answer(self, turn: tp.EndUserTurn) -> None:
-        self._turn_index += 1
-        decided_by, endpoint_wait_s, turn_probability = self._last_end
-        spec = self._speculation
-        # How late the end is seen against the caller's audio clock: 0 when every
-        # frame is read on arrival (up to a frame and a VAD window of rounding).
-        due = self._inbound.origin_s + turn.speech_end_s + endpoint_wait_s
-        inbound_lag_s = self._clock.monotonic() - due if math.isfinite(due) else None
-        if inbound_lag_s is not None:
-            self.rt.load.observe_inbound_lag(inbound_lag_s)
-        self._emit(
-            EventKind.USER_TURN_ENDED,
-            Stage.VAD,
-            data={
-                "turn": self._turn_index,
-                "speech_start_s": turn.speech_start_s,
-                "speech_end_s": turn.speech_end_s,
-                "endpoint_wait_s": round(endpoint_wait_s, 4),
-                "ended_by": decided_by,
-                "turn_probability": turn_probability,
-                "turn_model_s": None
-                if self._turn_model_s is None
-                else round(self._turn_model_s, 4),
-                "inbound_lag_s": None if inbound_lag_s is None else round(inbound_lag_s, 4),
-                # per call so far: STT speculations started, and used by the turn
-                # ends before this one
-                "speculations": None if spec is None else [spec.started, spec.used],
-            },
-        )
-        self._turn_model_s = None  # each turn reports its own model checks only
-        waited_from = self._clock.monotonic()
-        task = None
-        if self._speculation is not None:
-            task = self._speculation.take(turn.speech_start_s, turn.speech_end_s)
-        if task is not None and task.cancelled():
-            task = None
-        try:
-            if task is not None:
-                result = await task
-            else:
-                result = await self._transcribe_span(turn.speech_start_s, turn.speech_end_s)
-        except ProviderError as exc:
-            # No recognizer answered in time: the caller is asked again, as for an
-            # unintelligible turn, instead of losing the call.
-            self._emit(
-                EventKind.TRANSCRIPT_FINAL,
-                Stage.STT,
-                provider=exc.provider,
-                outcome="error",
-                error_class=str(exc.error_class),
-                data={"turn": self._turn_index, "error": str(exc)},
-            )
-            reply = await self.dialog.on_user_turn("", None)
-            self._record_decision(reply, self._clock.monotonic(), reason="stt_failed")
-            await self._speak(reply)
-            return
-        text, confidence = self._record_transcript(
-            result, speculative=task is not None, waited_s=self._clock.monotonic() - waited_from
-        )
-        if not text:
-            await self._apply(self.turns.handle(tp.TurnDiscarded(), self._clock.monotonic()))
-            return
-        text = f"{self._unanswered_text} {text}".strip()
-        self._unanswered_text = text
-        self._caller_text = text
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_user_turn(text, confidence)
-        self._record_decision(reply, started, reason="user_turn")
-        await self._speak(reply)
-
-    async def _transcribe_span(
-        self, speech_start_s: float, speech_end_s: float
-    ) -> SpeechToTextResult:
-        """Run STT on the call audio between two stream times (plus pre-roll)."""
-        preroll_s = self.rt.audio.preroll_s
-        start_s = max(0.0, speech_start_s - preroll_s)
-        pcm16k = self._inbound.pcm16k(start_s, speech_end_s + preroll_s)
-        return await transcribe(self.stt, pcm16k, self._clock)
-
-    def _record_transcript(
-        self, result: SpeechToTextResult, *, speculative: bool, waited_s: float
-    ) -> tuple[str, float | None]:
-        final = result.final
-        text = final.text.strip() if final is not None else ""
-        confidence = final.confidence if final is not None else None
-        # compliance/dialog.py: spoken cards and personal data redacted before recording.
-        screen = getattr(self.dialog, "screen_transcript", None)
-        recorded, text = screen(text) if screen is not None else (text, text)
-        self._emit(
-            EventKind.TRANSCRIPT_FINAL,
-            Stage.STT,
-            provider=final.usage.provider if final and final.usage else self.stt.name,
-            model=final.usage.model if final and final.usage else self.stt.model,
-            latency_s=result.elapsed_s,
-            outcome="ok",
-            data={
-                "turn": self._turn_index,
-                "confidence": confidence,
-                "num_words": len(text.split()),
-                "audio_s": result.audio_s,
-                "speculative": speculative,
-                "wait_after_turn_end_s": waited_s,
-            },
-            pii={"text": recorded},
-        )
-        return text, confidence
-
-    async def _reprompt(self, count: int) -> None:
-        self._emit(EventKind.REPROMPTED, Stage.DIALOG, data={"count": count})
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_silence(count)
-        self._record_decision(reply, started, reason="silence")
-        await self._speak(reply)
-
-    async def _say_goodbye_after_silence(self) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_silence(self.turns.state.reprompts + 1, final=True)
-        self._record_decision(reply, started, reason="silence_hangup")
-        await self._speak(reply, end_reason="silence")
-
-    async def _reply_to_dtmf(self, digit: str) -> None:
-        started = self._clock.monotonic()
-        reply = await self.dialog.on_dtmf(digit)
-        self._record_decision(reply, started, reason="dtmf")
-        await self._speak(reply)
-
-    def _record_decision(self, reply: AgentReply, started_s: float, *, reason: str) -> None:
-        data: dict[str, Any] = {
-            "reason": reason,
-            "intent": reply.intent,
-            "node": reply.node,
-            "end_call": reply.end_call,
-            "handoff": reply.handoff,
-            **reply.data,
-        }
-        self._emit(
-            EventKind.DIALOG_DECIDED,
-            Stage.DIALOG,
-            latency_s=self._clock.monotonic() - started_s,
-            outcome=str(reply.outcome) if reply.outcome else None,
-            data=data,
-            pii={"agent_text": reply.text, **reply.pii},
-        )
-        if reply.booking_id:
-            self.record.data["booking_id"] = reply.booking_id
-            self._emit(EventKind.BOOKING_WRITTEN, Stage.CRM, data={"booking_id": reply.booking_id})
-        if reply.handoff:
-            self._emit(
-                EventKind.HANDOFF_REQUESTED,
-                Stage.HANDOFF,
-                data={"intent": reply.intent, "node": reply.node},
-            )
-            self.record.data["handoff"] = True
-        self._outcome = outcomes.decide(self._outcome, reply.outcome)
-        self._record_state(reply)
-
-    def _record_state(self, reply: AgentReply) -> None:
-        """Hand this turn to the state recorder (written in the background)."""
-        if self._recorder is None:
-            return
-        snapshot = getattr(self.dialog, "snapshot", None)  # a dialog that can be restored
-        self._recorder.turn(
-            caller_text=self._caller_text,
-            agent_text=reply.text,
-            outcome=str(self._outcome) if self._outcome is not None else None,
-            booking_id=self.record.data.get("booking_id"),
-            dialog=snapshot() if snapshot is not None else None,
-            providers={"stt": self.stt.name, "tts": self.tts.name},
-        )
-        self._caller_text = ""
-
-    # -- speaking --------------------------------------------------------------
-
-    async def _speak(self, reply: AgentReply, *, end_reason: str | None = None) -> None:
-        """Synthesize ``reply`` sentence by sentence, queue it, wait until heard."""
-        now = self._clock.monotonic()
-        tracker = PlaybackTracker(now)
-        self._playback = tracker
-        self._playback_done = asyncio.Event()
-        generation = self._playout.generation
-        self._reply_index += 1
-        first_audio = True
-        phrases = self.rt.phrases
-        texts = split_for_speech(
-            reply.text,
-            self.rt.audio.first_clause_min_words,
-            ready=(lambda sentence: sentence in phrases)
-            if phrases is not None
-            else lambda s: False,
-        )
-        for index, sentence in enumerate(texts):
-            started = self._clock.monotonic()
-            num_bytes = 0
-            try:
-                pieces = synthesize_ulaw(sentence, self.tts, self.rt.phrases)
-                async with closing_stream(pieces):
-                    async for frames in pieces:
-                        if first_audio:
-                            first_audio = False
-                            self._on_first_audio(started)
-                        self._playout.queue_audio(generation, frames)
-                        num_bytes += len(frames)
-            except ProviderError as exc:
-                # No TTS could speak this sentence: the call goes on without it
-                # (an accepted call is never failed by a provider); the caller
-                # hears the rest of the reply, and the event says what was lost.
-                self._emit(
-                    EventKind.PROVIDER_ATTEMPTED,
-                    Stage.TTS,
-                    provider=exc.provider,
-                    outcome="error",
-                    error_class=str(exc.error_class),
-                    data={"error": str(exc), "sentence_skipped": index},
-                )
-                log.warning("call %s: sentence %d not spoken: %s", self.call_id, index, exc)
-            mark = f"r{self._reply_index}.s{index}"
-            tracker.add_segment(mark, sentence, num_bytes / TWILIO_RATE_HZ)
-            self._playout.queue_mark(generation, mark)
-        tracker.finished_queueing = True
-        if tracker.all_heard:
-            self._playback_done.set()
-        await self._playback_done.wait()
-        await self._apply(self.turns.handle(tp.AgentFinishedSpeaking(), self._clock.monotonic()))
-        if end_reason is not None:
-            self._end(end_reason, close_code=1000)
-        elif reply.end_call:
-            self._end("agent", close_code=1000)
-        elif reply.data.get("pci") == "twilio_pay":  # compliance/pay_http.py: the call goes
-            self.take_over()  # to Twilio's <Pay> and comes back to a new stream
-
-    def _on_first_audio(self, synth_started_s: float) -> None:
-        now = self._clock.monotonic()
-        self._unanswered_text = ""
-        since_turn = now - self._turn_ended_at_s if self._turn_ended_at_s is not None else None
-        self._emit(
-            EventKind.TTS_FIRST_AUDIO,
-            Stage.TTS,
-            provider=self.tts.name,
-            model=self.tts.model,
-            latency_s=now - synth_started_s,
-            data={"turn": self._turn_index, "since_turn_end_s": since_turn},
-        )
-        self._turn_ended_at_s = None
-        self._turn_deadline_s = None  # later sentences play while they are synthesized
-        self._apply_now(self.turns.handle(tp.AgentStartedSpeaking(), now))
 
     # -- events ----------------------------------------------------------------
 
