@@ -73,6 +73,7 @@ from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.audio.resample import StreamResampler
 from voicerail.errors import LocalProtocolError, ProtocolError
 from voicerail.events.model import Event, EventKind
+from voicerail.wire.stream_base import QueuedStream, check_dtmf_digit, check_l16_frame
 from voicerail.wire.transport import (
     CALL_RATE_HZ,
     AudioReceived,
@@ -80,7 +81,6 @@ from voicerail.wire.transport import (
     CallHungUp,
     DigitPressed,
     PlaybackMarked,
-    TransportEvent,
 )
 from voicerail.wire.twilio_parsing import _load, _quote
 
@@ -90,7 +90,6 @@ MIN_RATE_HZ = 8000
 MAX_RATE_HZ = 96000
 MAX_FRAME_BYTES = 192_000
 """Largest binary frame accepted: one second of PCM16 at 96 kHz (our limit)."""
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
 #: soxr's medium quality: streamed in 20 ms blocks, it holds back 35 ms of audio
 #: from 48 kHz to 8 kHz and 36 ms from 8 kHz to 48 kHz, against 128 ms and 138 ms
 #: for "HQ" (measured 2026-12 with python-soxr on one second of 20 ms blocks); the
@@ -99,7 +98,7 @@ _DTMF_KEYS = frozenset("0123456789*#ABCD")
 _QUALITY = "MQ"
 
 
-class BrowserCallProtocol:
+class BrowserCallProtocol(QueuedStream):
     """One browser call page's WebSocket; a
     :class:`~voicerail.wire.transport.MediaTransport`. No I/O.
 
@@ -113,29 +112,19 @@ class BrowserCallProtocol:
     def __init__(self, call_ref: str, caller: str = "") -> None:
         if not call_ref:
             raise ValueError("call_ref must not be empty")
+        super().__init__()
         self._call_ref = call_ref
         self._caller = caller
-        self._call: CallAnswered | None = None
         self._hung_up = False
         self._rate_hz = CALL_RATE_HZ
         self._down: StreamResampler | None = None
         self._up: StreamResampler | None = None
         self._pending: list[str] = []
         self._dropped: set[str] = set()  # marks a clear dropped (rule 3)
-        self._events: list[TransportEvent] = []
-        self._outgoing: list[str | bytes] = []
 
     @property
     def sending(self) -> bool:
         return self._call is not None and not self._hung_up
-
-    @property
-    def call_ref(self) -> str | None:
-        return self._call.call_ref if self._call is not None else None
-
-    @property
-    def stream_ref(self) -> str | None:
-        return self.call_ref
 
     @property
     def sample_rate_hz(self) -> int:
@@ -169,11 +158,7 @@ class BrowserCallProtocol:
             self._dropped.clear()
         elif event == "dtmf":
             digit = fields.string("digit")
-            if len(digit) != 1 or digit not in _DTMF_KEYS:
-                raise ProtocolError(
-                    "field 'digit' in 'dtmf' message is not a dtmf key", event=event
-                )
-            self._events.append(DigitPressed(digit))
+            self._events.append(DigitPressed(check_dtmf_digit(digit, "digit", event)))
         elif event == "hangup":
             self._hung_up = True
             self._events.append(CallHungUp())
@@ -218,19 +203,10 @@ class BrowserCallProtocol:
             raise ProtocolError(f"binary frame of {len(data)} bytes before 'start'", event="audio")
         if self._hung_up:
             raise ProtocolError(f"binary frame of {len(data)} bytes after 'hangup'", event="audio")
-        if len(data) % 2 or len(data) > MAX_FRAME_BYTES:
-            raise ProtocolError(
-                f"audio frame of {len(data)} bytes is not whole 16-bit samples of at most "
-                f"{MAX_FRAME_BYTES} bytes",
-                event="audio",
-            )
+        check_l16_frame(data, MAX_FRAME_BYTES)
         pcm = self._down.process(data) if self._down is not None else data
         if pcm:
             self._events.append(AudioReceived(pcm))
-
-    def events_received(self) -> list[TransportEvent]:
-        events, self._events = self._events, []
-        return events
 
     # -- outbound --------------------------------------------------------------------
 
@@ -295,10 +271,6 @@ class BrowserCallProtocol:
         if isinstance(text, str) and text:
             message = {"event": "transcript", "role": role, "text": text}
             self._outgoing.append(json.dumps(message))
-
-    def data_to_send(self) -> list[str | bytes]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
 
     def _check_sending(self, event: str) -> None:
         if self._call is None:

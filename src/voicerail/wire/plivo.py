@@ -33,11 +33,11 @@ Rules :class:`PlivoStreamProtocol` keeps:
 
 from __future__ import annotations
 
-import base64
 import json
 
 from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.errors import LocalProtocolError, ProtocolError
+from voicerail.wire.stream_base import QueuedStream, check_dtmf_digit, check_ulaw_payload
 from voicerail.wire.transport import (
     AudioReceived,
     CallAnswered,
@@ -50,7 +50,6 @@ from voicerail.wire.twilio_parsing import _Fields, _load, _quote
 DOC_URL = "https://www.plivo.com/docs/voice/audio-streaming/audio-streaming"
 MAX_PAYLOAD_BYTES = 8_000
 """Largest payload accepted or sent: one second of μ-law at 8 kHz (our limit)."""
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
 _FORMATS = {("audio/x-mulaw", 8000)}
 _AFTER_START = frozenset({"media", "dtmf", "playedStream", "clearedAudio"})
 
@@ -61,30 +60,20 @@ def parse_extra_headers(text: str) -> dict[str, str]:
     return {key.strip(): value.strip() for key, value in pairs}
 
 
-class PlivoStreamProtocol:
+class PlivoStreamProtocol(QueuedStream):
     """One bidirectional Plivo Audio Stream; a
     :class:`~voicerail.wire.transport.MediaTransport`. No I/O."""
 
     name = "plivo"
 
     def __init__(self) -> None:
-        self._call: CallAnswered | None = None
+        super().__init__()
         self._last_sequence_number: int | None = None
         self._pending: list[str] = []
-        self._events: list[TransportEvent] = []
-        self._outgoing: list[str | bytes] = []
 
     @property
     def sending(self) -> bool:
         return self._call is not None
-
-    @property
-    def call_ref(self) -> str | None:
-        return self._call.call_ref if self._call is not None else None
-
-    @property
-    def stream_ref(self) -> str | None:
-        return self._call.stream_ref if self._call is not None else None
 
     @property
     def pending_checkpoints(self) -> tuple[str, ...]:
@@ -137,11 +126,7 @@ class PlivoStreamProtocol:
             return AudioReceived(ulaw_to_pcm16(payload))
         if event == "dtmf":
             digit = fields.child("dtmf").string("digit")
-            if len(digit) != 1 or digit not in _DTMF_KEYS:
-                raise ProtocolError(
-                    "field 'dtmf.digit' in 'dtmf' message is not a dtmf key", event=event
-                )
-            return DigitPressed(digit)
+            return DigitPressed(check_dtmf_digit(digit, "dtmf.digit", event))
         if event == "playedStream":
             name = fields.string("name")
             if name not in self._pending:
@@ -200,23 +185,14 @@ class PlivoStreamProtocol:
                 event=event,
             )
 
-    def events_received(self) -> list[TransportEvent]:
-        events, self._events = self._events, []
-        return events
-
     # -- outbound --------------------------------------------------------------------
 
     def send_audio(self, ulaw: bytes) -> None:
         self._check_sending("playAudio")
-        if not ulaw or len(ulaw) > MAX_PAYLOAD_BYTES:
-            raise LocalProtocolError(
-                f"playAudio payload of {len(ulaw)} bytes is outside 1 to {MAX_PAYLOAD_BYTES}",
-                event="playAudio",
-            )
         media = {
             "contentType": "audio/x-mulaw",
             "sampleRate": 8000,
-            "payload": base64.b64encode(ulaw).decode("ascii"),
+            "payload": check_ulaw_payload(ulaw, "playAudio", MAX_PAYLOAD_BYTES),
         }
         self._outgoing.append(json.dumps({"event": "playAudio", "media": media}))
 
@@ -233,10 +209,6 @@ class PlivoStreamProtocol:
     def send_clear(self) -> None:
         stream_id = self._check_sending("clearAudio")
         self._outgoing.append(json.dumps({"event": "clearAudio", "streamId": stream_id}))
-
-    def data_to_send(self) -> list[str | bytes]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
 
     def _check_sending(self, event: str) -> str:
         if self._call is None:

@@ -33,12 +33,12 @@ Rules :class:`TelnyxStreamProtocol` keeps:
 
 from __future__ import annotations
 
-import base64
 import json
 from enum import Enum
 
 from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.errors import LocalProtocolError, ProtocolError
+from voicerail.wire.stream_base import QueuedStream, check_dtmf_digit, check_ulaw_payload
 from voicerail.wire.transport import (
     AudioReceived,
     CallAnswered,
@@ -52,7 +52,6 @@ from voicerail.wire.twilio_parsing import _Fields, _load, _quote
 DOC_URL = "https://developers.telnyx.com/api-reference/websockets/stream-call-media-over-websocket"
 MAX_PAYLOAD_BYTES = 8_000
 """Largest media payload accepted or sent: one second of PCMU (our limit)."""
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
 
 
 class TelnyxState(Enum):
@@ -72,32 +71,22 @@ _TRANSITIONS: dict[tuple[TelnyxState, str], TelnyxState] = {
 }
 
 
-class TelnyxStreamProtocol:
+class TelnyxStreamProtocol(QueuedStream):
     """One bidirectional Telnyx media stream; a
     :class:`~voicerail.wire.transport.MediaTransport`. No I/O."""
 
     name = "telnyx"
 
     def __init__(self) -> None:
+        super().__init__()
         self.state = TelnyxState.AWAITING_START
         self._received_any = False
-        self._call: CallAnswered | None = None
         self._pending_marks: list[str] = []
-        self._events: list[TransportEvent] = []
-        self._outgoing: list[str | bytes] = []
         self.errors_received = 0
 
     @property
     def sending(self) -> bool:
         return self.state is TelnyxState.STREAMING
-
-    @property
-    def call_ref(self) -> str | None:
-        return self._call.call_ref if self._call is not None else None
-
-    @property
-    def stream_ref(self) -> str | None:
-        return self._call.stream_ref if self._call is not None else None
 
     @property
     def pending_marks(self) -> tuple[str, ...]:
@@ -155,12 +144,7 @@ class TelnyxStreamProtocol:
             return AudioReceived(ulaw_to_pcm16(payload))
         if event == "dtmf":
             digit = fields.child("dtmf").string("digit")
-            if len(digit) != 1 or digit not in _DTMF_KEYS:
-                # Digits are personal data: no value in the message.
-                raise ProtocolError(
-                    "field 'dtmf.digit' in 'dtmf' message is not a dtmf key", event=event
-                )
-            return DigitPressed(digit)
+            return DigitPressed(check_dtmf_digit(digit, "dtmf.digit", event))
         if event == "mark":
             name = fields.child("mark").string("name")
             if name not in self._pending_marks:
@@ -216,20 +200,11 @@ class TelnyxStreamProtocol:
             return f"unexpected {event!r} event after 'stop'"
         return f"unexpected second {event!r} event"
 
-    def events_received(self) -> list[TransportEvent]:
-        events, self._events = self._events, []
-        return events
-
     # -- outbound --------------------------------------------------------------------
 
     def send_audio(self, ulaw: bytes) -> None:
         self._check_sending("media")
-        if not ulaw or len(ulaw) > MAX_PAYLOAD_BYTES:
-            raise LocalProtocolError(
-                f"media payload of {len(ulaw)} bytes is outside 1 to {MAX_PAYLOAD_BYTES}",
-                event="media",
-            )
-        payload = base64.b64encode(ulaw).decode("ascii")
+        payload = check_ulaw_payload(ulaw, "media", MAX_PAYLOAD_BYTES)
         self._outgoing.append(json.dumps({"event": "media", "media": {"payload": payload}}))
 
     def send_mark(self, name: str) -> None:
@@ -242,10 +217,6 @@ class TelnyxStreamProtocol:
     def send_clear(self) -> None:
         self._check_sending("clear")
         self._outgoing.append(json.dumps({"event": "clear"}))
-
-    def data_to_send(self) -> list[str | bytes]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
 
     def _check_sending(self, event: str) -> None:
         if self.state is TelnyxState.AWAITING_START:

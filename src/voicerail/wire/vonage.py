@@ -40,13 +40,13 @@ import json
 from voicerail.audio.g711 import ulaw_to_pcm16
 from voicerail.audio.resample import StreamResampler
 from voicerail.errors import LocalProtocolError, ProtocolError
+from voicerail.wire.stream_base import QueuedStream, check_dtmf_digit, check_l16_frame
 from voicerail.wire.transport import (
     CALL_RATE_HZ,
     AudioReceived,
     CallAnswered,
     DigitPressed,
     PlaybackMarked,
-    TransportEvent,
 )
 from voicerail.wire.twilio_parsing import _Fields, _load, _quote
 
@@ -56,37 +56,26 @@ DOC_URL = "https://developer.vonage.com/en/voice/voice-api/concepts/websockets"
 MAX_FRAME_BYTES = 32_000
 """Largest binary frame accepted: one second of L16 at 16 kHz (our limit)."""
 _RATES = {"audio/l16;rate=8000": 8000, "audio/l16;rate=16000": 16000}
-_DTMF_KEYS = frozenset("0123456789*#ABCD")
 _FRAME_S = 0.02
 
 
-class VonageSocketProtocol:
+class VonageSocketProtocol(QueuedStream):
     """One Vonage Voice API WebSocket; a
     :class:`~voicerail.wire.transport.MediaTransport`. No I/O."""
 
     name = "vonage"
 
     def __init__(self) -> None:
-        self._call: CallAnswered | None = None
+        super().__init__()
         self._rate_hz = CALL_RATE_HZ
         self._down: StreamResampler | None = None
         self._up: StreamResampler | None = None
         self._pending: list[str] = []
-        self._events: list[TransportEvent] = []
-        self._outgoing: list[str | bytes] = []
         self._out_pcm = b""  # agent audio short of a whole frame
 
     @property
     def sending(self) -> bool:
         return self._call is not None
-
-    @property
-    def call_ref(self) -> str | None:
-        return self._call.call_ref if self._call is not None else None
-
-    @property
-    def stream_ref(self) -> str | None:
-        return self._call.stream_ref if self._call is not None else None
 
     @property
     def sample_rate_hz(self) -> int:
@@ -114,11 +103,7 @@ class VonageSocketProtocol:
             raise ProtocolError(f"expected 'websocket:connected' event, got {event!r}", event=event)
         if event == "websocket:dtmf":
             digit = fields.string("digit")
-            if len(digit) != 1 or digit not in _DTMF_KEYS:
-                raise ProtocolError(
-                    "field 'digit' in 'websocket:dtmf' message is not a dtmf key", event=event
-                )
-            self._events.append(DigitPressed(digit))
+            self._events.append(DigitPressed(check_dtmf_digit(digit, "digit", event)))
         elif event == "websocket:notify":
             name = fields.child("payload").string("mark")
             if name not in self._pending:
@@ -167,19 +152,10 @@ class VonageSocketProtocol:
             raise ProtocolError(
                 f"binary frame of {len(data)} bytes before 'websocket:connected'", event="audio"
             )
-        if len(data) % 2 or len(data) > MAX_FRAME_BYTES:
-            raise ProtocolError(
-                f"audio frame of {len(data)} bytes is not whole 16-bit samples of at most "
-                f"{MAX_FRAME_BYTES} bytes",
-                event="audio",
-            )
+        check_l16_frame(data, MAX_FRAME_BYTES)
         pcm = self._down.process(data) if self._down is not None else data
         if pcm:
             self._events.append(AudioReceived(pcm))
-
-    def events_received(self) -> list[TransportEvent]:
-        events, self._events = self._events, []
-        return events
 
     # -- outbound --------------------------------------------------------------------
 
@@ -212,10 +188,6 @@ class VonageSocketProtocol:
         self._check_sending("clear")
         self._out_pcm = b""
         self._outgoing.append(json.dumps({"action": "clear"}))
-
-    def data_to_send(self) -> list[str | bytes]:
-        outgoing, self._outgoing = self._outgoing, []
-        return outgoing
 
     def _check_sending(self, event: str) -> None:
         if self._call is None:
