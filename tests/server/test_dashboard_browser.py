@@ -5,32 +5,34 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import sqlite3
-import tempfile
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from voicerail.events.store import SQLiteEventStore
 from voicerail.ops.credentials import DAY_S
-from voicerail.providers.base import STTCapabilities, Transcript, TTSCapabilities, TTSChunk
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.auth import AccessSettings
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import Runtime
+from voicerail.testing.browser import (
+    CHROMEDRIVER,
+    CHROMIUM,
+    click_and_wait,
+    css,
+    headless_chromium,
+    serve_in_thread,
+)
 from voicerail.testing.call_generator import events_for, plan_calls
 from voicerail.testing.clock import FakeClock
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
 # CI installs selenium, chromium and chromium-driver (`make setup`): there, never skip.
 if not os.environ.get("CI"):
     pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER) and not os.environ.get("CI"),
     reason="Debian's chromium and chromium-driver are not installed (make setup installs them)",
@@ -41,35 +43,6 @@ PLANS = list(plan_calls(31, 150, start_s=NOW - 14 * DAY_S, end_s=NOW))
 KEY = "browser-test-key"
 
 
-class NoSTT:
-    name, model, capabilities = "none", "none", STTCapabilities()
-
-    async def transcribe(
-        self, audio, *, sample_rate_hz, language="en"
-    ) -> AsyncIterator[Transcript]:
-        yield Transcript("", is_final=True)
-
-
-class NoTTS:
-    name, model, capabilities = "none", "none", TTSCapabilities(sample_rate_hz=8000)
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"", 8000, text)
-
-
-class NoAgent:
-    name = "none"
-
-    def new_dialog(self, call_id: str):
-        raise AssertionError("no calls in these tests")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def store_path(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("browser") / "events.sqlite3"
@@ -78,8 +51,6 @@ def store_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def base_url(store_path) -> Iterator[str]:
     """A real uvicorn server on loopback over a seeded store, with an API key."""
-    import uvicorn
-
     store = SQLiteEventStore(store_path)
     for plan in PLANS:
         call, events = events_for(plan)
@@ -87,81 +58,28 @@ def base_url(store_path) -> Iterator[str]:
         for e in events:
             store.append(e)
     runtime = Runtime(
-        agent=NoAgent(), stt=NoSTT(), tts=NoTTS(), events=store, clock=FakeClock(wall_offset_s=NOW)
+        agent=QuietAgent(),
+        stt=SilentSTT(),
+        tts=SilentTTS(),
+        events=store,
+        clock=FakeClock(wall_offset_s=NOW),
     )
     operations = OperationsSettings(access=AccessSettings(api_key=KEY), credentials=[])
     app = create_app(runtime, ServerSettings(operations=operations))
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        yield url
     store.close()
 
 
 @pytest.fixture(scope="module")
-def browser(tmp_path_factory):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    options = Options()
-    options.binary_location = CHROMIUM or ""
-    profile = tempfile.mkdtemp(prefix="voicerail-chromium-")
-    for flag in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1800",
-        f"--user-data-dir={profile}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
-    driver.implicitly_wait(0)  # pages are server-rendered: complete when get() returns
-    yield driver
-    driver.quit()
-    shutil.rmtree(profile, ignore_errors=True)
-
-
-def css(driver, selector: str):
-    return driver.find_elements("css selector", selector)
-
-
-def wait_for_next_page(browser, origin: float) -> None:
-    """Wait until a new document (a different ``performance.timeOrigin``) has loaded.
-
-    Chromium's driver can answer a staleness check on the old page with an
-    inspector error instead of "stale", so the new document is detected directly.
-    """
-    from selenium.common.exceptions import WebDriverException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    def loaded(driver) -> bool:
-        try:
-            state = driver.execute_script("return [performance.timeOrigin, document.readyState]")
-        except WebDriverException:
-            return False
-        return state[0] != origin and state[1] == "complete"
-
-    WebDriverWait(browser, 10).until(loaded)
+def browser():
+    with headless_chromium(window_size="1280,1800") as driver:
+        yield driver
 
 
 def submit_and_wait(browser, button: str) -> None:
-    """Click a submit button and wait until the next page has replaced this one."""
-    origin = browser.execute_script("return performance.timeOrigin")
-    css(browser, button)[0].click()
-    wait_for_next_page(browser, origin)
+    """Click the first element ``button`` selects and wait for the next page."""
+    click_and_wait(browser, css(browser, button)[0])
 
 
 def sign_in(browser, base_url: str) -> None:
