@@ -15,14 +15,10 @@ from voicerail.demo import demo_turns
 from voicerail.sim.api_client import fetch_call, summarize
 from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
 from voicerail.testing.callers import synthesize_caller_wav
-from voicerail.testing.server import serve_process
+from voicerail.testing.server import media_url, serve_process
 from voicerail.wire import twilio
 
 pytestmark = pytest.mark.slow
-
-
-def media_url(base_url: str) -> str:
-    return base_url.replace("http://", "ws://") + "/twilio/media"
 
 
 def kinds(events: list[dict]) -> list[str]:

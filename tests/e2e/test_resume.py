@@ -8,7 +8,6 @@ rung as Twilio rings it (the voice webhook, the stream, the ``<Connect action>``
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import sqlite3
@@ -19,46 +18,13 @@ import httpx
 import pytest
 
 from voicerail.demo import demo_turns
-from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.sim.caller import SimulatedTwilioCall
 from voicerail.state.redis_store import RedisStateStore
 from voicerail.state.session import SessionState
-from voicerail.testing.callers import synthesize_caller_wav
-from voicerail.testing.server import serve_subprocess
+from voicerail.testing.callers import opening_hours_turn
+from voicerail.testing.server import call_row_when, media_url, serve_subprocess, worker_pids
 
 pytestmark = pytest.mark.slow
-
-
-def media_url(base_url: str) -> str:
-    return base_url.replace("http://", "ws://") + "/twilio/media"
-
-
-def hours_turn(caller_audio: Path) -> CallerTurn:
-    wav = synthesize_caller_wav("What are your opening hours?", caller_audio / "hours.wav")
-    return CallerTurn.from_wav(wav)
-
-
-def worker_pids(base_url: str, expected: int, timeout_s: float = 120.0) -> set[int]:
-    """The pids answering ``/healthz`` (a new connection each), once ``expected`` have."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + timeout_s
-    while len(seen) < expected and time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):  # a worker starting or stopping
-            seen.add(httpx.get(f"{base_url}/healthz", timeout=5.0).json()["worker_pid"])
-        time.sleep(0.05)
-    assert len(seen) == expected, seen
-    return seen
-
-
-async def row_when(base_url: str, call_sid: str, ready, timeout_s: float = 60.0) -> dict:
-    """The ``/api/calls`` row of ``call_sid`` once ``ready(row)`` holds."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            rows = (await client.get("/api/calls", params={"call_sid": call_sid})).json()["calls"]
-            if rows and ready(rows[0]):
-                return rows[0]
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no row for {call_sid} met the condition in {timeout_s} s")
 
 
 def caller_for(base_url: str) -> SimulatedTwilioCall:
@@ -110,7 +76,7 @@ async def test_a_worker_killed_mid_booking_hands_the_call_to_the_other_which_boo
         killed = int(before.worker.split(":")[-2])
         os.kill(killed, signal.SIGKILL)
         result = await asyncio.wait_for(call, 180)
-        row = await row_when(base_url, result.call_sid, lambda r: r["outcome"] is not None)
+        row = await call_row_when(base_url, result.call_sid, lambda r: r["outcome"] is not None)
         async with httpx.AsyncClient(base_url=base_url, timeout=10.0) as client:
             timeline = (await client.get(f"/api/calls/{row['call_id']}")).json()["events"]
         proc.send_signal(signal.SIGTERM)
@@ -141,7 +107,7 @@ async def test_a_call_arriving_during_a_drain_goes_to_the_other_worker(tmp_path,
         worker_pids(base_url, 2)
         first = caller_for(base_url)
         call = asyncio.create_task(first.run(demo_turns(caller_audio)))
-        row = await row_when(base_url, first.result.call_sid, lambda r: r["in_progress"])
+        row = await call_row_when(base_url, first.result.call_sid, lambda r: r["in_progress"])
         draining = row["worker_pid"]
         os.kill(draining, signal.SIGTERM)
         await asyncio.sleep(0.5)  # the drain begins: that worker closes its listener
@@ -151,11 +117,11 @@ async def test_a_call_arriving_during_a_drain_goes_to_the_other_worker(tmp_path,
                 client.headers["Connection"] = "close"  # a new connection each time
                 seen.add((await client.get("/healthz")).json()["worker_pid"])
         assert draining not in seen and len(seen) == 1, (draining, seen)
-        second = await caller_for(base_url).run([hours_turn(caller_audio)])
-        row2 = await row_when(base_url, second.call_sid, lambda r: r["ended_at"] is not None)
+        second = await caller_for(base_url).run([opening_hours_turn(caller_audio)])
+        row2 = await call_row_when(base_url, second.call_sid, lambda r: r["ended_at"] is not None)
         assert row2["worker_pid"] != draining and row2["outcome"] != "failed", row2
         result = await call
-        done = await row_when(base_url, result.call_sid, lambda r: r["outcome"] is not None)
+        done = await call_row_when(base_url, result.call_sid, lambda r: r["outcome"] is not None)
         assert done["outcome"] == "completed" and done["worker_pid"] == draining, done
         worker_pids(base_url, 2)  # the drained worker was replaced
         proc.send_signal(signal.SIGTERM)

@@ -17,21 +17,10 @@ from twilio.request_validator import RequestValidator
 from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
 from voicerail.testing.callers import synthesize_caller_wav
 from voicerail.testing.nginx import nginx_process, self_signed_cert
-from voicerail.testing.server import free_port, serve_subprocess
+from voicerail.testing.server import free_port, serve_subprocess, worker_pids
 
 pytestmark = pytest.mark.slow
 TOKEN = "proxy-test-auth-token"
-
-
-def worker_pids(base_url: str, expected: int, timeout_s: float = 120.0) -> set[int]:
-    """The pids answering ``/healthz``, once ``expected`` distinct ones have."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + timeout_s
-    while len(seen) < expected and time.monotonic() < deadline:
-        seen.add(httpx.get(f"{base_url}/healthz", timeout=5.0).json()["worker_pid"])
-        time.sleep(0.05)
-    assert len(seen) == expected, seen
-    return seen
 
 
 async def ended_row(client: httpx.AsyncClient, call_sid: str, timeout_s: float = 60.0) -> dict:

@@ -10,51 +10,18 @@ import json
 import os
 import signal
 import sqlite3
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 from voicerail.demo import demo_turns
-from voicerail.sim.caller import CallerTurn, SimulatedTwilioCall
+from voicerail.sim.caller import SimulatedTwilioCall
 from voicerail.state.redis_store import RedisStateStore
-from voicerail.testing.callers import synthesize_caller_wav
-from voicerail.testing.server import serve_subprocess
+from voicerail.testing.callers import opening_hours_turn
+from voicerail.testing.server import call_row_when, media_url, serve_subprocess, worker_pids
 
 pytestmark = pytest.mark.slow
-
-
-def media_url(base_url: str) -> str:
-    return base_url.replace("http://", "ws://") + "/twilio/media"
-
-
-def hours_turn(caller_audio: Path) -> CallerTurn:
-    wav = synthesize_caller_wav("What are your opening hours?", caller_audio / "hours.wav")
-    return CallerTurn.from_wav(wav)
-
-
-def worker_pids(base_url: str, expected: int, timeout_s: float = 120.0) -> set[int]:
-    """The pids answering ``/healthz``, once ``expected`` distinct ones have."""
-    seen: set[int] = set()
-    deadline = time.monotonic() + timeout_s
-    while len(seen) < expected and time.monotonic() < deadline:
-        seen.add(httpx.get(f"{base_url}/healthz", timeout=5.0).json()["worker_pid"])
-        time.sleep(0.05)
-    assert len(seen) == expected, seen
-    return seen
-
-
-async def row_when(base_url: str, call_sid: str, ready, timeout_s: float = 60.0) -> dict:
-    """The ``/api/calls`` row of ``call_sid`` once ``ready(row)`` holds."""
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
-        while time.monotonic() < deadline:
-            rows = (await client.get("/api/calls", params={"call_sid": call_sid})).json()["calls"]
-            if rows and ready(rows[0]):
-                return rows[0]
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"no row for {call_sid} met the condition in {timeout_s} s")
 
 
 def stored_call(data_dir: Path, call_sid: str) -> tuple[dict, list[dict]]:
@@ -79,11 +46,11 @@ async def test_two_workers_answer_calls_on_one_port_with_summed_metrics(
     args = ["--workers", "2", "--redis-url", redis_url]
     with serve_subprocess(args, data_dir=data_dir) as (base_url, _):
         pids = worker_pids(base_url, 2)
-        turn = hours_turn(caller_audio)
+        turn = opening_hours_turn(caller_audio)
         callers = [SimulatedTwilioCall(media_url(base_url)) for _ in range(4)]
         results = await asyncio.gather(*(c.run([turn]) for c in callers))
         rows = [
-            await row_when(base_url, r.call_sid, lambda row: row["ended_at"] is not None)
+            await call_row_when(base_url, r.call_sid, lambda row: row["ended_at"] is not None)
             for r in results
         ]
         assert all(row["worker_pid"] in pids for row in rows), (rows, pids)
@@ -117,7 +84,7 @@ async def test_sigterm_during_a_call_lets_it_finish_refuses_new_calls_and_exits_
     with serve_subprocess(["--drain-timeout", "120"], data_dir=data_dir) as (base_url, proc):
         caller = SimulatedTwilioCall(media_url(base_url))
         call = asyncio.create_task(caller.run(demo_turns(caller_audio)))
-        await row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
+        await call_row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
         proc.send_signal(signal.SIGTERM)
         async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
             ready = None
@@ -145,7 +112,7 @@ async def test_a_call_past_the_drain_deadline_is_failed_by_shutdown_not_abandone
     with serve_subprocess(["--drain-timeout", "0.5"], data_dir=data_dir) as (base_url, proc):
         caller = SimulatedTwilioCall(media_url(base_url))
         call = asyncio.create_task(caller.run(demo_turns(caller_audio)))
-        await row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
+        await call_row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
         proc.send_signal(signal.SIGTERM)
         result = await call
         assert await asyncio.to_thread(proc.wait, 60) == 0
@@ -165,15 +132,19 @@ async def test_a_call_whose_worker_is_killed_is_closed_as_worker_lost(tmp_path, 
         worker_pids(base_url, 2)
         caller = SimulatedTwilioCall(media_url(base_url))
         call = asyncio.create_task(caller.run(demo_turns(caller_audio)))
-        row = await row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
+        row = await call_row_when(base_url, caller.result.call_sid, lambda row: row["in_progress"])
         os.kill(row["worker_pid"], signal.SIGKILL)
         await call
-        lost = await row_when(
+        lost = await call_row_when(
             base_url, caller.result.call_sid, lambda row: row["outcome"] is not None
         )
         assert (lost["outcome"], lost["error"]) == ("failed", "worker_lost"), lost
-        second = await SimulatedTwilioCall(media_url(base_url)).run([hours_turn(caller_audio)])
-        row2 = await row_when(base_url, second.call_sid, lambda row: row["ended_at"] is not None)
+        second = await SimulatedTwilioCall(media_url(base_url)).run(
+            [opening_hours_turn(caller_audio)]
+        )
+        row2 = await call_row_when(
+            base_url, second.call_sid, lambda row: row["ended_at"] is not None
+        )
         assert row2["outcome"] != "failed", row2
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 60) == 0

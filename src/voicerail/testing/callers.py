@@ -7,6 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from voicerail.sim.call_result import CallerTurn
+
 ASTERISK_SOUNDS = Path("/usr/share/asterisk/sounds/en")
 
 
@@ -86,3 +88,14 @@ def caller_script_wav(
     path.parent.mkdir(parents=True, exist_ok=True)
     write_wav(path, b"".join(parts), sample_rate_hz)
     return path
+
+
+def opening_hours_turn(folder: Path) -> CallerTurn:
+    """A caller turn asking "What are your opening hours?", its WAV cached in ``folder``.
+
+    Raises:
+        FileNotFoundError: flite is not installed.
+    """
+    return CallerTurn.from_wav(
+        synthesize_caller_wav("What are your opening hours?", folder / "hours.wav")
+    )

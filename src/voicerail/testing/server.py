@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -127,3 +129,44 @@ def _wait_healthy(proc: subprocess.Popen[bytes], base_url: str, timeout_s: float
         time.sleep(0.2)
     tail = log.read_text(errors="replace")[-3000:]
     raise RuntimeError(f"voicerail serve not healthy after {timeout_s} s:\n{tail}")
+
+
+def media_url(base_url: str) -> str:
+    """The Twilio media-stream WebSocket URL of a server at ``base_url``."""
+    return base_url.replace("http://", "ws://") + "/twilio/media"
+
+
+def worker_pids(base_url: str, expected: int, timeout_s: float = 120.0) -> set[int]:
+    """The pids answering ``/healthz`` (a new connection each), once ``expected`` have.
+
+    A worker starting or stopping may refuse a connection; that try is skipped.
+
+    Raises:
+        AssertionError: fewer than ``expected`` distinct pids in ``timeout_s``.
+    """
+    seen: set[int] = set()
+    deadline = time.monotonic() + timeout_s
+    while len(seen) < expected and time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError):
+            seen.add(httpx.get(f"{base_url}/healthz", timeout=5.0).json()["worker_pid"])
+        time.sleep(0.05)
+    assert len(seen) == expected, seen
+    return seen
+
+
+async def call_row_when(
+    base_url: str, call_sid: str, ready: Callable[[dict[str, Any]], bool], timeout_s: float = 60.0
+) -> dict[str, Any]:
+    """The ``/api/calls`` row of ``call_sid`` once ``ready(row)`` holds.
+
+    Raises:
+        AssertionError: no row met the condition in ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    async with httpx.AsyncClient(base_url=base_url, timeout=5.0) as client:
+        while time.monotonic() < deadline:
+            rows = (await client.get("/api/calls", params={"call_sid": call_sid})).json()["calls"]
+            if rows and ready(rows[0]):
+                return dict(rows[0])
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no row for {call_sid} met the condition in {timeout_s} s")
