@@ -5,62 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 from starlette.testclient import TestClient
 
 import voicerail.wire.twilio as twilio
-from voicerail.dialog.base import AgentReply
 from voicerail.events.model import Event, EventKind
 from voicerail.events.store import SQLiteEventStore, next_seq_block
 from voicerail.server.app import create_app
 from voicerail.session.resume import StreamRegistry, take_over
-from voicerail.session.runtime import Runtime
 from voicerail.state.session import MemoryStateStore, SessionState
-from voicerail.testing.clock import FakeClock
-from voicerail.testing.doubles import QuietDialog, SilentSTT, SilentTTS
-
-
-class KeyCountingDialog(QuietDialog):
-    """Counts the keys pressed; can be snapshotted, restored and resumed."""
-
-    def __init__(self) -> None:
-        self.keys = 0
-
-    async def on_dtmf(self, digits: str) -> AgentReply:
-        self.keys += 1
-        return AgentReply(f"Key {self.keys}.")
-
-    def snapshot(self) -> dict[str, Any]:
-        return {"node": "keys", "keys": self.keys}
-
-    def restore(self, snapshot: dict[str, Any]) -> None:
-        self.keys = snapshot["keys"]
-
-    async def resume(self) -> AgentReply:
-        return AgentReply(f"Sorry, I lost you. {self.keys} keys so far.")
-
-
-class KeyCountingAgent:
-    name = "keys"
-
-    def new_dialog(self, call_id: str) -> KeyCountingDialog:
-        return KeyCountingDialog()
-
-
-def runtime_with_state(tmp_path) -> Runtime:
-    return Runtime(
-        agent=KeyCountingAgent(),
-        stt=SilentSTT(),
-        tts=SilentTTS(),
-        events=SQLiteEventStore(tmp_path / "events.sqlite3"),
-        state=MemoryStateStore(monotonic=FakeClock().monotonic),
-    )
-
-
-def until_mark(ws) -> None:
-    while not isinstance(twilio.parse_outbound(ws.receive_text()), twilio.OutboundMark):
-        pass
+from voicerail.testing.doubles import KeyCountingDialog, receive_until_mark, resumable_runtime
 
 
 def wait_for_version(store: MemoryStateStore, call_sid: str, version: int) -> SessionState:
@@ -74,7 +28,7 @@ def wait_for_version(store: MemoryStateStore, call_sid: str, version: int) -> Se
 
 
 def test_a_second_stream_takes_the_call_over_and_the_first_is_closed(tmp_path):
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     store = runtime.state
     assert isinstance(store, MemoryStateStore)
     with (
@@ -83,9 +37,9 @@ def test_a_second_stream_takes_the_call_over_and_the_first_is_closed(tmp_path):
     ):
         first.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
         first.send_text(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")))
-        until_mark(first)
+        receive_until_mark(first)
         first.send_text(twilio.serialize_inbound(twilio.DTMF(2, "MZ1", "inbound_track", "5")))
-        until_mark(first)
+        receive_until_mark(first)
         before = wait_for_version(store, "CA1", 2)
         with client.websocket_connect("/twilio/media") as second:
             second.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
@@ -94,7 +48,7 @@ def test_a_second_stream_takes_the_call_over_and_the_first_is_closed(tmp_path):
             while (message := first.receive())["type"] != "websocket.close":
                 pass
             assert message["code"] == 1000
-            until_mark(second)
+            receive_until_mark(second)
             second.send_text(twilio.serialize_inbound(twilio.Stop(3, "MZ2", "AC1", "CA1")))
     events = runtime.events
     [call] = events.calls()
@@ -112,7 +66,7 @@ def test_a_second_stream_takes_the_call_over_and_the_first_is_closed(tmp_path):
 
 
 async def test_take_over_claims_the_state_so_the_old_writer_is_refused(tmp_path):
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     store = runtime.state
     assert store is not None
     await store.save(SessionState("vr_1", version=1, call_sid="CA1", worker="h:1:1",
@@ -132,7 +86,7 @@ async def test_take_over_claims_the_state_so_the_old_writer_is_refused(tmp_path)
 
 
 async def test_no_state_or_an_ended_dialog_is_a_new_call(tmp_path):
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     assert runtime.state is not None
     assert await take_over(runtime, "CA404") is None
     await runtime.state.save(SessionState("vr_2", version=1, call_sid="CA2",
@@ -179,7 +133,7 @@ async def test_a_row_the_sweep_closed_is_reopened_with_its_start_and_booking_kep
     """The lost-call sweep ran first: the resume reopens the row and says so."""
     from voicerail.events.store import CallRecord
 
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     assert runtime.state is not None
     closed = CallRecord("vr_1", "keys", 100.0, 160.0, "failed", "worker_lost", call_sid="CA1",
                         data={"booking_id": "BK-1", "worker": "h:1:1"})  # fmt: skip

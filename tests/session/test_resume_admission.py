@@ -11,55 +11,15 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
 import voicerail.wire.twilio as twilio
-from voicerail.dialog.base import AgentReply
 from voicerail.events.model import EventKind
-from voicerail.events.store import SQLiteEventStore
 from voicerail.server.app import create_app
 from voicerail.session.load import AdmissionConfig, Load, LoadMonitor, LoadSignals, decide
 from voicerail.session.resume import admit_stream
-from voicerail.session.runtime import Runtime
-from voicerail.state.session import MemoryStateStore, SessionState
+from voicerail.state.session import SessionState
 from voicerail.testing.clock import FakeClock
-from voicerail.testing.doubles import QuietDialog, SilentSTT, SilentTTS
+from voicerail.testing.doubles import receive_until_mark, resumable_runtime
 
 ACCOUNT = "AC" + "0" * 32
-
-
-class KeysDialog(QuietDialog):
-    """Restored from ``{"keys": n}``; its recap names ``n``."""
-
-    keys = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return {"keys": self.keys}
-
-    def restore(self, snapshot: dict[str, int]) -> None:
-        self.keys = snapshot["keys"]
-
-    async def resume(self) -> AgentReply:
-        return AgentReply(f"Sorry, I lost you. {self.keys} keys so far.")
-
-
-class KeysAgent:
-    name = "keys"
-
-    def new_dialog(self, call_id: str) -> KeysDialog:
-        return KeysDialog()
-
-
-def runtime_with_state(tmp_path) -> Runtime:
-    return Runtime(
-        agent=KeysAgent(),
-        stt=SilentSTT(),
-        tts=SilentTTS(),
-        events=SQLiteEventStore(tmp_path / "events.sqlite3"),
-        state=MemoryStateStore(monotonic=FakeClock().monotonic),
-    )
-
-
-def until_mark(ws) -> None:
-    while not isinstance(twilio.parse_outbound(ws.receive_text()), twilio.OutboundMark):
-        pass
 
 
 def full_load(**kwargs) -> Load:
@@ -85,7 +45,7 @@ def test_a_resumed_admission_is_counted_and_holds_no_reservation():
 
 
 async def test_admit_stream_reads_the_state_only_to_rescue_a_refusal(tmp_path):
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     runtime.load = LoadMonitor(AdmissionConfig(max_calls=1), monotonic=FakeClock().monotonic)
     assert runtime.state is not None
     runtime.load.call_started("vr_other")
@@ -105,7 +65,7 @@ async def test_admit_stream_reads_the_state_only_to_rescue_a_refusal(tmp_path):
 def test_a_full_server_carries_a_resumed_call_on_and_still_refuses_new_ones(tmp_path):
     """The connect action's fresh stream reaches a server at its ceiling: the call
     goes on (recap, CallResumed), counted; a new call after it is refused."""
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     runtime.load = LoadMonitor(AdmissionConfig(max_calls=1))
     store = runtime.state
     assert store is not None
@@ -115,11 +75,11 @@ def test_a_full_server_carries_a_resumed_call_on_and_still_refuses_new_ones(tmp_
     with TestClient(create_app(runtime)) as client, client.websocket_connect("/twilio/media") as a:
         a.send_text(send(twilio.Connected("Call", "1.0.0")))
         a.send_text(send(twilio.build_start("MZ1", "CA1")))
-        until_mark(a)  # CA1 holds the only slot
+        receive_until_mark(a)  # CA1 holds the only slot
         with client.websocket_connect("/twilio/media") as b:
             b.send_text(send(twilio.Connected("Call", "1.0.0")))
             b.send_text(send(twilio.build_start("MZ9", "CA9", custom_parameters={"resume": "2"})))
-            until_mark(b)
+            receive_until_mark(b)
             assert client.get("/readyz").json()["calls_in_progress"] == 2
             with client.websocket_connect("/twilio/media") as c:
                 c.send_text(send(twilio.Connected("Call", "1.0.0")))
@@ -141,13 +101,13 @@ def test_a_full_server_carries_a_resumed_call_on_and_still_refuses_new_ones(tmp_
 
 
 def test_a_forged_resume_parameter_without_state_is_refused_at_capacity(tmp_path):
-    runtime = runtime_with_state(tmp_path)
+    runtime = resumable_runtime(tmp_path)
     runtime.load = LoadMonitor(AdmissionConfig(max_calls=1))
     send = twilio.serialize_inbound
     with TestClient(create_app(runtime)) as client, client.websocket_connect("/twilio/media") as a:
         a.send_text(send(twilio.Connected("Call", "1.0.0")))
         a.send_text(send(twilio.build_start("MZ1", "CA1")))
-        until_mark(a)
+        receive_until_mark(a)
         with client.websocket_connect("/twilio/media") as b:
             b.send_text(send(twilio.Connected("Call", "1.0.0")))
             b.send_text(send(twilio.build_start("MZ2", "CA2", custom_parameters={"resume": "2"})))

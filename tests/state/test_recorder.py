@@ -14,7 +14,7 @@ from voicerail.session.runtime import Runtime
 from voicerail.state.recorder import CallStateRecorder
 from voicerail.state.session import MemoryStateStore, SessionState
 from voicerail.testing.clock import FakeClock
-from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
+from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS, receive_until_mark
 
 
 def recorder_over(store) -> CallStateRecorder:
@@ -106,8 +106,7 @@ def test_a_call_writes_its_state_once_per_turn_from_the_driver(tmp_path):
     with TestClient(create_app(runtime)) as client, client.websocket_connect("/twilio/media") as ws:
         ws.send_text(twilio.serialize_inbound(twilio.Connected("Call", "1.0.0")))
         ws.send_text(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")))
-        while not isinstance(twilio.parse_outbound(ws.receive_text()), twilio.OutboundMark):
-            pass  # the greeting's audio, then its mark
+        receive_until_mark(ws)  # the greeting's audio, then its mark
         ws.send_text(twilio.serialize_inbound(twilio.DTMF(3, "MZ1", "inbound_track", "5")))
         ws.send_text(twilio.serialize_inbound(twilio.Stop(4, "MZ1", "AC" + "0" * 32, "CA1")))
     [call] = events.calls()

@@ -7,8 +7,12 @@ All are deterministic and instant; none touches the network or a model.
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
 
+import voicerail.wire.twilio as twilio
 from voicerail.dialog.base import AgentReply
+from voicerail.events.store import SQLiteEventStore
 from voicerail.providers.base import (
     ChatMessage,
     LLMCapabilities,
@@ -19,6 +23,9 @@ from voicerail.providers.base import (
     TTSCapabilities,
     TTSChunk,
 )
+from voicerail.session.runtime import Runtime
+from voicerail.state.session import MemoryStateStore
+from voicerail.testing.clock import FakeClock
 
 
 class SilentSTT:
@@ -99,3 +106,52 @@ class QuietAgent:
 
     def new_dialog(self, call_id: str) -> QuietDialog:
         return QuietDialog()
+
+
+class KeyCountingDialog(QuietDialog):
+    """Counts the keys pressed; can be snapshotted (``{"node": "keys", "keys": n}``),
+    restored and resumed with a recap that names the count."""
+
+    def __init__(self) -> None:
+        self.keys = 0
+
+    async def on_dtmf(self, digits: str) -> AgentReply:
+        self.keys += 1
+        return AgentReply(f"Key {self.keys}.")
+
+    def snapshot(self) -> dict[str, Any]:
+        return {"node": "keys", "keys": self.keys}
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        self.keys = snapshot["keys"]
+
+    async def resume(self) -> AgentReply:
+        return AgentReply(f"Sorry, I lost you. {self.keys} keys so far.")
+
+
+class KeyCountingAgent:
+    """Builds a :class:`KeyCountingDialog` per call."""
+
+    name = "keys"
+
+    def new_dialog(self, call_id: str) -> KeyCountingDialog:
+        return KeyCountingDialog()
+
+
+def resumable_runtime(folder: Path) -> Runtime:
+    """A Runtime whose calls can be carried on: :class:`KeyCountingAgent`, silent
+    speech, a SQLite event store in ``folder`` and an in-memory state store (fake clock)."""
+    return Runtime(
+        agent=KeyCountingAgent(),
+        stt=SilentSTT(),
+        tts=SilentTTS(),
+        events=SQLiteEventStore(folder / "events.sqlite3"),
+        state=MemoryStateStore(monotonic=FakeClock().monotonic),
+    )
+
+
+def receive_until_mark(ws: Any) -> None:
+    """Read a test WebSocket client's Twilio frames up to and with the next mark
+    (a reply's audio, then its mark)."""
+    while not isinstance(twilio.parse_outbound(ws.receive_text()), twilio.OutboundMark):
+        pass
