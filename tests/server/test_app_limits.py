@@ -14,6 +14,7 @@ from voicerail.events.store import SQLiteEventStore
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.server.limits import ServerLimits
 from voicerail.session.runtime import Runtime
+from voicerail.testing.asgi import HANG_GUARD_S, AsgiWebSocket
 from voicerail.testing.clock import FakeClock
 from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 from voicerail.wire import twilio
@@ -21,7 +22,6 @@ from voicerail.wire.stream_limits import StreamLimits
 
 from .test_app import TOKEN
 
-HANG_GUARD_S = 5.0
 FRAME = b"\xff" * 160
 
 
@@ -39,52 +39,11 @@ def make_app(store, clock: FakeClock, **settings: Any) -> Any:
     return create_app(runtime, ServerSettings(**settings))
 
 
-class Socket:
-    """One WebSocket client speaking ASGI messages straight to the app."""
+class Socket(AsgiWebSocket):
+    """An :class:`AsgiWebSocket` on ``/twilio/media`` that sends Twilio messages."""
 
-    def __init__(self, app: Any) -> None:
-        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0"},
-            "path": "/twilio/media",
-            "raw_path": b"/twilio/media",
-            "query_string": b"",
-            "headers": [(b"host", b"testserver")],
-            "scheme": "ws",
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "subprotocols": [],
-        }
-        self._to_app.put_nowait({"type": "websocket.connect"})
-        self.task = asyncio.create_task(app(scope, self._to_app.get, self._from_app.put))
-
-    async def receive(self) -> dict[str, Any]:
-        return await asyncio.wait_for(self._from_app.get(), HANG_GUARD_S)
-
-    async def accepted(self) -> bool:
-        return (await self.receive())["type"] == "websocket.accept"
-
-    def send(self, message: twilio.InboundMessage) -> None:
-        self._to_app.put_nowait(
-            {"type": "websocket.receive", "text": twilio.serialize_inbound(message)}
-        )
-
-    def send_bytes(self, data: bytes) -> None:
-        self._to_app.put_nowait({"type": "websocket.receive", "bytes": data})
-
-    async def closed(self) -> dict[str, Any]:
-        """Skip what the app sends until it closes the socket; the close message."""
-        while True:
-            message = await self.receive()
-            if message["type"] == "websocket.close":
-                await asyncio.wait_for(self.task, HANG_GUARD_S)
-                return message
-
-    async def hang_up(self) -> None:
-        self._to_app.put_nowait({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(self.task, HANG_GUARD_S)
+    def send_message(self, message: twilio.InboundMessage) -> None:
+        self.send(twilio.serialize_inbound(message))
 
 
 def media(stream_sid: str, chunk: int) -> twilio.Media:
@@ -117,7 +76,7 @@ async def test_start_then_no_media_ends_the_call_after_the_silence_limit(store):
     app = make_app(store, clock)
     ws = Socket(app)
     assert await ws.accepted()
-    ws.send(twilio.build_start("MZ1", "CA1"))
+    ws.send_message(twilio.build_start("MZ1", "CA1"))
     await ws.receive()  # the greeting: the call has started
     assert calls_in_progress(app) == 1
     clock.advance(5.5)
@@ -137,17 +96,17 @@ async def test_media_faster_than_real_time_closes_that_stream_only(store, caplog
     app = make_app(store, clock)
     calm, flood = Socket(app), Socket(app)
     assert await calm.accepted() and await flood.accepted()
-    calm.send(twilio.build_start("MZ_CALM", "CA_CALM"))
-    flood.send(twilio.build_start("MZ_FLOOD", "CA_FLOOD"))
-    calm.send(media("MZ_CALM", 1))
+    calm.send_message(twilio.build_start("MZ_CALM", "CA_CALM"))
+    flood.send_message(twilio.build_start("MZ_FLOOD", "CA_FLOOD"))
+    calm.send_message(media("MZ_CALM", 1))
     with caplog.at_level(logging.INFO, logger="voicerail.session.driver"):
         for chunk in range(1, 201):  # 4 s of audio at one instant
-            flood.send(media("MZ_FLOOD", chunk))
+            flood.send_message(media("MZ_FLOOD", chunk))
         close = await flood.closed()
     assert close["code"] == 1008
     assert close["reason"].startswith("protocol error: inbound media faster than real time")
-    calm.send(media("MZ_CALM", 2))
-    calm.send(twilio.Stop(None, "MZ_CALM", "AC" + "0" * 32, "CA_CALM"))
+    calm.send_message(media("MZ_CALM", 2))
+    calm.send_message(twilio.Stop(None, "MZ_CALM", "AC" + "0" * 32, "CA_CALM"))
     await calm.hang_up()
     outcomes = {c.call_sid: c.outcome for c in store.calls()}
     assert outcomes == {"CA_CALM": "abandoned", "CA_FLOOD": "failed"}
@@ -161,7 +120,7 @@ async def test_a_binary_frame_is_a_protocol_error(store):
     app = make_app(store, FakeClock())
     ws = Socket(app)
     assert await ws.accepted()
-    ws.send_bytes(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")).encode())
+    ws.send(twilio.serialize_inbound(twilio.build_start("MZ1", "CA1")).encode())
     close = await ws.closed()
     assert close["code"] == 1008
     assert close["reason"].startswith("protocol error: binary frame of ")
@@ -175,7 +134,7 @@ async def test_sockets_waiting_for_start_are_capped(store):
     first, second, third = Socket(app), Socket(app), Socket(app)
     assert await first.accepted() and await second.accepted()
     assert (await third.receive())["type"] == "websocket.close"
-    first.send(twilio.build_start("MZ1", "CA1"))
+    first.send_message(twilio.build_start("MZ1", "CA1"))
     await first.receive()  # started: no longer waiting
     fourth = Socket(app)
     assert await fourth.accepted()

@@ -4,7 +4,6 @@ protocol that a bad frame closes alone (1008)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from typing import Any
@@ -18,10 +17,10 @@ from voicerail.server.auth import AccessSettings
 from voicerail.server.browser_calls import same_origin
 from voicerail.server.operations import OperationsSettings
 from voicerail.session.runtime import Runtime
+from voicerail.testing.asgi import AsgiWebSocket
 from voicerail.testing.clock import FakeClock
 from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
-HANG_GUARD_S = 5.0
 SILENCE_8K = b"\x00\x00" * 160
 
 
@@ -84,67 +83,29 @@ def test_same_origin(origin, host, public_url, allowed):
     assert same_origin(origin, host, public_url) is allowed
 
 
-class Socket:
-    """One WebSocket client speaking ASGI messages straight to the app."""
-
-    def __init__(self, app: Any, path: str, origin: str | None) -> None:
-        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        headers = [(b"host", b"testserver")]
-        if origin is not None:
-            headers.append((b"origin", origin.encode()))
-        scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0"},
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "headers": headers,
-            "scheme": "ws",
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "subprotocols": [],
-        }
-        self._to_app.put_nowait({"type": "websocket.connect"})
-        self.task = asyncio.create_task(app(scope, self._to_app.get, self._from_app.put))
-
-    async def receive(self) -> dict[str, Any]:
-        return await asyncio.wait_for(self._from_app.get(), HANG_GUARD_S)
-
-    def send(self, frame: str | bytes) -> None:
-        key = "text" if isinstance(frame, str) else "bytes"
-        self._to_app.put_nowait({"type": "websocket.receive", key: frame})
-
-    async def until(self, wanted: str) -> dict[str, Any]:
-        while True:
-            message = await self.receive()
-            if message["type"] == wanted:
-                return message
-
-
 async def test_a_socket_from_another_site_is_refused_before_the_handshake(store):
     app = make_app(store, browser_calls=True)
-    socket = Socket(app, "/call/media", origin="http://evil.example")
+    socket = AsgiWebSocket(app, "/call/media", origin="http://evil.example")
     close = await socket.receive()
     assert close == {"type": "websocket.close", "code": 1008, "reason": ""}
-    await asyncio.wait_for(socket.task, HANG_GUARD_S)
+    await socket.finished()
     assert store.calls() == []
 
 
 async def test_with_an_api_key_the_socket_needs_the_login(store):
     app = make_app(store, api_key="k", browser_calls=True)
-    socket = Socket(app, "/call/media", origin="http://testserver")
+    socket = AsgiWebSocket(app, "/call/media", origin="http://testserver")
     close = await socket.receive()
     assert close["type"] == "websocket.close" and close["code"] == 1008
-    await asyncio.wait_for(socket.task, HANG_GUARD_S)
+    await socket.finished()
 
 
 async def test_a_bad_frame_closes_only_that_browser_call(store):
     """Two pages: the one that sends half a sample is closed with 1008 and fails; the
     other is started, and ends as abandoned when its caller hangs up."""
     app = make_app(store, browser_calls=True)
-    calm = Socket(app, "/call/media", origin="http://testserver")
-    bad = Socket(app, "/call/media", origin="http://testserver")
+    calm = AsgiWebSocket(app, "/call/media", origin="http://testserver")
+    bad = AsgiWebSocket(app, "/call/media", origin="http://testserver")
     refs = []
     for socket in (calm, bad):
         assert (await socket.receive())["type"] == "websocket.accept"
@@ -156,9 +117,9 @@ async def test_a_bad_frame_closes_only_that_browser_call(store):
     bad.send(b"\x00\x00\x00")
     close = await bad.until("websocket.close")
     assert close["code"] == 1008 and "audio frame of 3 bytes" in close["reason"]
-    await asyncio.wait_for(bad.task, HANG_GUARD_S)
+    await bad.finished()
     calm.send(json.dumps({"event": "hangup"}))
-    await asyncio.wait_for(calm.task, HANG_GUARD_S)
+    await calm.finished()
     records = {c.call_sid: c for c in store.calls()}
     assert {ref: records[ref].outcome for ref in refs} == {refs[0]: "abandoned", refs[1]: "failed"}
     assert records[refs[0]].data["transport"] == "browser"

@@ -3,7 +3,6 @@ one call per transport whose bad frame closes only that call (1008)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -18,10 +17,10 @@ from voicerail.events.store import SQLiteEventStore
 from voicerail.server.app import ServerSettings, create_app
 from voicerail.session.runtime import Runtime
 from voicerail.sim.caller_wire import PlivoCallerWire, TelnyxCallerWire, VonageCallerWire
+from voicerail.testing.asgi import AsgiWebSocket
 from voicerail.testing.clock import FakeClock
 from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
-HANG_GUARD_S = 5.0
 SILENCE = b"\xff" * 160
 PRIVATE = Ed25519PrivateKey.generate()
 PUBLIC_B64 = base64.b64encode(
@@ -99,45 +98,6 @@ def test_vonage_answer_is_an_ncco_connect_to_a_websocket_with_headers(store):
     assert client.post("/vonage/event", json={"status": "ringing"}).status_code == 204
 
 
-class Socket:
-    """One WebSocket client speaking ASGI messages straight to the app."""
-
-    def __init__(self, app: Any, path: str) -> None:
-        self._to_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._from_app: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        scope = {
-            "type": "websocket",
-            "asgi": {"version": "3.0"},
-            "path": path,
-            "raw_path": path.encode(),
-            "query_string": b"",
-            "headers": [(b"host", b"testserver")],
-            "scheme": "ws",
-            "client": ("127.0.0.1", 50000),
-            "server": ("testserver", 80),
-            "subprotocols": [],
-        }
-        self._to_app.put_nowait({"type": "websocket.connect"})
-        self.task = asyncio.create_task(app(scope, self._to_app.get, self._from_app.put))
-
-    async def receive(self) -> dict[str, Any]:
-        return await asyncio.wait_for(self._from_app.get(), HANG_GUARD_S)
-
-    def send(self, frame: str | bytes) -> None:
-        key = "text" if isinstance(frame, str) else "bytes"
-        self._to_app.put_nowait({"type": "websocket.receive", key: frame})
-
-    async def until(self, wanted: str) -> dict[str, Any]:
-        while True:
-            message = await self.receive()
-            if message["type"] == wanted:
-                return message
-
-    async def hang_up(self) -> None:
-        self._to_app.put_nowait({"type": "websocket.disconnect", "code": 1000})
-        await asyncio.wait_for(self.task, HANG_GUARD_S)
-
-
 WIRES = {
     "telnyx": lambda sid: TelnyxCallerWire(sid, f"stream-{sid}", {"from": "+15550100"}),
     "plivo": lambda sid: PlivoCallerWire(sid, f"stream-{sid}", "from=15550100"),
@@ -156,7 +116,7 @@ async def test_a_bad_frame_closes_only_that_call(store, transport):
     and fails; the other gets its greeting and ends when its caller hangs up."""
     app = make_app(store)
     calm_wire, bad_wire = WIRES[transport]("calm"), WIRES[transport]("bad")
-    calm, bad = Socket(app, f"/{transport}/media"), Socket(app, f"/{transport}/media")
+    calm, bad = AsgiWebSocket(app, f"/{transport}/media"), AsgiWebSocket(app, f"/{transport}/media")
     for socket, wire in ((calm, calm_wire), (bad, bad_wire)):
         assert (await socket.receive())["type"] == "websocket.accept"
         for frame in wire.opening():
@@ -166,7 +126,7 @@ async def test_a_bad_frame_closes_only_that_call(store, transport):
     bad.send(frame)
     close = await bad.until("websocket.close")
     assert close["code"] == 1008 and reason in close["reason"]
-    await asyncio.wait_for(bad.task, HANG_GUARD_S)
+    await bad.finished()
     calm.send(calm_wire.media(SILENCE, 2))
     await calm.until("websocket.send")  # the greeting's audio or mark
     await calm.hang_up()
