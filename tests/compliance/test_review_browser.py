@@ -28,7 +28,7 @@ from voicerail.testing.browser import (
     headless_chromium,
     serve_in_thread,
 )
-from voicerail.testing.call_generator import events_for, plan_calls
+from voicerail.testing.call_generator import plan_calls, store_calls
 from voicerail.testing.clock import FakeClock
 from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
@@ -52,11 +52,7 @@ def served(tmp_path_factory) -> Iterator[tuple[str, SQLiteEventStore, Path]]:
     ``voicerail serve`` wires them."""
     folder = tmp_path_factory.mktemp("review")
     store = SQLiteEventStore(folder / "events.sqlite3")
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
     runtime = Runtime(
         agent=QuietAgent(),
         stt=SilentSTT(),

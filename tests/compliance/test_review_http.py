@@ -17,7 +17,7 @@ from voicerail.events.model import EventKind
 from voicerail.events.store import SQLiteEventStore
 from voicerail.ops.credentials import DAY_S
 from voicerail.server.auth import COOKIE, AccessMiddleware, AccessSettings, login_routes
-from voicerail.testing.call_generator import events_for, plan_calls
+from voicerail.testing.call_generator import plan_calls, store_calls
 
 NOW = 1_800_000_000.0
 KEY = "review-test-key"
@@ -27,11 +27,7 @@ PLANS = list(plan_calls(7, 60, start_s=NOW - 6 * DAY_S, end_s=NOW))
 @pytest.fixture
 def store(tmp_path: Path):
     store = SQLiteEventStore(tmp_path / "events.sqlite3")
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
     yield store
     store.close()
 

@@ -21,18 +21,14 @@ from voicerail.events.telemetry import (
     build_telemetry,
     otlp_traces_url,
 )
-from voicerail.testing.call_generator import events_for, plan_calls
+from voicerail.testing.call_generator import events_for, plan_calls, store_calls
 
 NOW = 1_800_000_000.0
 PLANS = list(plan_calls(3, 40, start_s=NOW - 3600, end_s=NOW))
 
 
 def replay(store) -> None:
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
 
 
 def sample(sink: PrometheusSink, name: str, **labels: str) -> float:

@@ -11,18 +11,14 @@ from voicerail.events.postgres import PostgresEventStore
 from voicerail.events.store import SQLiteEventStore
 from voicerail.ops import reports
 from voicerail.ops.cli import parse_duration
-from voicerail.testing.call_generator import events_for, plan_calls
+from voicerail.testing.call_generator import events_for, plan_calls, store_calls
 
 NOW = 1_800_000_000.0
 PLANS = list(plan_calls(11, 120, start_s=NOW - 14 * 86400.0, end_s=NOW))
 
 
 def fill(store) -> None:
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
     store.close()
 
 

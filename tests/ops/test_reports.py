@@ -15,7 +15,7 @@ from voicerail.events.model import Event, EventKind, Stage
 from voicerail.events.postgres import PostgresEventStore
 from voicerail.events.store import SQLiteEventStore
 from voicerail.ops import reports
-from voicerail.testing.call_generator import PlannedCall, events_for, plan_calls
+from voicerail.testing.call_generator import PlannedCall, plan_calls, store_calls
 from voicerail.testing.postgres import temporary_database
 
 NOW = 1_800_000_000.0
@@ -39,11 +39,7 @@ REFUSED_AGO_S = [10.0, 3600.0, DAY - 1, DAY + 5, 2 * DAY - 5]
 
 
 def fill(store) -> None:
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
     for i, ago in enumerate(REFUSED_AGO_S):
         store.append(
             Event(

@@ -25,7 +25,7 @@ from voicerail.testing.browser import (
     headless_chromium,
     serve_in_thread,
 )
-from voicerail.testing.call_generator import events_for, plan_calls
+from voicerail.testing.call_generator import events_for, plan_calls, store_calls
 from voicerail.testing.clock import FakeClock
 from voicerail.testing.doubles import QuietAgent, SilentSTT, SilentTTS
 
@@ -52,11 +52,7 @@ def store_path(tmp_path_factory) -> Path:
 def base_url(store_path) -> Iterator[str]:
     """A real uvicorn server on loopback over a seeded store, with an API key."""
     store = SQLiteEventStore(store_path)
-    for plan in PLANS:
-        call, events = events_for(plan)
-        store.save_call(call)
-        for e in events:
-            store.append(e)
+    store_calls(store, PLANS)
     runtime = Runtime(
         agent=QuietAgent(),
         stt=SilentSTT(),

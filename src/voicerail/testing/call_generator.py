@@ -23,9 +23,9 @@ Scenarios (weights in :data:`SCENARIOS`):
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.events.store import CallRecord
@@ -330,3 +330,19 @@ def _error_text(plan: PlannedCall) -> str | None:
         "protocol_error": "protocol error: expected a json object, got 'x'",
         "unexplained": "RuntimeError: boom",
     }.get(plan.scenario)
+
+
+class _CallSink(Protocol):
+    def save_call(self, call: CallRecord) -> None: ...
+
+    def append(self, event: Event) -> None: ...
+
+
+def store_calls(store: _CallSink, plans: Iterable[PlannedCall]) -> None:
+    """Save each plan's call row, then append its events (as :func:`events_for` gives
+    them) to an event store (SQLite or PostgreSQL); the store is left open."""
+    for plan in plans:
+        call, events = events_for(plan)
+        store.save_call(call)
+        for event in events:
+            store.append(event)
