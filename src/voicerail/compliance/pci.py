@@ -42,10 +42,10 @@ CARD_MARKER = "[redacted:card]"
 #: What a run of digits spoken during the pause becomes.
 DIGITS_MARKER = "[redacted:digits]"
 
-_WORDS = {
+#: Spoken digit words and their digits (lowercase), as STT writes them out.
+DIGIT_WORDS = {
     "zero": "0",
     "oh": "0",
-    "o": "0",
     "one": "1",
     "two": "2",
     "three": "3",
@@ -56,6 +56,8 @@ _WORDS = {
     "eight": "8",
     "nine": "9",
 }
+# In a card number read out, a lone "o" is zero too ("four o five ...").
+_WORDS = {**DIGIT_WORDS, "o": "0"}
 # One token of a spoken number: a run of digits or a digit word, with the
 # separators STT puts between them (spaces, commas, dashes, periods).
 _NUMBER_TOKEN = r"(?:\d+|" + "|".join(sorted(_WORDS, key=len, reverse=True)) + r")"

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import re
 
-from voicerail.compliance.pci import redact_spoken_card
+from voicerail.compliance.pci import DIGIT_WORDS, redact_spoken_card
 from voicerail.events.redaction import scrub_text
 
 NAME_MARKER = "[redacted:name]"
@@ -186,19 +186,6 @@ _DIGIT_WORDS = re.compile(
     r"(?:[\s,.-]+(?:zero|oh|one|two|three|four|five|six|seven|eight|nine)){6,}(?!\w)",
     re.IGNORECASE,
 )
-_WORD_DIGIT = {
-    "zero": "0",
-    "oh": "0",
-    "one": "1",
-    "two": "2",
-    "three": "3",
-    "four": "4",
-    "five": "5",
-    "six": "6",
-    "seven": "7",
-    "eight": "8",
-    "nine": "9",
-}
 
 
 def _spoken_digits_as_numbers(text: str) -> str:
@@ -206,6 +193,6 @@ def _spoken_digits_as_numbers(text: str) -> str:
 
     def digits(match: re.Match[str]) -> str:
         words = re.findall(r"[a-z]+", match.group(0).lower())
-        return "".join(_WORD_DIGIT[w] for w in words)
+        return "".join(DIGIT_WORDS[w] for w in words)
 
     return _DIGIT_WORDS.sub(digits, text)
