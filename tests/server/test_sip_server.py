@@ -6,37 +6,18 @@ leaves a call in progress alone. Every wait has a deadline; nothing asserts timi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from voicerail.dialog.base import AgentReply
 from voicerail.events.store import SQLiteEventStore
-from voicerail.providers.base import STTCapabilities, Transcript, TTSCapabilities, TTSChunk
 from voicerail.server.sip_server import SipEndpoint, SipSettings
 from voicerail.session.load import AdmissionConfig, LoadMonitor
 from voicerail.session.runtime import AudioConfig, Runtime
+from voicerail.testing.doubles import HearingSTT, ToneTTS
 from voicerail.wire import rtp, sip
 
 DEADLINE_S = 20.0
-
-
-class QuietSTT:
-    name, model, capabilities = "quiet", "none", STTCapabilities()
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        async for _ in audio:
-            pass
-        yield Transcript("hello", is_final=True, confidence=0.9)
-
-
-class ToneTTS:
-    name, model, capabilities = "tone", "none", TTSCapabilities(sample_rate_hz=8000)
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"\x10\x00" * 1600, 8000, text)  # 0.2 s
 
 
 @dataclass
@@ -144,8 +125,8 @@ class Uac:
 def _runtime(tmp_path: Path, max_calls: int = 10, handoff: bool = False) -> Runtime:
     return Runtime(
         agent=KeyAgent(handoff=handoff),
-        stt=QuietSTT(),
-        tts=ToneTTS(),
+        stt=HearingSTT("hello"),
+        tts=ToneTTS(num_samples=1600),
         events=SQLiteEventStore(tmp_path / "events.sqlite3"),
         audio=AudioConfig(speculative_stt_after_s=None, turn_check_after_s=None),
         load=LoadMonitor(AdmissionConfig(max_calls=max_calls)),

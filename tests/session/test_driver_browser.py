@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
@@ -15,10 +15,10 @@ import numpy as np
 from voicerail.dialog.base import AgentReply
 from voicerail.events.model import EventKind
 from voicerail.events.store import SQLiteEventStore
-from voicerail.providers.base import STTCapabilities, Transcript, TTSCapabilities, TTSChunk
 from voicerail.session.driver import TICK_S, CallSession
 from voicerail.session.runtime import AudioConfig, Runtime
 from voicerail.testing.clock import AutoClock, run_virtual
+from voicerail.testing.doubles import HearingSTT, ToneTTS
 from voicerail.wire.browser import BrowserCallProtocol
 
 RATE_HZ = 16000
@@ -26,24 +26,6 @@ BLOCK = int(RATE_HZ * 0.02)
 SILENCE = b"\x00\x00" * BLOCK
 THINK_S = 2.0
 TONE = (np.sin(np.arange(BLOCK) * 2 * np.pi * 300 / RATE_HZ) * 8000).astype("<i2").tobytes()
-
-
-class HeardSTT:
-    name, model, capabilities = "heard", "none", STTCapabilities()
-
-    async def transcribe(
-        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
-    ) -> AsyncIterator[Transcript]:
-        async for _ in audio:
-            pass
-        yield Transcript("book a cleaning", is_final=True, confidence=0.9)
-
-
-class ToneTTS:
-    name, model, capabilities = "tone", "none", TTSCapabilities(sample_rate_hz=8000)
-
-    async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"\x10\x00" * 1600, 8000, text)
 
 
 class Dialog:
@@ -120,8 +102,8 @@ def test_the_page_sees_the_transcript_live_and_its_played_marks_count(tmp_path):
         audio = AudioConfig(speculative_stt_after_s=None, turn_check_after_s=None)
         runtime = Runtime(
             agent=Agent(clock),
-            stt=HeardSTT(),
-            tts=ToneTTS(),
+            stt=HearingSTT("book a cleaning"),
+            tts=ToneTTS(num_samples=1600),
             events=store,
             clock=clock,
             audio=audio,

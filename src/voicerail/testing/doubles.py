@@ -50,13 +50,34 @@ class SilentTTS:
         yield TTSChunk(b"\x00\x00" * 800, 8000, text)
 
 
+class HearingSTT:
+    """Reads the whole utterance and hears ``text``: one final transcript of it."""
+
+    name, model, capabilities = "hearing", "none", STTCapabilities()
+
+    def __init__(self, text: str, confidence: float = 0.9) -> None:
+        self.text = text
+        self.confidence = confidence
+
+    async def transcribe(
+        self, audio: AsyncIterable[bytes], *, sample_rate_hz: int, language: str = "en"
+    ) -> AsyncIterator[Transcript]:
+        async for _ in audio:
+            pass
+        yield Transcript(self.text, is_final=True, confidence=self.confidence)
+
+
 class ToneTTS:
-    """20 ms of a quiet constant level (s16le, 8 kHz) per request."""
+    """``num_samples`` (default 160: 20 ms) of a quiet constant level (s16le, 8 kHz)
+    per request."""
 
     name, model, capabilities = "tone", "none", TTSCapabilities(sample_rate_hz=8000)
 
+    def __init__(self, num_samples: int = 160) -> None:
+        self.num_samples = num_samples
+
     async def synthesize(self, text: str) -> AsyncIterator[TTSChunk]:
-        yield TTSChunk(b"\x10\x00" * 160, 8000, text)
+        yield TTSChunk(b"\x10\x00" * self.num_samples, 8000, text)
 
 
 class ScriptedLLM:
