@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,18 +19,6 @@ def booking(call_id: str = "call-1", turn: int = 3) -> CRMWrite:
     return CRMWrite(
         idempotency_key(call_id, turn, "book_appointment", args), call_id, WriteAction.BOOKING, args
     )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path) -> Iterator[Outbox]:
-    if request.param == "sqlite":
-        box: Outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
-    else:
-        from voicerail.crm.outbox_pg import PostgresOutbox
-
-        box = PostgresOutbox(request.getfixturevalue("postgres_url"))
-    yield box
-    box.close()
 
 
 def relay(outbox: Outbox, crm: InMemoryCRM, clock: FakeClock, owner: str = "r1") -> Relay:

@@ -4,7 +4,6 @@ in order, coalesced to the final state, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -20,18 +19,6 @@ ENTITY = "booking:BK-00C0FFEE"
 def state(key: str, status: str = "booked", at: str = "10:30", entity: str = ENTITY) -> CRMWrite:
     props = {"name": "Ada Lovelace", "day": "2026-12-08", "time": at, "status": status}
     return CRMWrite(key, "call-1", WriteAction.BOOKING, props, entity=entity)
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def outbox(request: pytest.FixtureRequest, tmp_path) -> Iterator[Outbox]:
-    if request.param == "sqlite":
-        box: Outbox = SQLiteOutbox(tmp_path / "outbox.sqlite3")
-    else:
-        from voicerail.crm.outbox_pg import PostgresOutbox
-
-        box = PostgresOutbox(request.getfixturevalue("postgres_url"))
-    yield box
-    box.close()
 
 
 def relay(outbox: Outbox, crm: InMemoryCRM, clock: FakeClock, owner: str = "r1") -> Relay:
