@@ -65,6 +65,18 @@ def transferred(events: SQLiteEventStore) -> list[Event]:
     return [e for e in events.events("vr_1") if e.kind is EventKind.CALL_TRANSFERRED]
 
 
+async def dial_and_report(d: HandoffDesk, fake) -> list[dict[str, str]]:
+    """Begin the transfer, let the fake Twilio dial the human, and hand the desk every
+    status callback Twilio sent; those callbacks' forms."""
+    await d.begin(CALLER, "vr_1", BASE)
+    await d.drain()
+    await fake.drain()
+    forms = list(fake.callbacks)
+    for form in forms:
+        await d.on_status(CALLER, form)
+    return forms
+
+
 async def test_a_callback_on_another_worker_settles_the_transfer_once(
     tmp_path, redis_url: str
 ) -> None:
@@ -137,11 +149,7 @@ async def test_the_caller_leaving_while_the_summary_plays_ends_the_human_leg(tmp
         fake.add_live_call(CALLER)
         async with serve_app(build_twilio_rest_app(fake)) as url:
             d = desk(events, clock, MemoryStateStore(monotonic=clock.monotonic), url, fake)
-            await d.begin(CALLER, "vr_1", BASE)
-            await d.drain()
-            await fake.drain()
-            for form in list(fake.callbacks):
-                await d.on_status(CALLER, form)
+            await dial_and_report(d, fake)
             record = await d.transfer(CALLER)
             assert record is not None and record.human_sid is not None
             if joined:
@@ -165,12 +173,7 @@ async def test_a_second_transfer_ignores_the_first_transfers_late_callbacks(tmp_
     fake.add_live_call(CALLER)
     async with serve_app(build_twilio_rest_app(fake)) as url:
         d = desk(events, clock, MemoryStateStore(monotonic=clock.monotonic), url, fake)
-        await d.begin(CALLER, "vr_1", BASE)
-        await d.drain()
-        await fake.drain()
-        first = list(fake.callbacks)
-        for form in first:
-            await d.on_status(CALLER, form)
+        first = await dial_and_report(d, fake)
         fake.human = "ring"
         await d.begin(CALLER, "vr_1", BASE)
         await d.drain()
@@ -207,11 +210,7 @@ async def test_the_agent_fallback_reopens_the_calls_state(tmp_path) -> None:
         async with serve_app(build_twilio_rest_app(fake)) as url:
             d = desk(events, clock, store, url, fake)
             d.settings = replace(d.settings, fallbacks={TransferOutcome.NO_ANSWER: fallback})
-            await d.begin(CALLER, "vr_1", BASE)
-            await d.drain()
-            await fake.drain()
-            for form in list(fake.callbacks):
-                await d.on_status(CALLER, form)
+            await dial_and_report(d, fake)
         state = await store.load_by_call_sid(CALLER)
         assert state is not None and state.call_id == "vr_1"
         if reopened:
@@ -262,11 +261,7 @@ async def test_each_unanswered_outcome_gets_its_fallback(
     async with serve_app(build_twilio_rest_app(fake)) as url:
         d = desk(events, clock, MemoryStateStore(monotonic=clock.monotonic), url, fake)
         d.settings = replace(d.settings, fallbacks={TransferOutcome(outcome): fallback})
-        await d.begin(CALLER, "vr_1", BASE)
-        await d.drain()
-        await fake.drain()
-        for form in list(fake.callbacks):
-            await d.on_status(CALLER, form)
+        await dial_and_report(d, fake)
         await fake.drain()
     record = await d.transfer(CALLER)
     assert record is not None and (record.outcome, record.fallback) == (outcome, str(fallback))
