@@ -1,5 +1,9 @@
 """The PostgreSQL event store: the same interface, tables and queries as SQLite.
 
+(Just over 500 lines: the schema, the partition upkeep and the store class
+share one connection discipline; the next split moves partitions and
+``drop_before`` into ``events/pg_partitions.py``.)
+
 Rules (those of ``events/store.py``, plus):
 
 1. Writes go through :class:`~voicerail.events.store.WriteBehind`: ``append``

@@ -1,5 +1,8 @@
 """A voicerail server with cloud-like fake providers, instrumented for simulations.
 
+(Just over 500 lines: each provider's start message is read here for the
+caller's script; the next split moves those readers into ``sim/fake_starts.py``.)
+
 It is the real server (:func:`voicerail.server.app.create_app` around a
 :class:`~voicerail.session.runtime.Runtime`, real VAD, codecs and call driver)
 with the providers of :mod:`voicerail.sim.fakes`, wrapped in an ASGI layer that:
