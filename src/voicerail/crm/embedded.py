@@ -33,6 +33,7 @@ from typing import Any
 from voicerail.crm.model import CRMWrite, CustomerRecord, WriteAction, WriteReceipt, normalize_phone
 from voicerail.dialog.bookings import BookingStore
 from voicerail.errors import CRMError, ErrorClass, StoreError
+from voicerail.sqlite_open import open_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS crm_contacts (
@@ -67,10 +68,9 @@ class EmbeddedCRM:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db = open_wal(
+                str(path), lambda db: db.executescript(_SCHEMA), synchronous_normal=False
+            )
         except (OSError, sqlite3.Error) as exc:
             raise self._error(exc) from exc
         self._lock = threading.Lock()

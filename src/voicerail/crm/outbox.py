@@ -51,6 +51,7 @@ from typing import Any, Protocol
 
 from voicerail.crm.model import CRMWrite
 from voicerail.errors import StoreError
+from voicerail.sqlite_open import open_wal
 
 PENDING, DELIVERED, DEAD, SUPERSEDED = "pending", "delivered", "dead", "superseded"
 
@@ -297,16 +298,7 @@ class SQLiteOutbox:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(SCHEMA)
-            have = {str(r[1]) for r in self._db.execute("PRAGMA table_info(crm_outbox)")}
-            for name, kind in ENTITY_COLUMNS:
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE crm_outbox ADD COLUMN {name} {kind}")
-            self._db.execute(ENTITY_INDEX)
+            self._db = open_wal(str(path), _create_schema)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the outbox: {exc}") from exc
         self._lock = threading.Lock()
@@ -457,3 +449,13 @@ class SQLiteOutbox:
         """Release the connection."""
         with self._lock:
             self._db.close()
+
+
+def _create_schema(db: sqlite3.Connection) -> None:
+    """The outbox table, with the entity columns added to files made before them."""
+    db.executescript(SCHEMA)
+    have = {str(r[1]) for r in db.execute("PRAGMA table_info(crm_outbox)")}
+    for name, kind in ENTITY_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE crm_outbox ADD COLUMN {name} {kind}")
+    db.execute(ENTITY_INDEX)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voicerail.errors import StoreError
+from voicerail.sqlite_open import open_wal
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS bookings (
@@ -103,11 +104,7 @@ class BookingStore:
         try:
             if str(path) != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("PRAGMA busy_timeout=5000")
-            self._db.executescript(_SCHEMA)
+            self._db = open_wal(str(path), lambda db: db.executescript(_SCHEMA))
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot open the booking store: {exc}") from exc
         self._lock = threading.Lock()
