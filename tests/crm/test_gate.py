@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict
 from datetime import date
 
@@ -23,9 +22,10 @@ from voicerail.dialog.llm_agent import LLMAgent, LLMAgentSpec
 from voicerail.errors import ConfigError, CRMError
 from voicerail.events.model import Event, EventKind, Stage
 from voicerail.events.store import CallRecord, SQLiteEventStore
-from voicerail.providers.base import ChatMessage, LLMCapabilities, LLMDelta, ToolCall, ToolSpec
+from voicerail.providers.base import LLMDelta, ToolCall
 from voicerail.server.pages import call_body
 from voicerail.testing.clock import FakeClock
+from voicerail.testing.doubles import ScriptedLLM
 
 PHONE = "+15551230000"
 RECORD = {
@@ -147,23 +147,6 @@ async def test_lookup_failure_is_recorded_without_personal_data() -> None:
     lookup = CallerLookup(_FailingCRM(), ContextPolicy.from_mapping(POLICY), PHONE, 1.0)
     assert not (await lookup.context(wait_s=1.0)).known_caller
     assert lookup.reason == "error:503"
-
-
-class ScriptedLLM:
-    """Answers each chat() with the next scripted deltas; records every prompt."""
-
-    name, model, capabilities = "scripted", "scripted-1", LLMCapabilities()
-
-    def __init__(self, script: list[list[LLMDelta]]) -> None:
-        self.script = list(script)
-        self.prompts: list[list[ChatMessage]] = []
-
-    async def chat(
-        self, messages: Sequence[ChatMessage], *, tools: Sequence[ToolSpec] = ()
-    ) -> AsyncIterator[LLMDelta]:
-        self.prompts.append(list(messages))
-        for delta in self.script.pop(0):
-            yield delta
 
 
 def _call(tool: str, call_id: str, **args: str) -> list[LLMDelta]:

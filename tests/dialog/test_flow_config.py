@@ -34,7 +34,7 @@ def clinic_with(old: str, new: str) -> str:
     ("content", "field", "fragment"),
     [
         ("- just a list\n", None, "must be a mapping"),
-        ("name: [unclosed\n", None, "not valid yaml"),
+        ("name: [unclosed\n", None, "not valid YAML"),
         ("name: x\ngreeting: hi\n", "disclosure", "field required"),
         (clinic_with("{disclosure}\n", "\n"), "greeting", "must contain {disclosure}"),
         (clinic_with("  robot:\n", "  machine:\n"), "intents", "'robot' is required"),

@@ -28,10 +28,10 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from voicerail.errors import ConfigError
+from voicerail.yaml_files import read_yaml
 
 
 class _Strict(BaseModel):
@@ -208,12 +208,7 @@ def policy_of_agent_file(path: str | Path) -> CompliancePolicy:
         ConfigError: the file cannot be read or parsed, or the section is invalid.
     """
     source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+    raw = read_yaml(path)
     section = raw.get("compliance") if isinstance(raw, dict) else None
     if section is not None and not isinstance(section, dict):
         raise ConfigError("must be a mapping", source=source, field="compliance")
@@ -280,12 +275,7 @@ def deployment_compliance(path: str | Path | None) -> DeploymentCompliance:
     if path is None:
         return DeploymentCompliance()
     source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read deployment file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
+    raw = read_yaml(path, "deployment file")
     section = raw.get("compliance") if isinstance(raw, dict) else None
     try:
         return DeploymentCompliance.model_validate(section or {})

@@ -60,10 +60,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from voicerail.errors import ConfigError
+from voicerail.yaml_files import read_yaml
 
 SlotType = Literal["day", "time", "name"]
 ActionName = Literal["book_appointment", "reschedule_appointment", "cancel_appointment"]
@@ -342,12 +342,7 @@ def load_agent_spec(path: str | Path) -> AgentSpec:
             schema or a rule; the message names the file and the first bad field.
     """
     source = str(path)
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid yaml: {exc}", source=source) from exc
+    raw = read_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError("an agent file must be a mapping", source=source)
     try:

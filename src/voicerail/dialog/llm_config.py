@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from voicerail.crm.gate import ContextPolicy
 from voicerail.dialog.llm_tools import TOOLS
 from voicerail.errors import ConfigError
+from voicerail.yaml_files import read_yaml
 
 
 class LLMSection(BaseModel):
@@ -49,13 +49,9 @@ def load_llm_agent_spec(path: str | Path) -> LLMAgentSpec:
         ConfigError: unreadable, not YAML, invalid, or naming an unknown tool.
     """
     source = str(path)
+    raw = read_yaml(path)
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
         spec = LLMAgentSpec.model_validate(raw)
-    except OSError as exc:
-        raise ConfigError(f"cannot read agent file: {exc.strerror}", source=source) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=source) from exc
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"]) or None
